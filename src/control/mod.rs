@@ -1,0 +1,51 @@
+//! Shared routing state and the [`RolloutHandle`] that steers it.
+//!
+//! A router and all its clones share one control state. The request path reads
+//! it with a single atomic load (the active color and the split and mirror
+//! thresholds are packed into one word); control calls take a mutex, bump the
+//! generation, publish a new word and record the transition. Every request is
+//! pinned to one color when it is admitted and counted as in flight on that
+//! color until its response body ends or is dropped.
+//!
+//! ```
+//! use tower::{service_fn, ServiceExt};
+//! use tower_rollout::{BlueGreenRouter, Color};
+//! # use std::convert::Infallible;
+//! # use http::{Request, Response};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let v1 = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("v1".to_string())) });
+//! let v2 = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("v2".to_string())) });
+//! let (router, handle) = BlueGreenRouter::new(v1, v2);
+//!
+//! let res = router.clone().oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(res.body().get_ref(), "v1");
+//! assert_eq!(handle.in_flight(Color::Blue), 1, "the body has not ended yet");
+//!
+//! handle.promote();
+//! assert_eq!(handle.active(), Color::Green);
+//! let res2 = router.clone().oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(res2.body().get_ref(), "v2");
+//!
+//! // Blue still has one response alive; it drains when that body is dropped.
+//! let drained = handle.drained(Color::Blue);
+//! drop(res);
+//! drained.await;
+//!
+//! let status = handle.status();
+//! assert_eq!((status.blue.served, status.green.served), (1, 1));
+//! assert_eq!(status.generation, 1);
+//! handle.rollback();
+//! assert_eq!(handle.active(), Color::Blue);
+//! # }
+//! ```
+
+mod counters;
+mod handle;
+mod state;
+
+pub(crate) use counters::InFlight;
+pub use handle::{ColorStatus, Drained, RolloutHandle, RolloutStatus};
+pub(crate) use state::{Control, Word};
+pub use state::{Transition, TransitionKind};

@@ -1,0 +1,232 @@
+//! The routing state: one packed word read on the hot path, and the full state
+//! (generation, history) behind a mutex that only control calls take.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use rand::RngExt;
+
+use super::counters::Block;
+use crate::Color;
+
+/// Fractions are stored as thresholds out of 2^20 (about one in a million).
+pub(crate) const SCALE: u32 = 1 << 20;
+const FIELD_BITS: u32 = 21;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const SPLIT_SHIFT: u32 = 1;
+const MIRROR_SHIFT: u32 = SPLIT_SHIFT + FIELD_BITS;
+
+/// How many transitions [`RolloutStatus::history`](crate::control::RolloutStatus::history) keeps.
+pub(crate) const HISTORY: usize = 64;
+
+/// Everything the request path needs, in one atomic word: the active color and
+/// the split and mirror thresholds. One `AtomicU64` load costs well under a
+/// nanosecond and scales with cores; an `ArcSwap::load` costs ~20 ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Word(u64);
+
+impl Word {
+    pub(crate) fn pack(active: Color, split: u32, mirror: u32) -> Word {
+        debug_assert!(split <= SCALE && mirror <= SCALE);
+        Word(
+            active.index() as u64
+                | (u64::from(split) << SPLIT_SHIFT)
+                | (u64::from(mirror) << MIRROR_SHIFT),
+        )
+    }
+
+    #[inline]
+    pub(crate) fn active(self) -> Color {
+        Color::from_bit(self.0)
+    }
+
+    #[inline]
+    pub(crate) fn split(self) -> u32 {
+        ((self.0 >> SPLIT_SHIFT) & FIELD_MASK) as u32
+    }
+
+    #[inline]
+    #[allow(dead_code)] // read by the mirror engine
+    pub(crate) fn mirror(self) -> u32 {
+        ((self.0 >> MIRROR_SHIFT) & FIELD_MASK) as u32
+    }
+
+    /// The color a request with bucket `bucket` (in `0..SCALE`) goes to.
+    #[inline]
+    pub(crate) fn color_for(self, bucket: u32) -> Color {
+        if bucket < self.split() {
+            self.active().other()
+        } else {
+            self.active()
+        }
+    }
+
+    /// The color for a request without a sticky key: a random bucket, drawn only
+    /// when a split is set.
+    #[inline]
+    pub(crate) fn pick(self) -> Color {
+        if self.split() == 0 {
+            self.active()
+        } else {
+            self.color_for(random_bucket())
+        }
+    }
+}
+
+/// A uniformly random bucket in `0..SCALE`.
+#[inline]
+pub(crate) fn random_bucket() -> u32 {
+    rand::rng().random::<u32>() >> (32 - 20)
+}
+
+/// The threshold for a fraction already checked to be within `0..=1`.
+pub(crate) fn threshold(fraction: f64) -> u32 {
+    (fraction * f64::from(SCALE))
+        .round()
+        .clamp(0.0, f64::from(SCALE)) as u32
+}
+
+/// What one control call changed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum TransitionKind {
+    /// The standby became active; the split went back to zero.
+    Promote,
+    /// The last promote was undone (or, with none to undo, the canary split was
+    /// set back to zero).
+    Rollback,
+    /// The canary split was set.
+    Split,
+    /// The mirrored fraction was set.
+    Mirror,
+}
+
+/// One entry of the transition history: the state right after a control call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transition {
+    /// The generation this call produced; rises by one with every call.
+    pub generation: u64,
+    /// When the call took effect.
+    pub at: SystemTime,
+    /// What the call was.
+    pub kind: TransitionKind,
+    /// The active color after the call.
+    pub active: Color,
+    /// The fraction of requests sent to the standby after the call.
+    pub split: f64,
+    /// The fraction of active traffic mirrored to the standby after the call.
+    pub mirror: f64,
+}
+
+pub(crate) struct State {
+    pub(crate) active: Color,
+    pub(crate) split: f64,
+    pub(crate) mirror: f64,
+    pub(crate) generation: u64,
+    /// The color that was active before the last promote not yet rolled back.
+    pub(crate) previous: Option<Color>,
+    pub(crate) history: VecDeque<Transition>,
+}
+
+/// The routing state shared by a router, its clones and its handles.
+pub(crate) struct Control {
+    word: AtomicU64,
+    pub(crate) block: &'static Block,
+    state: Mutex<State>,
+    pub(crate) unknown_override: AtomicU64,
+    pub(crate) canary_fallback: AtomicU64,
+}
+
+impl Control {
+    pub(crate) fn new() -> Control {
+        Control {
+            word: AtomicU64::new(Word::pack(Color::Blue, 0, 0).0),
+            block: Block::acquire(),
+            state: Mutex::new(State {
+                active: Color::Blue,
+                split: 0.0,
+                mirror: 0.0,
+                generation: 0,
+                previous: None,
+                history: VecDeque::with_capacity(HISTORY),
+            }),
+            unknown_override: AtomicU64::new(0),
+            canary_fallback: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn word(&self) -> Word {
+        Word(self.word.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change` under the lock, bumps the generation, publishes the
+    /// word and records the transition.
+    pub(crate) fn transition(
+        &self,
+        kind: TransitionKind,
+        change: impl FnOnce(&mut State),
+    ) -> Transition {
+        let mut st = self.state();
+        change(&mut st);
+        st.generation += 1;
+        self.word.store(
+            Word::pack(st.active, threshold(st.split), threshold(st.mirror)).0,
+            Ordering::Release,
+        );
+        let t = Transition {
+            generation: st.generation,
+            at: SystemTime::now(),
+            kind,
+            active: st.active,
+            split: st.split,
+            mirror: st.mirror,
+        };
+        if st.history.len() == HISTORY {
+            st.history.pop_front();
+        }
+        st.history.push_back(t);
+        t
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.block.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_round_trips() {
+        for active in Color::ALL {
+            for split in [0, 1, SCALE / 3, SCALE - 1, SCALE] {
+                for mirror in [0, 7, SCALE] {
+                    let w = Word::pack(active, split, mirror);
+                    assert_eq!((w.active(), w.split(), w.mirror()), (active, split, mirror));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn thresholds_cover_the_ends() {
+        assert_eq!(threshold(0.0), 0);
+        assert_eq!(threshold(1.0), SCALE);
+        let w = Word::pack(Color::Blue, threshold(1.0), 0);
+        assert_eq!(w.color_for(SCALE - 1), Color::Green);
+        assert!((0..1000).all(|_| w.pick() == Color::Green));
+        let w = Word::pack(Color::Green, 0, 0);
+        assert!((0..1000).all(|_| w.pick() == Color::Green));
+        assert!((0..1000).all(|_| random_bucket() < SCALE));
+    }
+}

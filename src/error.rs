@@ -1,0 +1,116 @@
+//! Typed errors for configuration and control calls.
+
+use std::fmt;
+
+/// A setting that was rejected when a layer, router or handle call was given it.
+///
+/// Every setter that can be given a bad value reports it with this type instead of
+/// panicking: fractions must be finite and within `0..=1`, header names must be
+/// valid HTTP header names, budgets and limits must be positive.
+///
+/// ```
+/// use tower_rollout::{BlueGreenRouter, ConfigError};
+/// # let svc = tower::service_fn(|_req: http::Request<()>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+/// # });
+/// let (_router, handle) = BlueGreenRouter::new(svc.clone(), svc);
+/// let err = handle.set_split(f64::NAN).unwrap_err();
+/// assert!(matches!(err, ConfigError::InvalidFraction { setting: "split", .. }));
+/// assert_eq!(handle.status().split, 0.0, "nothing changed");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A fraction was NaN, infinite, negative or above one.
+    InvalidFraction {
+        /// Which setting was given the value.
+        setting: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+    /// A string could not be used as an HTTP header name.
+    InvalidHeaderName {
+        /// Which setting was given the value.
+        setting: &'static str,
+        /// The rejected name (lossily converted to UTF-8).
+        name: String,
+    },
+    /// A count, size or duration that must be above zero was zero.
+    MustBePositive {
+        /// Which setting was given the value.
+        setting: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::InvalidFraction { setting, value } => write!(
+                f,
+                "invalid {setting}: {value} is not a fraction between 0 and 1"
+            ),
+            ConfigError::InvalidHeaderName { setting, name } => {
+                write!(f, "invalid {setting}: {name:?} is not a valid header name")
+            }
+            ConfigError::MustBePositive { setting } => {
+                write!(f, "invalid {setting}: must be greater than zero")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Checks that `value` is a finite fraction in `0..=1`.
+pub(crate) fn check_fraction(setting: &'static str, value: f64) -> Result<f64, ConfigError> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::InvalidFraction { setting, value })
+    }
+}
+
+/// Parses a header name given by the user.
+pub(crate) fn header_name<K>(
+    setting: &'static str,
+    name: K,
+) -> Result<http::HeaderName, ConfigError>
+where
+    K: TryInto<http::HeaderName>,
+    K: Clone + fmt::Debug,
+{
+    let shown = format!("{name:?}");
+    name.try_into().map_err(|_| ConfigError::InvalidHeaderName {
+        setting,
+        name: shown.trim_matches('"').to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_at_the_edges() {
+        assert_eq!(check_fraction("x", 0.0), Ok(0.0));
+        assert_eq!(check_fraction("x", 1.0), Ok(1.0));
+        assert_eq!(check_fraction("x", -0.0), Ok(-0.0));
+        for bad in [f64::NAN, f64::INFINITY, -f64::INFINITY, -1e-12, 1.0 + 1e-12] {
+            assert!(check_fraction("x", bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn bad_header_names_are_typed_errors() {
+        let err = header_name("sticky header", "bad header").unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::InvalidHeaderName {
+                setting: "sticky header",
+                name: "bad header".into()
+            }
+        );
+        assert!(header_name("h", "x-user").is_ok());
+        assert!(header_name("h", "").is_err());
+    }
+}

@@ -1,0 +1,123 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::{HeaderName, Request, Response};
+use pin_project_lite::pin_project;
+use tower::util::Oneshot;
+use tower_service::Service;
+
+use super::config::color_header_value;
+use crate::body::RolloutBody;
+use crate::control::InFlight;
+
+pin_project! {
+    /// Response future of [`BlueGreenRouter`](super::BlueGreenRouter).
+    pub struct ResponseFuture<B, SB, SG>
+    where
+        SB: Service<Request<B>>,
+        SG: Service<Request<B>>,
+    {
+        #[pin]
+        kind: Kind<B, SB, SG>,
+        // Counts the request in flight; moves into the response body.
+        guard: Option<InFlight>,
+        served_by: Option<HeaderName>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B, SB, SG>
+    where
+        SB: Service<Request<B>>,
+        SG: Service<Request<B>>,
+    {
+        Blue { #[pin] fut: SB::Future },
+        Green { #[pin] fut: SG::Future },
+        BlueOneshot { #[pin] fut: Oneshot<SB, Request<B>> },
+        GreenOneshot { #[pin] fut: Oneshot<SG, Request<B>> },
+    }
+}
+
+impl<B, SB, SG> ResponseFuture<B, SB, SG>
+where
+    SB: Service<Request<B>>,
+    SG: Service<Request<B>>,
+{
+    fn new(kind: Kind<B, SB, SG>, guard: InFlight, served_by: Option<HeaderName>) -> Self {
+        ResponseFuture {
+            kind,
+            guard: Some(guard),
+            served_by,
+        }
+    }
+
+    pub(crate) fn blue(fut: SB::Future, guard: InFlight, served_by: Option<HeaderName>) -> Self {
+        Self::new(Kind::Blue { fut }, guard, served_by)
+    }
+
+    pub(crate) fn green(fut: SG::Future, guard: InFlight, served_by: Option<HeaderName>) -> Self {
+        Self::new(Kind::Green { fut }, guard, served_by)
+    }
+
+    pub(crate) fn blue_oneshot(
+        fut: Oneshot<SB, Request<B>>,
+        guard: InFlight,
+        served_by: Option<HeaderName>,
+    ) -> Self {
+        Self::new(Kind::BlueOneshot { fut }, guard, served_by)
+    }
+
+    pub(crate) fn green_oneshot(
+        fut: Oneshot<SG, Request<B>>,
+        guard: InFlight,
+        served_by: Option<HeaderName>,
+    ) -> Self {
+        Self::new(Kind::GreenOneshot { fut }, guard, served_by)
+    }
+}
+
+impl<B, SB, SG, RB, E> Future for ResponseFuture<B, SB, SG>
+where
+    SB: Service<Request<B>, Response = Response<RB>, Error = E>,
+    SG: Service<Request<B>, Response = Response<RB>, Error = E>,
+    RB: http_body::Body,
+{
+    type Output = Result<Response<RolloutBody<RB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = match this.kind.project() {
+            KindProj::Blue { fut } => ready!(fut.poll(cx)),
+            KindProj::Green { fut } => ready!(fut.poll(cx)),
+            KindProj::BlueOneshot { fut } => ready!(fut.poll(cx)),
+            KindProj::GreenOneshot { fut } => ready!(fut.poll(cx)),
+        };
+        // On error the guard is dropped here: the request is no longer in flight.
+        let guard = this
+            .guard
+            .take()
+            .expect("ResponseFuture polled after completion");
+        let res = res?;
+        let color = guard.color();
+        let mut res = res.map(|body| RolloutBody::new(body, guard));
+        if let Some(name) = this.served_by.take() {
+            res.headers_mut().insert(name, color_header_value(color));
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
+impl<B, SB, SG> fmt::Debug for ResponseFuture<B, SB, SG>
+where
+    SB: Service<Request<B>>,
+    SG: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("color", &self.guard.as_ref().map(InFlight::color))
+            .finish_non_exhaustive()
+    }
+}

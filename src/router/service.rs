@@ -1,0 +1,201 @@
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::ServiceExt;
+use tower_service::Service;
+
+use super::config::{Builder, Config};
+use super::future::ResponseFuture;
+use super::BlueGreenLayer;
+use crate::body::RolloutBody;
+use crate::control::{Control, RolloutHandle, Word};
+use crate::Color;
+
+/// Routes each request to one of two services, blue or green, as steered by a
+/// [`RolloutHandle`]. See the [module docs](crate::router).
+pub struct BlueGreenRouter<SB, SG> {
+    blue: SB,
+    green: SG,
+    control: Arc<Control>,
+    config: Arc<Config>,
+    /// Filled by `poll_ready` with the color whose service was polled ready and
+    /// the state word it was picked from; taken by `call`. Cleared by `Clone`.
+    picked: Option<(Color, Word)>,
+}
+
+impl BlueGreenRouter<(), ()> {
+    /// A builder for sticky canaries, override and served-by headers.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// A [`Layer`](tower_layer::Layer) that puts a router in front of the
+    /// service it wraps (blue, active), with `green` as the standby.
+    pub fn layer<G>(green: G) -> (BlueGreenLayer<G>, RolloutHandle) {
+        Builder::new()
+            .layer(green)
+            .expect("the default configuration is valid")
+    }
+}
+
+impl<SB, SG> BlueGreenRouter<SB, SG> {
+    /// A router with `blue` active and `green` on standby, and its handle.
+    pub fn new(blue: SB, green: SG) -> (Self, RolloutHandle) {
+        Builder::new()
+            .build(blue, green)
+            .expect("the default configuration is valid")
+    }
+
+    pub(crate) fn from_parts(
+        blue: SB,
+        green: SG,
+        control: Arc<Control>,
+        config: Arc<Config>,
+    ) -> Self {
+        BlueGreenRouter {
+            blue,
+            green,
+            control,
+            config,
+            picked: None,
+        }
+    }
+
+    /// A new handle on this router's state.
+    pub fn handle(&self) -> RolloutHandle {
+        RolloutHandle::new(self.control.clone())
+    }
+
+    /// The blue service.
+    pub fn blue(&self) -> &SB {
+        &self.blue
+    }
+
+    /// The green service.
+    pub fn green(&self) -> &SG {
+        &self.green
+    }
+}
+
+impl<SB, SG> BlueGreenRouter<SB, SG> {
+    #[inline]
+    fn poll_color<B, E>(&mut self, color: Color, cx: &mut Context<'_>) -> Poll<Result<(), E>>
+    where
+        SB: Service<Request<B>, Error = E>,
+        SG: Service<Request<B>, Error = E>,
+    {
+        match color {
+            Color::Blue => self.blue.poll_ready(cx),
+            Color::Green => self.green.poll_ready(cx),
+        }
+    }
+}
+
+impl<B, SB, SG, RB> Service<Request<B>> for BlueGreenRouter<SB, SG>
+where
+    SB: Service<Request<B>, Response = Response<RB>> + Clone,
+    SG: Service<Request<B>, Response = Response<RB>, Error = SB::Error> + Clone,
+    RB: http_body::Body,
+{
+    type Response = Response<RolloutBody<RB>>;
+    type Error = SB::Error;
+    type Future = ResponseFuture<B, SB, SG>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Some((color, _)) = self.picked {
+            let res = self.poll_color(color, cx);
+            if let Poll::Ready(Err(_)) = res {
+                self.picked = None;
+            }
+            return res;
+        }
+        // A new pick from the current state. Each poll that is not ready picks
+        // again, so a promote while we wait takes effect for this request too.
+        let word = self.control.word();
+        let active = word.active();
+        if self.config.sticky.is_none() {
+            let want = word.pick();
+            if want != active {
+                // A random canary pick. The standby takes the request only if it
+                // is ready now: its trouble must never delay or fail a request
+                // that the active color can serve.
+                match self.poll_color(want, cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.picked = Some((want, word));
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Pending | Poll::Ready(Err(_)) => {
+                        self.control.canary_fallback.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        let res = self.poll_color(active, cx);
+        if let Poll::Ready(Ok(())) = res {
+            self.picked = Some((active, word));
+        }
+        res
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let (polled, word) = self.picked.take().expect("poll_ready must be called first");
+        // Per-request choices, from the word read in poll_ready: an allowed
+        // override header first, then the sticky key.
+        let color = match self.config.override_color(&req, &self.control) {
+            Some(color) => color,
+            None => match self.config.sticky_bucket(&req) {
+                Some(bucket) => word.color_for(bucket),
+                None => polled,
+            },
+        };
+        if self.config.color_extension {
+            req.extensions_mut().insert(color);
+        }
+        let guard = self.control.block.admit(color);
+        let served_by = self.config.served_by.clone();
+        match (color, polled) {
+            (Color::Blue, Color::Blue) => {
+                ResponseFuture::blue(self.blue.call(req), guard, served_by)
+            }
+            (Color::Green, Color::Green) => {
+                ResponseFuture::green(self.green.call(req), guard, served_by)
+            }
+            // The other color: a clone of its service, driven to readiness on
+            // its own, so the polled service keeps its reservation.
+            (Color::Blue, Color::Green) => {
+                ResponseFuture::blue_oneshot(self.blue.clone().oneshot(req), guard, served_by)
+            }
+            (Color::Green, Color::Blue) => {
+                ResponseFuture::green_oneshot(self.green.clone().oneshot(req), guard, served_by)
+            }
+        }
+    }
+}
+
+impl<SB: Clone, SG: Clone> Clone for BlueGreenRouter<SB, SG> {
+    fn clone(&self) -> Self {
+        BlueGreenRouter {
+            blue: self.blue.clone(),
+            green: self.green.clone(),
+            control: self.control.clone(),
+            config: self.config.clone(),
+            // The clone has not been polled: it must pick for itself.
+            picked: None,
+        }
+    }
+}
+
+impl<SB: fmt::Debug, SG: fmt::Debug> fmt::Debug for BlueGreenRouter<SB, SG> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlueGreenRouter")
+            .field("blue", &self.blue)
+            .field("green", &self.green)
+            .field("active", &self.control.word().active())
+            .field("config", &self.config)
+            .field("picked", &self.picked.map(|(c, _)| c))
+            .finish()
+    }
+}
