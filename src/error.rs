@@ -40,6 +40,19 @@ pub enum ConfigError {
         /// Which setting was given the value.
         setting: &'static str,
     },
+    /// A count above what the implementation supports.
+    TooLarge {
+        /// Which setting was given the value.
+        setting: &'static str,
+    },
+    /// An authority suffix that would not give a valid host.
+    InvalidAuthoritySuffix {
+        /// The rejected suffix.
+        suffix: String,
+    },
+    /// Shadow work needs an executor: enable the `tokio` feature or set one
+    /// with `spawner`.
+    MissingSpawner,
 }
 
 impl fmt::Display for ConfigError {
@@ -55,6 +68,16 @@ impl fmt::Display for ConfigError {
             ConfigError::MustBePositive { setting } => {
                 write!(f, "invalid {setting}: must be greater than zero")
             }
+            ConfigError::TooLarge { setting } => write!(f, "invalid {setting}: too large"),
+            ConfigError::InvalidAuthoritySuffix { suffix } => {
+                write!(
+                    f,
+                    "invalid authority suffix {suffix:?}: the host would not parse"
+                )
+            }
+            ConfigError::MissingSpawner => f.write_str(
+                "no executor for shadow work: enable the `tokio` feature or set a spawner",
+            ),
         }
     }
 }

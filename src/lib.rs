@@ -9,33 +9,45 @@
 //! tonic (`Server::builder().layer(..)`) alike.
 //!
 //! ```
-//! use std::convert::Infallible;
-//! use http::{Request, Response};
-//! use tower::{service_fn, ServiceExt};
+//! use axum::{routing::post, Router};
+//! use tower::ServiceExt;
 //! use tower_rollout::{BlueGreenRouter, Color};
+//! # use http::Request;
+//! # use http_body_util::BodyExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let v1 = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("v1".to_string())) });
-//! let v2 = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("v2".to_string())) });
+//! // Two complete versions of a model server: v1 (blue) live, v2 (green) standby.
+//! let v1 = Router::new().route("/predict", post(|| async { "cat" }));
+//! let v2 = Router::new().route("/predict", post(|| async { "tiger" }));
 //! let (router, handle) = BlueGreenRouter::new(v1, v2);
-//! // axum::serve(listener, tower::make::Shared::new(router)) in a real server.
+//! let app = Router::new().fallback_service(router);
+//! // axum::serve(listener, app) in a real server.
+//! # let ask = |app: Router| async move {
+//! #     let req = Request::post("/predict").body(axum::body::Body::empty()).unwrap();
+//! #     let res = app.oneshot(req).await.unwrap();
+//! #     res.into_body().collect().await.unwrap().to_bytes()
+//! # };
 //!
-//! handle.set_split(0.05)?; // canary: 5% of requests to green
+//! handle.mirror_standby(0.10)?; // copy 10% of live traffic to green; users see blue
+//! handle.set_split(0.05)?; // canary: 5% of requests served by green
 //! handle.promote(); // green is live, blue stays warm
-//! let res = router.clone().oneshot(Request::new(())).await?;
-//! assert_eq!(res.body().get_ref(), "v2");
-//! drop(res);
+//! assert_eq!(ask(app.clone()).await, "tiger");
 //!
-//! handle.drained(Color::Blue).await; // nothing left on blue: safe to unload it
+//! handle.mirror_standby(0.0)?; // stop the copies to blue...
+//! handle.drained(Color::Blue).await; // ...and once nothing runs there, unload v1
 //! handle.rollback(); // one store back
 //! assert_eq!(handle.active(), Color::Blue);
+//! assert_eq!(ask(app).await, "cat");
 //! # Ok(())
 //! # }
 //! ```
 //!
+//! Services behind the layers receive [`mirror::MirrorBody`] as their request
+//! body; axum's and tonic's routers accept any body.
+//!
 //! Modules: [`router`] ([`BlueGreenRouter`]), [`control`] ([`RolloutHandle`]
-//! and the status it reports).
+//! and the status it reports), [`mirror`] ([`MirrorLayer`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
@@ -43,7 +55,9 @@ mod color;
 pub mod control;
 mod error;
 mod head;
+pub mod mirror;
 pub mod router;
+mod stats;
 
 pub use color::{Color, ParseColorError};
 #[doc(inline)]
@@ -51,4 +65,7 @@ pub use control::RolloutHandle;
 pub use error::ConfigError;
 pub use head::RequestHead;
 #[doc(inline)]
+pub use mirror::MirrorLayer;
+#[doc(inline)]
 pub use router::BlueGreenRouter;
+pub use stats::Percentiles;

@@ -29,23 +29,57 @@ const SLOTS: usize = 64;
 /// The shared slot, written only with read-modify-write operations.
 const OVERFLOW: usize = SLOTS;
 
-/// Set in [`Block::watchers`] once the owning router and handles are gone.
-const ORPHANED: usize = 1 << (usize::BITS - 2);
-/// Set in [`Block::watchers`] by whoever returns the block to the pool.
-const CLAIMED: usize = 1 << (usize::BITS - 1);
+/// [`Block::watchers`] holds, from the low bits up: the number of pending
+/// `drained` registrations, the ORPHANED and CLAIMED flags, and an epoch that
+/// rises each time the block goes back to the pool. The epoch makes a stale
+/// recycle attempt (one that saw the flags of an earlier owner) fail.
+const WAITING: u64 = (1 << 30) - 1;
+/// Set once the owning router and handles are gone.
+const ORPHANED: u64 = 1 << 30;
+/// Set by whoever returns the block to the pool.
+const CLAIMED: u64 = 1 << 31;
+const EPOCH_SHIFT: u32 = 32;
+
+/// Lanes 0 and 1 count requests admitted to blue and green; lanes 2 and 3 the
+/// mirrored copies running on blue and green.
+const LANES: usize = 4;
 
 #[repr(align(128))]
 #[derive(Default)]
 struct Slot {
-    started: [AtomicU64; 2],
-    ended: [AtomicU64; 2],
+    started: [AtomicU64; LANES],
+    ended: [AtomicU64; LANES],
+}
+
+/// Which counter pair a guard uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    Admitted(Color),
+    Mirrored(Color),
+}
+
+impl Lane {
+    #[inline]
+    fn index(self) -> usize {
+        match self {
+            Lane::Admitted(c) => c.index(),
+            Lane::Mirrored(c) => 2 + c.index(),
+        }
+    }
+
+    #[inline]
+    fn color(self) -> Color {
+        match self {
+            Lane::Admitted(c) | Lane::Mirrored(c) => c,
+        }
+    }
 }
 
 pub(crate) struct Block {
     slots: [Slot; SLOTS + 1],
     /// Number of pending `drained` registrations, plus the two flag bits.
     /// Read after every request end; written only by waiters and at teardown.
-    watchers: AtomicUsize,
+    watchers: AtomicU64,
     wakers: [Mutex<Vec<(u64, Waker)>>; 2],
     /// How often this block went back to the pool (never reset).
     recycled: AtomicU64,
@@ -103,7 +137,7 @@ impl Block {
         }
         Box::leak(Box::new(Block {
             slots: std::array::from_fn(|_| Slot::default()),
-            watchers: AtomicUsize::new(0),
+            watchers: AtomicU64::new(0),
             wakers: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
             recycled: AtomicU64::new(0),
         }))
@@ -112,8 +146,14 @@ impl Block {
     /// Counts one admission of `color` and returns the guard that ends it.
     #[inline]
     pub(crate) fn admit(&'static self, color: Color) -> InFlight {
+        self.start(Lane::Admitted(color))
+    }
+
+    /// Counts one request on `lane` and returns the guard that ends it.
+    #[inline]
+    pub(crate) fn start(&'static self, lane: Lane) -> InFlight {
         let i = slot_index();
-        let counter = &self.slots[i].started[color.index()];
+        let counter = &self.slots[i].started[lane.index()];
         if i == OVERFLOW {
             counter.fetch_add(1, Ordering::Release);
         } else {
@@ -121,43 +161,52 @@ impl Block {
             let n = counter.load(Ordering::Relaxed);
             counter.store(n.wrapping_add(1), Ordering::Release);
         }
-        InFlight { block: self, color }
+        InFlight { block: self, lane }
     }
 
     #[inline]
-    fn end(&'static self, color: Color) {
+    fn end(&'static self, lane: Lane) {
         let i = slot_index();
-        self.slots[i].ended[color.index()].fetch_add(1, Ordering::SeqCst);
+        self.slots[i].ended[lane.index()].fetch_add(1, Ordering::SeqCst);
         let watchers = self.watchers.load(Ordering::SeqCst);
-        if watchers != 0 {
-            self.end_watched(color, watchers);
+        if watchers & (WAITING | ORPHANED) != 0 {
+            self.end_watched(lane.color(), watchers);
         }
     }
 
     #[cold]
-    fn end_watched(&'static self, color: Color, watchers: usize) {
+    fn end_watched(&'static self, color: Color, watchers: u64) {
         if watchers & ORPHANED != 0 {
-            self.try_recycle();
-        } else if self.in_flight(color) == 0 {
+            self.try_recycle(watchers);
+        } else if self.busy(color) == 0 {
             self.wake(color);
         }
     }
 
-    /// Requests admitted to `color` and not yet ended.
-    pub(crate) fn in_flight(&self, color: Color) -> u64 {
-        let c = color.index();
+    /// Requests admitted to `color` or mirrored to it, not yet ended.
+    pub(crate) fn busy(&self, color: Color) -> u64 {
+        self.in_flight(Lane::Admitted(color)) + self.in_flight(Lane::Mirrored(color))
+    }
+
+    /// Requests started on `lane` and not yet ended.
+    pub(crate) fn in_flight(&self, lane: Lane) -> u64 {
+        let c = lane.index();
         // Ends first, then starts: any end we see has its start visible too, so
         // a zero here means nothing was in flight at the time of the first read.
         let ended = self.slots.iter().fold(0u64, |acc, s| {
             acc.wrapping_add(s.ended[c].load(Ordering::SeqCst))
         });
-        let started = self.served(color);
+        let started = self.started(lane);
         started.wrapping_sub(ended)
     }
 
     /// Requests admitted to `color` since the block was acquired.
     pub(crate) fn served(&self, color: Color) -> u64 {
-        let c = color.index();
+        self.started(Lane::Admitted(color))
+    }
+
+    fn started(&self, lane: Lane) -> u64 {
+        let c = lane.index();
         self.slots.iter().fold(0u64, |acc, s| {
             acc.wrapping_add(s.started[c].load(Ordering::SeqCst))
         })
@@ -183,7 +232,7 @@ impl Block {
             *registered = true;
             self.watchers.fetch_add(1, Ordering::SeqCst);
         }
-        if self.in_flight(color) == 0 {
+        if self.busy(color) == 0 {
             self.deregister(color, id, registered);
             true
         } else {
@@ -211,20 +260,37 @@ impl Block {
 
     /// Called once when the router and all handles are gone.
     pub(crate) fn release(&'static self) {
-        self.watchers.fetch_or(ORPHANED, Ordering::SeqCst);
-        self.try_recycle();
+        let seen = self.watchers.fetch_or(ORPHANED, Ordering::SeqCst) | ORPHANED;
+        self.try_recycle(seen);
     }
 
-    fn try_recycle(&'static self) {
-        if Color::ALL.iter().any(|&c| self.in_flight(c) != 0) {
-            return; // the last response to end will try again
+    /// Returns the block to the pool if it is still orphaned in the epoch of
+    /// `seen`, nothing is in flight, and nobody else claimed it.
+    fn try_recycle(&'static self, seen: u64) {
+        // Orphaned: no new admissions in this epoch, so a zero read after
+        // seeing the flag stays zero.
+        if Color::ALL.iter().any(|&c| self.busy(c) != 0) {
+            return; // the last request to end will try again
         }
-        let prev = self.watchers.fetch_or(CLAIMED, Ordering::SeqCst);
-        if prev & CLAIMED != 0 {
-            return;
+        let epoch = seen >> EPOCH_SHIFT;
+        let mut current = self.watchers.load(Ordering::SeqCst);
+        loop {
+            let same_owner = current >> EPOCH_SHIFT == epoch;
+            if !same_owner || current & ORPHANED == 0 || current & CLAIMED != 0 {
+                return;
+            }
+            match self.watchers.compare_exchange(
+                current,
+                current | CLAIMED,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
         }
         for slot in &self.slots {
-            for c in 0..2 {
+            for c in 0..LANES {
                 slot.started[c].store(0, Ordering::Relaxed);
                 slot.ended[c].store(0, Ordering::Relaxed);
             }
@@ -232,7 +298,8 @@ impl Block {
         for w in &self.wakers {
             lock(w).clear();
         }
-        self.watchers.store(0, Ordering::SeqCst);
+        self.watchers
+            .store((epoch + 1) << EPOCH_SHIFT, Ordering::SeqCst);
         self.recycled.fetch_add(1, Ordering::Relaxed);
         lock(&POOL).push(self);
     }
@@ -244,26 +311,26 @@ impl Block {
 /// response stays in flight until its last frame or until it is dropped.
 pub(crate) struct InFlight {
     block: &'static Block,
-    color: Color,
+    lane: Lane,
 }
 
 impl InFlight {
     pub(crate) fn color(&self) -> Color {
-        self.color
+        self.lane.color()
     }
 }
 
 impl Drop for InFlight {
     #[inline]
     fn drop(&mut self) {
-        self.block.end(self.color);
+        self.block.end(self.lane);
     }
 }
 
 impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InFlight")
-            .field("color", &self.color)
+            .field("lane", &self.lane)
             .finish()
     }
 }
@@ -284,8 +351,10 @@ mod tests {
                 })
             })
             .collect();
-        assert_eq!(block.in_flight(Color::Blue), 75);
-        assert_eq!(block.in_flight(Color::Green), 25);
+        let mirrored = block.start(Lane::Mirrored(Color::Green));
+        assert_eq!(block.in_flight(Lane::Admitted(Color::Blue)), 75);
+        assert_eq!(block.in_flight(Lane::Admitted(Color::Green)), 25);
+        assert_eq!(block.busy(Color::Green), 26);
         // End them on other threads, as responses often are.
         std::thread::scope(|s| {
             let mut guards = guards;
@@ -293,8 +362,10 @@ mod tests {
             s.spawn(move || drop(half));
             s.spawn(move || drop(guards));
         });
-        assert_eq!(block.in_flight(Color::Blue), 0);
-        assert_eq!(block.in_flight(Color::Green), 0);
+        assert_eq!(block.busy(Color::Blue), 0);
+        assert_eq!(block.busy(Color::Green), 1, "the mirrored copy");
+        drop(mirrored);
+        assert_eq!(block.busy(Color::Green), 0);
         assert_eq!(block.served(Color::Blue), 75);
         assert_eq!(block.served(Color::Green), 25);
 
@@ -316,6 +387,22 @@ mod tests {
         );
     }
 
+    /// A request that ended while its router was being dropped may try to
+    /// recycle the block after the router's drop already did. That stale try
+    /// must not put the block in the pool twice (two routers would then share
+    /// counters).
+    #[test]
+    fn stale_recycle_attempt_is_ignored() {
+        let block = Block::acquire();
+        let epoch = block.watchers.load(Ordering::SeqCst) >> EPOCH_SHIFT;
+        let stale = (epoch << EPOCH_SHIFT) | ORPHANED; // what the request saw
+        block.release(); // nothing in flight: recycled now, epoch + 1
+        block.try_recycle(stale);
+        let pool = lock(&POOL);
+        let copies = pool.iter().filter(|b| std::ptr::eq(**b, block)).count();
+        assert!(copies <= 1, "block pooled {copies} times");
+    }
+
     #[test]
     fn many_threads_share_the_overflow_slot_correctly() {
         let block = Block::acquire();
@@ -328,7 +415,7 @@ mod tests {
             }
         });
         assert_eq!(block.served(Color::Green), 50 * (SLOTS as u64 + 8));
-        assert_eq!(block.in_flight(Color::Green), 0);
+        assert_eq!(block.busy(Color::Green), 0);
         block.release();
     }
 }

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::counters::Lane;
 use super::state::{Control, Transition, TransitionKind};
 use crate::error::{check_fraction, ConfigError};
+use crate::mirror::MirrorStats;
 use crate::Color;
 
 /// Steers a [`BlueGreenRouter`](crate::BlueGreenRouter) from application code.
@@ -85,11 +87,43 @@ impl RolloutHandle {
             .transition(TransitionKind::Split, |st| st.split = fraction))
     }
 
+    /// Copies a fraction (`0.0..=1.0`) of the requests served by the active
+    /// color to the standby, through the [mirror](crate::mirror) engine: users
+    /// only ever see the active color's answers, and the copies are bounded,
+    /// timed out and counted (see [`mirror_stats`](Self::mirror_stats)). After
+    /// a [`promote`](Self::promote) the old color is the standby and receives
+    /// the copies.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidFraction`] when `fraction` is NaN or outside
+    /// `0..=1`; [`ConfigError::MissingSpawner`] when the router has no
+    /// executor for shadow work. Nothing changes then.
+    pub fn mirror_standby(&self, fraction: f64) -> Result<Transition, ConfigError> {
+        let fraction = check_fraction("mirror", fraction)?;
+        if self.control.mirror.is_none() {
+            return Err(ConfigError::MissingSpawner);
+        }
+        Ok(self
+            .control
+            .transition(TransitionKind::Mirror, |st| st.mirror = fraction))
+    }
+
+    /// The counters of the copies sent by [`mirror_standby`](Self::mirror_standby).
+    pub fn mirror_stats(&self) -> MirrorStats {
+        self.control
+            .mirror
+            .as_ref()
+            .map(|e| e.stats())
+            .unwrap_or_default()
+    }
+
     /// A future that resolves when `color` has no request in flight.
     ///
     /// A request is in flight from the moment the router admits it until its
     /// response body has ended or been dropped, so a streamed response keeps
-    /// its color busy until its last frame. Typical use: after
+    /// its color busy until its last frame. Mirrored copies running on `color`
+    /// count too: set [`mirror_standby`](Self::mirror_standby) to 0 before
+    /// unloading a standby that receives copies. Typical use: after
     /// [`promote`](Self::promote), await `drained(old)` before unloading the
     /// old model. The future does not stop new requests from reaching `color`;
     /// it resolves at the first moment nothing is in flight.
@@ -103,9 +137,10 @@ impl RolloutHandle {
         }
     }
 
-    /// Requests admitted to `color` and not yet finished.
+    /// Requests admitted to `color` and not yet finished (mirrored copies
+    /// running on `color` not included; see [`ColorStatus::mirrored_in_flight`]).
     pub fn in_flight(&self, color: Color) -> u64 {
-        self.control.block.in_flight(color)
+        self.control.block.in_flight(Lane::Admitted(color))
     }
 
     /// A plain snapshot of the state and counters.
@@ -122,7 +157,8 @@ impl RolloutHandle {
         };
         let block = self.control.block;
         let color = |c| ColorStatus {
-            in_flight: block.in_flight(c),
+            in_flight: block.in_flight(Lane::Admitted(c)),
+            mirrored_in_flight: block.in_flight(Lane::Mirrored(c)),
             served: block.served(c),
         };
         RolloutStatus {
@@ -195,7 +231,11 @@ impl RolloutStatus {
 pub struct ColorStatus {
     /// Requests admitted and not yet finished (response body not ended or dropped).
     pub in_flight: u64,
-    /// Requests admitted to this color since the router was built.
+    /// Mirrored copies running on this color (it is the standby and
+    /// [`RolloutHandle::mirror_standby`] is on).
+    pub mirrored_in_flight: u64,
+    /// Requests admitted to this color since the router was built (mirrored
+    /// copies not included).
     pub served: u64,
 }
 

@@ -8,24 +8,27 @@
 //! color until its response body ends or is dropped.
 //!
 //! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
 //! use tower::{service_fn, ServiceExt};
-//! use tower_rollout::{BlueGreenRouter, Color};
-//! # use std::convert::Infallible;
-//! # use http::{Request, Response};
+//! use tower_rollout::{mirror::MirrorBody, BlueGreenRouter, Color};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let v1 = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("v1".to_string())) });
-//! let v2 = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("v2".to_string())) });
+//! // Inner services receive the request body wrapped in a `MirrorBody`.
+//! type Req = Request<MirrorBody<String>>;
+//! let v1 = service_fn(|_: Req| async { Ok::<_, Infallible>(Response::new("v1".to_string())) });
+//! let v2 = service_fn(|_: Req| async { Ok::<_, Infallible>(Response::new("v2".to_string())) });
 //! let (router, handle) = BlueGreenRouter::new(v1, v2);
 //!
-//! let res = router.clone().oneshot(Request::new(())).await.unwrap();
+//! let req = || Request::new(String::new());
+//! let res = router.clone().oneshot(req()).await.unwrap();
 //! assert_eq!(res.body().get_ref(), "v1");
 //! assert_eq!(handle.in_flight(Color::Blue), 1, "the body has not ended yet");
 //!
 //! handle.promote();
 //! assert_eq!(handle.active(), Color::Green);
-//! let res2 = router.clone().oneshot(Request::new(())).await.unwrap();
+//! let res2 = router.clone().oneshot(req()).await.unwrap();
 //! assert_eq!(res2.body().get_ref(), "v2");
 //!
 //! // Blue still has one response alive; it drains when that body is dropped.
@@ -45,7 +48,7 @@ mod counters;
 mod handle;
 mod state;
 
-pub(crate) use counters::InFlight;
+pub(crate) use counters::{Block, InFlight, Lane};
 pub use handle::{ColorStatus, Drained, RolloutHandle, RolloutStatus};
-pub(crate) use state::{Control, Word};
+pub(crate) use state::{hit, threshold as state_threshold, Control, Word};
 pub use state::{Transition, TransitionKind};

@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rand::RngExt;
 
 use super::counters::Block;
+use crate::mirror::Engine;
 use crate::Color;
 
 /// Fractions are stored as thresholds out of 2^20 (about one in a million).
@@ -48,7 +49,6 @@ impl Word {
     }
 
     #[inline]
-    #[allow(dead_code)] // read by the mirror engine
     pub(crate) fn mirror(self) -> u32 {
         ((self.0 >> MIRROR_SHIFT) & FIELD_MASK) as u32
     }
@@ -79,6 +79,16 @@ impl Word {
 #[inline]
 pub(crate) fn random_bucket() -> u32 {
     rand::rng().random::<u32>() >> (32 - 20)
+}
+
+/// A draw against a threshold: never at 0, always at `SCALE`, random between.
+#[inline]
+pub(crate) fn hit(threshold: u32) -> bool {
+    match threshold {
+        0 => false,
+        t if t >= SCALE => true,
+        t => random_bucket() < t,
+    }
 }
 
 /// The threshold for a fraction already checked to be within `0..=1`.
@@ -137,10 +147,13 @@ pub(crate) struct Control {
     state: Mutex<State>,
     pub(crate) unknown_override: AtomicU64,
     pub(crate) canary_fallback: AtomicU64,
+    /// Copies requests to the standby at the word's mirror fraction. `None`
+    /// only without an executor (no `tokio` feature and no spawner set).
+    pub(crate) mirror: Option<Arc<Engine>>,
 }
 
 impl Control {
-    pub(crate) fn new() -> Control {
+    pub(crate) fn new(mirror: Option<Arc<Engine>>) -> Control {
         Control {
             word: AtomicU64::new(Word::pack(Color::Blue, 0, 0).0),
             block: Block::acquire(),
@@ -154,6 +167,7 @@ impl Control {
             }),
             unknown_override: AtomicU64::new(0),
             canary_fallback: AtomicU64::new(0),
+            mirror,
         }
     }
 

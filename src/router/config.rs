@@ -6,6 +6,7 @@ use http::{HeaderName, HeaderValue, Request};
 use super::{BlueGreenLayer, BlueGreenRouter};
 use crate::control::{Control, RolloutHandle};
 use crate::error::{header_name, ConfigError};
+use crate::mirror::MirrorBuilder;
 use crate::{Color, RequestHead};
 
 type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync;
@@ -47,6 +48,7 @@ type AllowFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 #[derive(Default)]
 pub struct Builder {
     config: Config,
+    mirror: Option<MirrorBuilder<()>>,
     error: Option<ConfigError>,
 }
 
@@ -154,6 +156,15 @@ impl Builder {
         self
     }
 
+    /// Bounds and header handling for the copies that
+    /// [`RolloutHandle::mirror_standby`] sends to the standby; see
+    /// [`MirrorBuilder`] (its `sample` is ignored here). Default: the
+    /// defaults of [`MirrorLayer::settings`](crate::MirrorLayer::settings).
+    pub fn mirror(mut self, settings: MirrorBuilder<()>) -> Self {
+        self.mirror = Some(settings);
+        self
+    }
+
     /// Builds a router over `blue` (active) and `green` (standby).
     ///
     /// # Errors
@@ -183,10 +194,19 @@ impl Builder {
     }
 
     fn finish(self) -> Result<(Arc<Control>, Arc<Config>), ConfigError> {
-        match self.error {
-            Some(e) => Err(e),
-            None => Ok((Arc::new(Control::new()), Arc::new(self.config))),
+        if let Some(e) = self.error {
+            return Err(e);
         }
+        let mirror = match self.mirror {
+            Some(settings) => Some(Arc::new(settings.engine()?.1)),
+            // Without an executor there is no default engine; mirror_standby
+            // then reports `ConfigError::MissingSpawner`.
+            None => crate::MirrorLayer::settings()
+                .engine()
+                .ok()
+                .map(|(_, e)| Arc::new(e)),
+        };
+        Ok((Arc::new(Control::new(mirror)), Arc::new(self.config)))
     }
 }
 

@@ -3,7 +3,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::{HeaderName, Request, Response};
+use http::{HeaderName, Response};
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 use tower_service::Service;
@@ -14,13 +14,13 @@ use crate::control::InFlight;
 
 pin_project! {
     /// Response future of [`BlueGreenRouter`](super::BlueGreenRouter).
-    pub struct ResponseFuture<B, SB, SG>
+    pub struct ResponseFuture<R, SB, SG>
     where
-        SB: Service<Request<B>>,
-        SG: Service<Request<B>>,
+        SB: Service<R>,
+        SG: Service<R>,
     {
         #[pin]
-        kind: Kind<B, SB, SG>,
+        kind: Kind<R, SB, SG>,
         // Counts the request in flight; moves into the response body.
         guard: Option<InFlight>,
         served_by: Option<HeaderName>,
@@ -29,24 +29,24 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B, SB, SG>
+    enum Kind<R, SB, SG>
     where
-        SB: Service<Request<B>>,
-        SG: Service<Request<B>>,
+        SB: Service<R>,
+        SG: Service<R>,
     {
         Blue { #[pin] fut: SB::Future },
         Green { #[pin] fut: SG::Future },
-        BlueOneshot { #[pin] fut: Oneshot<SB, Request<B>> },
-        GreenOneshot { #[pin] fut: Oneshot<SG, Request<B>> },
+        BlueOneshot { #[pin] fut: Oneshot<SB, R> },
+        GreenOneshot { #[pin] fut: Oneshot<SG, R> },
     }
 }
 
-impl<B, SB, SG> ResponseFuture<B, SB, SG>
+impl<R, SB, SG> ResponseFuture<R, SB, SG>
 where
-    SB: Service<Request<B>>,
-    SG: Service<Request<B>>,
+    SB: Service<R>,
+    SG: Service<R>,
 {
-    fn new(kind: Kind<B, SB, SG>, guard: InFlight, served_by: Option<HeaderName>) -> Self {
+    fn new(kind: Kind<R, SB, SG>, guard: InFlight, served_by: Option<HeaderName>) -> Self {
         ResponseFuture {
             kind,
             guard: Some(guard),
@@ -63,7 +63,7 @@ where
     }
 
     pub(crate) fn blue_oneshot(
-        fut: Oneshot<SB, Request<B>>,
+        fut: Oneshot<SB, R>,
         guard: InFlight,
         served_by: Option<HeaderName>,
     ) -> Self {
@@ -71,7 +71,7 @@ where
     }
 
     pub(crate) fn green_oneshot(
-        fut: Oneshot<SG, Request<B>>,
+        fut: Oneshot<SG, R>,
         guard: InFlight,
         served_by: Option<HeaderName>,
     ) -> Self {
@@ -79,10 +79,10 @@ where
     }
 }
 
-impl<B, SB, SG, RB, E> Future for ResponseFuture<B, SB, SG>
+impl<R, SB, SG, RB, E> Future for ResponseFuture<R, SB, SG>
 where
-    SB: Service<Request<B>, Response = Response<RB>, Error = E>,
-    SG: Service<Request<B>, Response = Response<RB>, Error = E>,
+    SB: Service<R, Response = Response<RB>, Error = E>,
+    SG: Service<R, Response = Response<RB>, Error = E>,
     RB: http_body::Body,
 {
     type Output = Result<Response<RolloutBody<RB>>, E>;
@@ -110,10 +110,10 @@ where
     }
 }
 
-impl<B, SB, SG> fmt::Debug for ResponseFuture<B, SB, SG>
+impl<R, SB, SG> fmt::Debug for ResponseFuture<R, SB, SG>
 where
-    SB: Service<Request<B>>,
-    SG: Service<Request<B>>,
+    SB: Service<R>,
+    SG: Service<R>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")

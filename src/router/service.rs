@@ -3,6 +3,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use tower::ServiceExt;
 use tower_service::Service;
@@ -11,7 +12,8 @@ use super::config::{Builder, Config};
 use super::future::ResponseFuture;
 use super::BlueGreenLayer;
 use crate::body::RolloutBody;
-use crate::control::{Control, RolloutHandle, Word};
+use crate::control::{hit, Control, Lane, RolloutHandle, Word};
+use crate::mirror::{BoxError, MirrorBody};
 use crate::Color;
 
 /// Routes each request to one of two services, blue or green, as steered by a
@@ -82,10 +84,10 @@ impl<SB, SG> BlueGreenRouter<SB, SG> {
 
 impl<SB, SG> BlueGreenRouter<SB, SG> {
     #[inline]
-    fn poll_color<B, E>(&mut self, color: Color, cx: &mut Context<'_>) -> Poll<Result<(), E>>
+    fn poll_color<R, E>(&mut self, color: Color, cx: &mut Context<'_>) -> Poll<Result<(), E>>
     where
-        SB: Service<Request<B>, Error = E>,
-        SG: Service<Request<B>, Error = E>,
+        SB: Service<R, Error = E>,
+        SG: Service<R, Error = E>,
     {
         match color {
             Color::Blue => self.blue.poll_ready(cx),
@@ -96,13 +98,20 @@ impl<SB, SG> BlueGreenRouter<SB, SG> {
 
 impl<B, SB, SG, RB> Service<Request<B>> for BlueGreenRouter<SB, SG>
 where
-    SB: Service<Request<B>, Response = Response<RB>> + Clone,
-    SG: Service<Request<B>, Response = Response<RB>, Error = SB::Error> + Clone,
-    RB: http_body::Body,
+    SB: Service<Request<MirrorBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    SG: Service<Request<MirrorBody<B>>, Response = Response<RB>, Error = SB::Error>
+        + Clone
+        + Send
+        + 'static,
+    SB::Future: Send + 'static,
+    SG::Future: Send + 'static,
+    RB: http_body::Body + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     type Response = Response<RolloutBody<RB>>;
     type Error = SB::Error;
-    type Future = ResponseFuture<B, SB, SG>;
+    type Future = ResponseFuture<Request<MirrorBody<B>>, SB, SG>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Some((color, _)) = self.picked {
@@ -144,16 +153,28 @@ where
         let (polled, word) = self.picked.take().expect("poll_ready must be called first");
         // Per-request choices, from the word read in poll_ready: an allowed
         // override header first, then the sticky key.
-        let color = match self.config.override_color(&req, &self.control) {
-            Some(color) => color,
+        let (color, forced) = match self.config.override_color(&req, &self.control) {
+            Some(color) => (color, true),
             None => match self.config.sticky_bucket(&req) {
-                Some(bucket) => word.color_for(bucket),
-                None => polled,
+                Some(bucket) => (word.color_for(bucket), false),
+                None => (polled, false),
             },
         };
         if self.config.color_extension {
             req.extensions_mut().insert(color);
         }
+        // Requests served by the active color are copied to the standby at
+        // the mirrored fraction (never those forced by an override header).
+        let req = match &self.control.mirror {
+            Some(engine) if !forced && color == word.active() && hit(word.mirror()) => {
+                let lane = Some((self.control.block, Lane::Mirrored(color.other())));
+                match color.other() {
+                    Color::Blue => engine.copy(req, self.blue.clone(), lane),
+                    Color::Green => engine.copy(req, self.green.clone(), lane),
+                }
+            }
+            _ => req.map(MirrorBody::new),
+        };
         let guard = self.control.block.admit(color);
         let served_by = self.config.served_by.clone();
         match (color, polled) {

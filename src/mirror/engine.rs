@@ -1,0 +1,308 @@
+//! The mirroring engine shared by [`Mirror`](super::Mirror) and the router.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::{select, Either};
+use futures_util::FutureExt;
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::Authority;
+use http::{Request, Response, Uri};
+use http_body::Body;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
+use tower_service::Service;
+
+use super::body::{BoxError, CopyState, MirrorBody, Tee};
+use super::spawn::Spawn;
+use super::stats::{Outcome, Stats};
+use crate::control::{state_threshold, Block, InFlight, Lane};
+use crate::error::ConfigError;
+use crate::RequestHead;
+
+type Predicate = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
+
+/// Marks a request as a mirrored copy: found in the copy's extensions, so a
+/// handler can skip side effects (writes, emails, billing).
+///
+/// ```
+/// # use http::Request;
+/// use tower_rollout::mirror::Mirrored;
+/// fn should_write(req: &Request<()>) -> bool {
+///     req.extensions().get::<Mirrored>().is_none()
+/// }
+/// # assert!(should_write(&Request::new(())));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Mirrored;
+
+/// Settings of the mirroring engine, validated when the engine is built.
+pub(crate) struct Engine {
+    sample: AtomicU32,
+    max_in_flight: usize,
+    predicate: Option<Arc<Predicate>>,
+    max_body_bytes: u64,
+    buffer_frames: usize,
+    timeout: Duration,
+    strip: Vec<HeaderName>,
+    marker: HeaderName,
+    authority_suffix: Option<String>,
+    spawner: Arc<dyn Spawn>,
+    permits: Arc<Semaphore>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+pub(crate) struct EngineParts {
+    pub(crate) sample: f64,
+    pub(crate) predicate: Option<Arc<Predicate>>,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) buffer_frames: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) strip: Vec<HeaderName>,
+    pub(crate) marker: HeaderName,
+    pub(crate) authority_suffix: Option<String>,
+    pub(crate) spawner: Arc<dyn Spawn>,
+}
+
+impl Engine {
+    pub(crate) fn new(p: EngineParts) -> Result<Engine, ConfigError> {
+        let sample = crate::error::check_fraction("sample", p.sample)?;
+        let positive = |setting, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::MustBePositive { setting })
+            }
+        };
+        positive("max_in_flight", p.max_in_flight > 0)?;
+        positive("max_body_bytes", p.max_body_bytes > 0)?;
+        positive("buffer_frames", p.buffer_frames > 0)?;
+        positive("timeout", !p.timeout.is_zero())?;
+        if p.max_in_flight > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::TooLarge {
+                setting: "max_in_flight",
+            });
+        }
+        if let Some(suffix) = &p.authority_suffix {
+            if suffix.is_empty() || Authority::try_from(format!("host{suffix}")).is_err() {
+                return Err(ConfigError::InvalidAuthoritySuffix {
+                    suffix: suffix.clone(),
+                });
+            }
+        }
+        Ok(Engine {
+            sample: AtomicU32::new(state_threshold(sample)),
+            max_in_flight: p.max_in_flight,
+            predicate: p.predicate,
+            max_body_bytes: p.max_body_bytes,
+            buffer_frames: p.buffer_frames,
+            timeout: p.timeout,
+            strip: p.strip,
+            marker: p.marker,
+            authority_suffix: p.authority_suffix,
+            spawner: p.spawner,
+            permits: Arc::new(Semaphore::new(p.max_in_flight)),
+            stats: Arc::new(Stats::new()),
+        })
+    }
+
+    pub(crate) fn stats(&self) -> super::MirrorStats {
+        let running = self.max_in_flight - self.permits.available_permits();
+        self.stats.snapshot(running as u64)
+    }
+
+    pub(crate) fn set_sample(&self, fraction: f64) -> Result<(), ConfigError> {
+        let f = crate::error::check_fraction("sample", fraction)?;
+        self.sample.store(state_threshold(f), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The layer's own sampling: one relaxed load, and a random draw only
+    /// when the fraction is strictly between 0 and 1.
+    #[inline]
+    pub(crate) fn sample_hit(&self) -> bool {
+        crate::control::hit(self.sample.load(Ordering::Relaxed))
+    }
+
+    /// Sends a copy of `req` to `shadow` in the background when the predicate
+    /// and the bounds allow, and returns the request for the primary: the
+    /// same head and exactly the same body frames.
+    ///
+    /// With `lane`, the running copy is counted there (the router counts
+    /// copies to its standby, so `drained` waits for them).
+    pub(crate) fn copy<B, T, TB>(
+        &self,
+        req: Request<B>,
+        shadow: T,
+        lane: Option<(&'static Block, Lane)>,
+    ) -> Request<MirrorBody<B>>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        T: Service<Request<MirrorBody<B>>, Response = Response<TB>> + Send + 'static,
+        T::Future: Send + 'static,
+        TB: Body + Send + 'static,
+    {
+        if let Some(predicate) = &self.predicate {
+            if !predicate(&RequestHead::of(&req)) {
+                return req.map(MirrorBody::new);
+            }
+        }
+        self.stats.sampled();
+        let hint = req.body().size_hint();
+        if hint.lower() > self.max_body_bytes {
+            self.stats.count(Outcome::OverBudget);
+            return req.map(MirrorBody::new);
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.stats.count(Outcome::Saturated);
+            return req.map(MirrorBody::new);
+        };
+        let state = CopyState::new(self.stats.clone());
+        let (parts, body) = req.into_parts();
+        let copy = self.copy_head(&parts);
+        let (primary_body, shadow_body) = if body.is_end_stream() {
+            (MirrorBody::new(body), MirrorBody::empty())
+        } else {
+            let (tx, rx) = mpsc::channel(self.buffer_frames);
+            let tee = Tee::new(tx, state.clone(), self.max_body_bytes);
+            (
+                MirrorBody::tee(body, tee),
+                MirrorBody::shadow(rx, state.clone(), hint),
+            )
+        };
+        let guard = lane.map(|(block, lane)| block.start(lane));
+        let task = shadow_task(
+            shadow,
+            copy.map(|()| shadow_body),
+            state.clone(),
+            (permit, guard),
+            (self.spawner.clone(), self.timeout),
+            self.stats.clone(),
+        );
+        if self.spawner.spawn(Box::pin(task)).is_err() {
+            // The task was dropped with its request: the tee sees the channel
+            // closed and stops copying.
+            state.settle(Outcome::NoExecutor);
+        }
+        Request::from_parts(parts, primary_body)
+    }
+
+    fn copy_head(&self, parts: &http::request::Parts) -> Request<()> {
+        let mut copy = Request::new(());
+        *copy.method_mut() = parts.method.clone();
+        *copy.version_mut() = parts.version;
+        *copy.uri_mut() = parts.uri.clone();
+        let headers = copy.headers_mut();
+        headers.reserve(parts.headers.len() + 1);
+        for (name, value) in &parts.headers {
+            if !self.strip.contains(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        headers.insert(self.marker.clone(), HeaderValue::from_static("1"));
+        if let Some(suffix) = &self.authority_suffix {
+            rewrite_authority(&mut copy, suffix);
+        }
+        copy.extensions_mut().insert(Mirrored);
+        copy
+    }
+}
+
+/// Appends `suffix` to the host (before any port), in the URI and in `Host`,
+/// like Envoy's `-shadow`. A result that does not parse leaves the copy as it
+/// was.
+fn rewrite_authority(req: &mut Request<()>, suffix: &str) {
+    let with_suffix = |authority: &str| -> Option<String> {
+        let a = Authority::try_from(authority).ok()?;
+        let out = match a.port() {
+            Some(port) => format!("{}{suffix}:{port}", a.host()),
+            None => format!("{}{suffix}", a.host()),
+        };
+        Authority::try_from(out.as_str()).ok().map(|_| out)
+    };
+    if let Some(authority) = req.uri().authority().map(|a| a.as_str().to_owned()) {
+        if let Some(new) = with_suffix(&authority) {
+            let mut parts = req.uri().clone().into_parts();
+            parts.authority = Authority::try_from(new).ok();
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(with_suffix);
+    if let Some(host) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
+        req.headers_mut().insert(header::HOST, host);
+    }
+}
+
+/// Runs one shadow request to the end of its response body, under the
+/// deadline, catching panics; settles the copy's outcome.
+async fn shadow_task<T, B, TB>(
+    shadow: T,
+    req: Request<B>,
+    state: Arc<CopyState>,
+    permit: (OwnedSemaphorePermit, Option<InFlight>),
+    deadline: (Arc<dyn Spawn>, Duration),
+    stats: Arc<Stats>,
+) where
+    T: Service<Request<B>, Response = Response<TB>>,
+    TB: Body,
+{
+    let _permit = permit; // released when the task ends, however it ends
+    let start = Instant::now();
+    // Made here, inside the executor, rather than on the request path.
+    let deadline = deadline.0.sleep(deadline.1);
+    let work = async move {
+        let res = shadow.oneshot(req).await.map_err(drop)?;
+        let mut body = pin!(res.into_body());
+        while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            frame.map_err(drop)?;
+        }
+        Ok::<(), ()>(())
+    };
+    let work = pin!(AssertUnwindSafe(work).catch_unwind());
+    match select(work, deadline).await {
+        Either::Left((Ok(Ok(())), _)) => {
+            if state.settle(Outcome::Completed) {
+                stats.latency(start.elapsed());
+            }
+        }
+        Either::Left((Ok(Err(())), _)) => {
+            if state.settle(Outcome::Error) {
+                stats.latency(start.elapsed());
+            }
+        }
+        Either::Left((Err(_panic), _)) => {
+            state.settle(Outcome::Panic);
+        }
+        Either::Right(((), _)) => {
+            state.settle(Outcome::Timeout);
+        }
+    }
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("buffer_frames", &self.buffer_frames)
+            .field("timeout", &self.timeout)
+            .field("strip", &self.strip)
+            .field("marker", &self.marker)
+            .field("authority_suffix", &self.authority_suffix)
+            .finish_non_exhaustive()
+    }
+}

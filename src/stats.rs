@@ -1,0 +1,149 @@
+//! Small lock-free statistics shared by the layers: a latency histogram.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Values below this many microseconds get a bucket each.
+const LINEAR: u64 = 16;
+/// Sub-buckets per power of two above that: relative error at most 1/8.
+const SUB_BITS: u32 = 3;
+const SUB: u64 = 1 << SUB_BITS;
+/// Powers of two covered above `LINEAR` (16 µs .. 2^44 µs, about 200 days).
+const OCTAVES: u64 = 40;
+const BUCKETS: usize = (LINEAR + OCTAVES * SUB) as usize;
+
+/// A histogram of durations in microseconds with log-linear buckets: exact
+/// below 16 µs, within 12.5% above. Recording is one relaxed `fetch_add`.
+pub(crate) struct Histogram {
+    buckets: Box<[AtomicU64]>,
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Histogram").field(&self.snapshot()).finish()
+    }
+}
+
+impl Histogram {
+    pub(crate) fn new() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn index(us: u64) -> usize {
+        if us < LINEAR {
+            return us as usize;
+        }
+        let exp = u64::from(63 - us.leading_zeros()); // >= 4
+        let sub = (us >> (exp - u64::from(SUB_BITS))) & (SUB - 1);
+        let idx = LINEAR + (exp - 4) * SUB + sub;
+        (idx as usize).min(BUCKETS - 1)
+    }
+
+    /// The largest value that falls into bucket `idx`.
+    fn upper(idx: usize) -> u64 {
+        let idx = idx as u64;
+        if idx < LINEAR {
+            return idx;
+        }
+        let exp = (idx - LINEAR) / SUB + 4;
+        let sub = (idx - LINEAR) % SUB;
+        let width = 1u64 << (exp - u64::from(SUB_BITS));
+        (1u64 << exp) + (sub + 1) * width - 1
+    }
+
+    pub(crate) fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Percentiles of what was recorded so far.
+    pub(crate) fn snapshot(&self) -> Percentiles {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let at = |q: f64| -> Option<Duration> {
+            if total == 0 {
+                return None;
+            }
+            // The smallest bucket whose cumulative count reaches rank q·total.
+            let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+            let mut seen = 0;
+            for (i, &n) in counts.iter().enumerate() {
+                seen += n;
+                if seen >= rank {
+                    return Some(Duration::from_micros(Self::upper(i)));
+                }
+            }
+            None
+        };
+        Percentiles {
+            count: total,
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+        }
+    }
+}
+
+/// Latency percentiles, each the upper edge of its bucket (exact below 16 µs,
+/// within 12.5% above). `None` until something was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Percentiles {
+    /// How many durations were recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: Option<Duration>,
+    /// 90th percentile.
+    pub p90: Option<Duration>,
+    /// 99th percentile.
+    pub p99: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_contiguous_and_tight() {
+        // Every value lands in a bucket whose upper edge is >= it and within 12.5%.
+        let mut prev_upper = None;
+        for idx in 0..BUCKETS - 1 {
+            let up = Histogram::upper(idx);
+            if let Some(p) = prev_upper {
+                assert_eq!(Histogram::index(p + 1), idx, "value {} ", p + 1);
+            }
+            assert_eq!(Histogram::index(up), idx);
+            prev_upper = Some(up);
+        }
+        for v in [16u64, 17, 100, 1_000, 123_456, 10_000_000] {
+            let up = Histogram::upper(Histogram::index(v));
+            assert!(up >= v && (up - v) as f64 <= v as f64 / 8.0, "{v} -> {up}");
+        }
+    }
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let h = Histogram::new();
+        assert_eq!(h.snapshot().p50, None);
+        // 90 fast (5 µs), 9 medium (1 ms), 1 slow (1 s).
+        for _ in 0..90 {
+            h.record(Duration::from_micros(5));
+        }
+        for _ in 0..9 {
+            h.record(Duration::from_millis(1));
+        }
+        h.record(Duration::from_secs(1));
+        let p = h.snapshot();
+        assert_eq!(p.count, 100);
+        assert_eq!(p.p50, Some(Duration::from_micros(5)));
+        assert_eq!(p.p90, Some(Duration::from_micros(5)));
+        let p99 = p.p99.unwrap();
+        assert!(p99 >= Duration::from_millis(1) && p99 <= Duration::from_micros(1125));
+    }
+}
