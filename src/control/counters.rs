@@ -83,6 +83,8 @@ pub(crate) struct Block {
     wakers: [Mutex<Vec<(u64, Waker)>>; 2],
     /// How often this block went back to the pool (never reset).
     recycled: AtomicU64,
+    /// Idle moments reported to drain waiters, per color (never reset).
+    drain_events: [AtomicU64; 2],
 }
 
 static POOL: Mutex<Vec<&'static Block>> = Mutex::new(Vec::new());
@@ -140,6 +142,7 @@ impl Block {
             watchers: AtomicU64::new(0),
             wakers: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
             recycled: AtomicU64::new(0),
+            drain_events: Default::default(),
         }))
     }
 
@@ -212,14 +215,16 @@ impl Block {
         })
     }
 
-    /// Registers a drain waker under `id`. Returns true when the color is
-    /// already drained (and then nothing stays registered).
+    /// Registers a drain waker under `id` and tells whether `color` has been
+    /// seen with nothing in flight since the first registration (then nothing
+    /// stays registered). `registered` holds the drain-event count read at
+    /// the first registration.
     pub(crate) fn register(
         &self,
         color: Color,
         id: u64,
         waker: &Waker,
-        registered: &mut bool,
+        registered: &mut Option<u64>,
     ) -> bool {
         {
             let mut wakers = lock(&self.wakers[color.index()]);
@@ -228,11 +233,19 @@ impl Block {
                 None => wakers.push((id, waker.clone())),
             }
         }
-        if !*registered {
-            *registered = true;
-            self.watchers.fetch_add(1, Ordering::SeqCst);
-        }
-        if self.busy(color) == 0 {
+        let since = match *registered {
+            Some(since) => since,
+            None => {
+                // Read the event count before announcing the watcher: any
+                // idle moment an ender reports from now on is ours.
+                let since = self.drain_events[color.index()].load(Ordering::SeqCst);
+                *registered = Some(since);
+                self.watchers.fetch_add(1, Ordering::SeqCst);
+                since
+            }
+        };
+        let idle_seen = self.drain_events[color.index()].load(Ordering::SeqCst) != since;
+        if idle_seen || self.busy(color) == 0 {
             self.deregister(color, id, registered);
             true
         } else {
@@ -240,15 +253,17 @@ impl Block {
         }
     }
 
-    pub(crate) fn deregister(&self, color: Color, id: u64, registered: &mut bool) {
-        if *registered {
-            *registered = false;
+    pub(crate) fn deregister(&self, color: Color, id: u64, registered: &mut Option<u64>) {
+        if registered.take().is_some() {
             lock(&self.wakers[color.index()]).retain(|(i, _)| *i != id);
             self.watchers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
     fn wake(&self, color: Color) {
+        // Remembered, so a waiter polled after a new request arrived still
+        // resolves: it asked for the first idle moment, and this was one.
+        self.drain_events[color.index()].fetch_add(1, Ordering::SeqCst);
         let wakers: Vec<_> = lock(&self.wakers[color.index()])
             .iter()
             .map(|(_, w)| w.clone())

@@ -126,14 +126,15 @@ impl RolloutHandle {
     /// unloading a standby that receives copies. Typical use: after
     /// [`promote`](Self::promote), await `drained(old)` before unloading the
     /// old model. The future does not stop new requests from reaching `color`;
-    /// it resolves at the first moment nothing is in flight.
+    /// it resolves at the first moment nothing is in flight after it is first
+    /// polled, even if new requests arrived before it was polled again.
     pub fn drained(&self, color: Color) -> Drained {
         static IDS: AtomicU64 = AtomicU64::new(0);
         Drained {
             control: self.control.clone(),
             color,
             id: IDS.fetch_add(1, Ordering::Relaxed),
-            registered: false,
+            registered: None,
         }
     }
 
@@ -245,7 +246,8 @@ pub struct Drained {
     control: Arc<Control>,
     color: Color,
     id: u64,
-    registered: bool,
+    /// Drain events seen when first registered; `None` when not registered.
+    registered: Option<u64>,
 }
 
 impl Future for Drained {

@@ -23,9 +23,11 @@ pub struct BlueGreenRouter<SB, SG> {
     green: SG,
     control: Arc<Control>,
     config: Arc<Config>,
-    /// Filled by `poll_ready` with the color whose service was polled ready and
-    /// the state word it was picked from; taken by `call`. Cleared by `Clone`.
-    picked: Option<(Color, Word)>,
+    /// Filled by `poll_ready` with the color whose service was polled ready,
+    /// the state word it was picked from, and whether a canary draw for the
+    /// standby fell back to the active color; taken by `call`. Cleared by
+    /// `Clone`.
+    picked: Option<(Color, Word, bool)>,
 }
 
 impl BlueGreenRouter<(), ()> {
@@ -114,7 +116,7 @@ where
     type Future = ResponseFuture<Request<MirrorBody<B>>, SB, SG>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if let Some((color, _)) = self.picked {
+        if let Some((color, _, _)) = self.picked {
             let res = self.poll_color(color, cx);
             if let Poll::Ready(Err(_)) = res {
                 self.picked = None;
@@ -125,32 +127,32 @@ where
         // again, so a promote while we wait takes effect for this request too.
         let word = self.control.word();
         let active = word.active();
-        if self.config.sticky.is_none() {
-            let want = word.pick();
-            if want != active {
-                // A random canary pick. The standby takes the request only if it
-                // is ready now: its trouble must never delay or fail a request
-                // that the active color can serve.
-                match self.poll_color(want, cx) {
-                    Poll::Ready(Ok(())) => {
-                        self.picked = Some((want, word));
-                        return Poll::Ready(Ok(()));
-                    }
-                    Poll::Pending | Poll::Ready(Err(_)) => {
-                        self.control.canary_fallback.fetch_add(1, Ordering::Relaxed);
-                    }
+        // A random canary draw; with a sticky key configured, `call` overrides
+        // it for requests that carry a key.
+        let want = word.pick();
+        let mut fell_back = false;
+        if want != active {
+            // The standby takes the request only if it is ready now: its
+            // trouble must never delay or fail a request that the active
+            // color can serve.
+            match self.poll_color(want, cx) {
+                Poll::Ready(Ok(())) => {
+                    self.picked = Some((want, word, false));
+                    return Poll::Ready(Ok(()));
                 }
+                Poll::Pending | Poll::Ready(Err(_)) => fell_back = true,
             }
         }
         let res = self.poll_color(active, cx);
         if let Poll::Ready(Ok(())) = res {
-            self.picked = Some((active, word));
+            self.picked = Some((active, word, fell_back));
         }
         res
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let (polled, word) = self.picked.take().expect("poll_ready must be called first");
+        let (polled, word, fell_back) =
+            self.picked.take().expect("poll_ready must be called first");
         // Per-request choices, from the word read in poll_ready: an allowed
         // override header first, then the sticky key.
         let (color, forced) = match self.config.override_color(&req, &self.control) {
@@ -160,6 +162,10 @@ where
                 None => (polled, false),
             },
         };
+        if fell_back && color == polled {
+            // Counted per request actually served by the active color instead.
+            self.control.canary_fallback.fetch_add(1, Ordering::Relaxed);
+        }
         if self.config.color_extension {
             req.extensions_mut().insert(color);
         }
@@ -216,7 +222,7 @@ impl<SB: fmt::Debug, SG: fmt::Debug> fmt::Debug for BlueGreenRouter<SB, SG> {
             .field("green", &self.green)
             .field("active", &self.control.word().active())
             .field("config", &self.config)
-            .field("picked", &self.picked.map(|(c, _)| c))
+            .field("picked", &self.picked.map(|(c, _, _)| c))
             .finish()
     }
 }
