@@ -36,8 +36,10 @@ pin_project! {
     {
         Blue { #[pin] fut: SB::Future },
         Green { #[pin] fut: SG::Future },
-        BlueOneshot { #[pin] fut: Oneshot<SB, R> },
-        GreenOneshot { #[pin] fut: Oneshot<SG, R> },
+        // The other color: rare, and as large as a request, so boxed to keep
+        // the common future small (every byte of it is copied per request).
+        BlueOneshot { fut: Pin<Box<Oneshot<SB, R>>> },
+        GreenOneshot { fut: Pin<Box<Oneshot<SG, R>>> },
     }
 }
 
@@ -67,7 +69,7 @@ where
         guard: InFlight,
         served_by: Option<HeaderName>,
     ) -> Self {
-        Self::new(Kind::BlueOneshot { fut }, guard, served_by)
+        Self::new(Kind::BlueOneshot { fut: Box::pin(fut) }, guard, served_by)
     }
 
     pub(crate) fn green_oneshot(
@@ -75,7 +77,7 @@ where
         guard: InFlight,
         served_by: Option<HeaderName>,
     ) -> Self {
-        Self::new(Kind::GreenOneshot { fut }, guard, served_by)
+        Self::new(Kind::GreenOneshot { fut: Box::pin(fut) }, guard, served_by)
     }
 }
 
@@ -92,21 +94,22 @@ where
         let res = match this.kind.project() {
             KindProj::Blue { fut } => ready!(fut.poll(cx)),
             KindProj::Green { fut } => ready!(fut.poll(cx)),
-            KindProj::BlueOneshot { fut } => ready!(fut.poll(cx)),
-            KindProj::GreenOneshot { fut } => ready!(fut.poll(cx)),
+            KindProj::BlueOneshot { fut } => ready!(fut.as_mut().poll(cx)),
+            KindProj::GreenOneshot { fut } => ready!(fut.as_mut().poll(cx)),
         };
         // On error the guard is dropped here: the request is no longer in flight.
         let guard = this
             .guard
             .take()
             .expect("ResponseFuture polled after completion");
-        let res = res?;
-        let color = guard.color();
-        let mut res = res.map(|body| RolloutBody::new(body, guard));
+        let (mut head, body) = res?.into_parts();
         if let Some(name) = this.served_by.take() {
-            res.headers_mut().insert(name, color_header_value(color));
+            head.headers.insert(name, color_header_value(guard.color()));
         }
-        Poll::Ready(Ok(res))
+        Poll::Ready(Ok(Response::from_parts(
+            head,
+            RolloutBody::new(body, guard),
+        )))
     }
 }
 

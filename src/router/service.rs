@@ -171,15 +171,10 @@ where
         }
         // Requests served by the active color are copied to the standby at
         // the mirrored fraction (never those forced by an override header).
-        let req = match &self.control.mirror {
-            Some(engine) if !forced && color == word.active() && hit(word.mirror()) => {
-                let lane = Some((self.control.block, Lane::Mirrored(color.other())));
-                match color.other() {
-                    Color::Blue => engine.copy(req, self.blue.clone(), lane),
-                    Color::Green => engine.copy(req, self.green.clone(), lane),
-                }
-            }
-            _ => req.map(MirrorBody::new),
+        let req = if word.mirror() != 0 && !forced && color == word.active() {
+            self.mirror_to_standby(req, color.other(), word)
+        } else {
+            req.map(MirrorBody::new)
         };
         let guard = self.control.block.admit(color);
         let served_by = self.config.served_by.clone();
@@ -198,6 +193,38 @@ where
             (Color::Green, Color::Blue) => {
                 ResponseFuture::green_oneshot(self.green.clone().oneshot(req), guard, served_by)
             }
+        }
+    }
+}
+
+impl<SB, SG> BlueGreenRouter<SB, SG> {
+    /// The mirrored path, out of line: most requests never take it, and
+    /// inlining it into `call` slows every request down.
+    #[inline(never)]
+    fn mirror_to_standby<B, RB>(
+        &mut self,
+        req: Request<B>,
+        standby: Color,
+        word: Word,
+    ) -> Request<MirrorBody<B>>
+    where
+        SB: Service<Request<MirrorBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+        SG: Service<Request<MirrorBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+        SB::Future: Send + 'static,
+        SG::Future: Send + 'static,
+        RB: http_body::Body + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        match &self.control.mirror {
+            Some(engine) if hit(word.mirror()) => {
+                let lane = Some((self.control.block, Lane::Mirrored(standby)));
+                match standby {
+                    Color::Blue => engine.copy(req, self.blue.clone(), lane),
+                    Color::Green => engine.copy(req, self.green.clone(), lane),
+                }
+            }
+            _ => req.map(MirrorBody::new),
         }
     }
 }
