@@ -7,6 +7,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::control::InFlight;
+use crate::shadow::Capture;
 use crate::Color;
 
 pin_project! {
@@ -20,17 +21,27 @@ pin_project! {
         #[pin]
         inner: B,
         guard: Option<InFlight>,
+        // A copy for the shadow comparison, when this request was compared.
+        capture: Option<Box<Capture>>,
     }
 }
 
 impl<B: Body> RolloutBody<B> {
-    pub(crate) fn new(inner: B, guard: InFlight) -> Self {
+    pub(crate) fn new(inner: B, guard: InFlight, capture: Option<Box<Capture>>) -> Self {
+        let mut capture = capture;
         let guard = if inner.is_end_stream() {
+            if let Some(c) = capture.as_mut() {
+                c.end();
+            }
             None
         } else {
             Some(guard)
         };
-        RolloutBody { inner, guard }
+        RolloutBody {
+            inner,
+            guard,
+            capture,
+        }
     }
 }
 
@@ -63,11 +74,25 @@ impl<B: Body> Body for RolloutBody<B> {
         let mut this = self.project();
         let res = this.inner.as_mut().poll_frame(cx);
         let ended = match &res {
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(c) = this.capture.as_mut() {
+                    c.fail();
+                }
+                true
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(c) = this.capture.as_mut() {
+                    c.frame(frame);
+                }
+                this.inner.is_end_stream()
+            }
             Poll::Pending => false,
         };
         if ended {
+            if let Some(c) = this.capture.as_mut() {
+                c.end();
+            }
             this.guard.take();
         }
         res

@@ -50,6 +50,18 @@ pub enum ConfigError {
         /// The rejected suffix.
         suffix: String,
     },
+    /// A numeric tolerance that is NaN, infinite or negative.
+    InvalidTolerance {
+        /// Which setting was given the value.
+        setting: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+    /// A JSON pointer that is neither empty nor starts with `/`.
+    InvalidPointer {
+        /// The rejected pointer.
+        pointer: String,
+    },
     /// Shadow work needs an executor: enable the `tokio` feature or set one
     /// with `spawner`.
     MissingSpawner,
@@ -73,6 +85,16 @@ impl fmt::Display for ConfigError {
                 write!(
                     f,
                     "invalid authority suffix {suffix:?}: the host would not parse"
+                )
+            }
+            ConfigError::InvalidTolerance { setting, value } => write!(
+                f,
+                "invalid {setting}: {value} is not a finite, non-negative tolerance"
+            ),
+            ConfigError::InvalidPointer { pointer } => {
+                write!(
+                    f,
+                    "invalid JSON pointer {pointer:?}: must be empty or start with '/'"
                 )
             }
             ConfigError::MissingSpawner => f.write_str(

@@ -57,6 +57,7 @@ mod error;
 mod head;
 pub mod mirror;
 pub mod router;
+pub mod shadow;
 mod stats;
 
 pub use color::{Color, ParseColorError};

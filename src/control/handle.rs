@@ -9,6 +9,7 @@ use super::counters::Lane;
 use super::state::{Control, Transition, TransitionKind};
 use crate::error::{check_fraction, ConfigError};
 use crate::mirror::MirrorStats;
+use crate::shadow::ShadowReport;
 use crate::Color;
 
 /// Steers a [`BlueGreenRouter`](crate::BlueGreenRouter) from application code.
@@ -114,6 +115,18 @@ impl RolloutHandle {
             .mirror
             .as_ref()
             .map(|e| e.stats())
+            .unwrap_or_default()
+    }
+
+    /// The results of comparing mirrored copies with the active color's
+    /// answers, when the router was built with
+    /// [`Builder::compare`](crate::router::Builder::compare); an empty report
+    /// otherwise.
+    pub fn shadow_report(&self) -> ShadowReport {
+        self.control
+            .judge
+            .as_ref()
+            .map(|j| j.report.snapshot())
             .unwrap_or_default()
     }
 

@@ -10,6 +10,7 @@ use rand::RngExt;
 
 use super::counters::Block;
 use crate::mirror::Engine;
+use crate::shadow::Judge;
 use crate::Color;
 
 /// Fractions are stored as thresholds out of 2^20 (about one in a million).
@@ -150,10 +151,12 @@ pub(crate) struct Control {
     /// Copies requests to the standby at the word's mirror fraction. `None`
     /// only without an executor (no `tokio` feature and no spawner set).
     pub(crate) mirror: Option<Arc<Engine>>,
+    /// Compares mirrored copies with the active color's answers, if set.
+    pub(crate) judge: Option<Arc<Judge>>,
 }
 
 impl Control {
-    pub(crate) fn new(mirror: Option<Arc<Engine>>) -> Control {
+    pub(crate) fn new(mirror: Option<Arc<Engine>>, judge: Option<Arc<Judge>>) -> Control {
         Control {
             word: AtomicU64::new(Word::pack(Color::Blue, 0, 0).0),
             block: Block::acquire(),
@@ -168,6 +171,7 @@ impl Control {
             unknown_override: AtomicU64::new(0),
             canary_fallback: AtomicU64::new(0),
             mirror,
+            judge,
         }
     }
 

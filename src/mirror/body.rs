@@ -48,7 +48,13 @@ pin_project! {
     enum Kind<B> {
         Plain { #[pin] inner: B },
         Tee { #[pin] inner: B, tee: Tee },
-        Shadow { rx: mpsc::Receiver<Frame<Bytes>>, state: Arc<CopyState>, hint: SizeHint },
+        Shadow {
+            rx: mpsc::Receiver<Frame<Bytes>>,
+            state: Arc<CopyState>,
+            hint: SizeHint,
+            // The start of the body, kept for comparison exemplars.
+            sample: Option<RequestSample>,
+        },
         Empty,
     }
 }
@@ -71,9 +77,15 @@ impl<B> MirrorBody<B> {
         rx: mpsc::Receiver<Frame<Bytes>>,
         state: Arc<CopyState>,
         hint: SizeHint,
+        sample: Option<RequestSample>,
     ) -> Self {
         MirrorBody {
-            kind: Kind::Shadow { rx, state, hint },
+            kind: Kind::Shadow {
+                rx,
+                state,
+                hint,
+                sample,
+            },
         }
     }
 
@@ -115,8 +127,15 @@ where
                 }
                 Poll::Ready(res.map(|r| r.map_err(Into::into)))
             }
-            KindProj::Shadow { rx, state, .. } => match std::task::ready!(rx.poll_recv(cx)) {
-                Some(frame) => Poll::Ready(Some(Ok(frame))),
+            KindProj::Shadow {
+                rx, state, sample, ..
+            } => match std::task::ready!(rx.poll_recv(cx)) {
+                Some(frame) => {
+                    if let (Some(sample), Some(data)) = (sample.as_ref(), frame.data_ref()) {
+                        sample.record(data);
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
                 None if state.completed.load(Ordering::Acquire) => Poll::Ready(None),
                 None => Poll::Ready(Some(Err(CopyAborted.into()))),
             },
@@ -150,6 +169,27 @@ impl<B> fmt::Debug for MirrorBody<B> {
             Kind::Empty => "empty",
         };
         f.debug_struct("MirrorBody").field("kind", &kind).finish()
+    }
+}
+
+// === RequestSample ===
+
+/// The first bytes of a mirrored request body, as the shadow reads them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestSample(Arc<std::sync::Mutex<Vec<u8>>>);
+
+/// How much of a request body an exemplar keeps.
+const SAMPLE_BYTES: usize = 4096;
+
+impl RequestSample {
+    fn record(&self, data: &Bytes) {
+        let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let room = SAMPLE_BYTES.saturating_sub(buf.len());
+        buf.extend_from_slice(&data[..room.min(data.len())]);
+    }
+
+    pub(crate) fn get(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures_util::future::{select, Either};
 use futures_util::FutureExt;
 use http::header::{self, HeaderName, HeaderValue};
@@ -19,11 +19,12 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::body::{BoxError, CopyState, MirrorBody, Tee};
+use super::body::{BoxError, CopyState, MirrorBody, RequestSample, Tee};
 use super::spawn::Spawn;
 use super::stats::{Outcome, Stats};
 use crate::control::{state_threshold, Block, InFlight, Lane};
 use crate::error::ConfigError;
+use crate::shadow::Captured;
 use crate::RequestHead;
 
 type Predicate = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
@@ -119,6 +120,10 @@ impl Engine {
         self.stats.snapshot(running as u64)
     }
 
+    pub(crate) fn spawner(&self) -> Arc<dyn Spawn> {
+        self.spawner.clone()
+    }
+
     pub(crate) fn set_sample(&self, fraction: f64) -> Result<(), ConfigError> {
         let f = crate::error::check_fraction("sample", fraction)?;
         self.sample.store(state_threshold(f), Ordering::Relaxed);
@@ -150,21 +155,44 @@ impl Engine {
         T: Service<Request<MirrorBody<B>>, Response = Response<TB>> + Send + 'static,
         T::Future: Send + 'static,
         TB: Body + Send + 'static,
+        TB::Data: Send,
+    {
+        self.copy_with(req, shadow, lane, None).0
+    }
+
+    /// [`copy`](Self::copy), and then, with `followup`, collect the shadow's
+    /// response (up to a cap) and hand the result to the follow-up inside the
+    /// same task, still holding the permit. Also tells whether the copy
+    /// started.
+    pub(crate) fn copy_with<B, T, TB>(
+        &self,
+        req: Request<B>,
+        shadow: T,
+        lane: Option<(&'static Block, Lane)>,
+        followup: Option<Followup>,
+    ) -> (Request<MirrorBody<B>>, CopyStart)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        T: Service<Request<MirrorBody<B>>, Response = Response<TB>> + Send + 'static,
+        T::Future: Send + 'static,
+        TB: Body + Send + 'static,
+        TB::Data: Send,
     {
         if let Some(predicate) = &self.predicate {
             if !predicate(&RequestHead::of(&req)) {
-                return req.map(MirrorBody::new);
+                return (req.map(MirrorBody::new), CopyStart::NotChosen);
             }
         }
         self.stats.sampled();
         let hint = req.body().size_hint();
         if hint.lower() > self.max_body_bytes {
             self.stats.count(Outcome::OverBudget);
-            return req.map(MirrorBody::new);
+            return (req.map(MirrorBody::new), CopyStart::NotStarted);
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.stats.count(Outcome::Saturated);
-            return req.map(MirrorBody::new);
+            return (req.map(MirrorBody::new), CopyStart::NotStarted);
         };
         let state = CopyState::new(self.stats.clone());
         let (parts, body) = req.into_parts();
@@ -174,9 +202,10 @@ impl Engine {
         } else {
             let (tx, rx) = mpsc::channel(self.buffer_frames);
             let tee = Tee::new(tx, state.clone(), self.max_body_bytes);
+            let sample = followup.as_ref().map(|f| f.request.clone());
             (
                 MirrorBody::tee(body, tee),
-                MirrorBody::shadow(rx, state.clone(), hint),
+                MirrorBody::shadow(rx, state.clone(), hint, sample),
             )
         };
         let guard = lane.map(|(block, lane)| block.start(lane));
@@ -187,13 +216,17 @@ impl Engine {
             (permit, guard),
             (self.spawner.clone(), self.timeout),
             self.stats.clone(),
+            followup,
         );
-        if self.spawner.spawn(Box::pin(task)).is_err() {
+        let started = if self.spawner.spawn(Box::pin(task)).is_err() {
             // The task was dropped with its request: the tee sees the channel
             // closed and stops copying.
             state.settle(Outcome::NoExecutor);
-        }
-        Request::from_parts(parts, primary_body)
+            CopyStart::NotStarted
+        } else {
+            CopyStart::Started
+        };
+        (Request::from_parts(parts, primary_body), started)
     }
 
     fn copy_head(&self, parts: &http::request::Parts) -> Request<()> {
@@ -248,8 +281,52 @@ fn rewrite_authority(req: &mut Request<()>, suffix: &str) {
     }
 }
 
+/// Whether [`Engine::copy_with`] started a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyStart {
+    Started,
+    /// The predicate did not choose the request.
+    NotChosen,
+    /// Chosen, but not started: over budget, saturated or no executor.
+    NotStarted,
+}
+
+/// What happened to a copy whose response is collected for a follow-up.
+#[derive(Debug)]
+pub(crate) enum ShadowResult {
+    /// The shadow answered; its whole response, and its latency.
+    Answered(Box<Captured>, Duration),
+    /// The shadow answered with a body over the cap.
+    OverCap,
+    /// The shadow's service or response body failed.
+    Error,
+    /// The shadow missed its deadline.
+    Timeout,
+    /// The shadow panicked.
+    Panic,
+    /// The copy was abandoned while streaming (slow shadow, budget, primary
+    /// stopped early): the shadow never saw the whole request.
+    Dropped,
+}
+
+/// Work to do with a collected shadow response, off the request path.
+pub(crate) struct Followup {
+    /// The largest shadow response body collected.
+    pub(crate) cap: u64,
+    /// Where the start of the request body is kept.
+    pub(crate) request: RequestSample,
+    pub(crate) then: Box<dyn FnOnce(ShadowResult) -> super::spawn::BoxTask + Send>,
+}
+
+enum Collected {
+    Drained,
+    Whole(Box<Captured>),
+    OverCap,
+}
+
 /// Runs one shadow request to the end of its response body, under the
-/// deadline, catching panics; settles the copy's outcome.
+/// deadline, catching panics; settles the copy's outcome; then runs the
+/// follow-up, if any, still holding the permit.
 async fn shadow_task<T, B, TB>(
     shadow: T,
     req: Request<B>,
@@ -257,6 +334,7 @@ async fn shadow_task<T, B, TB>(
     permit: (OwnedSemaphorePermit, Option<InFlight>),
     deadline: (Arc<dyn Spawn>, Duration),
     stats: Arc<Stats>,
+    followup: Option<Followup>,
 ) where
     T: Service<Request<B>, Response = Response<TB>>,
     TB: Body,
@@ -265,32 +343,84 @@ async fn shadow_task<T, B, TB>(
     let start = Instant::now();
     // Made here, inside the executor, rather than on the request path.
     let deadline = deadline.0.sleep(deadline.1);
+    let cap = followup.as_ref().map(|f| f.cap);
     let work = async move {
         let res = shadow.oneshot(req).await.map_err(drop)?;
-        let mut body = pin!(res.into_body());
+        let (head, body) = res.into_parts();
+        let mut body = pin!(body);
+        let mut collected = cap.map(|_| (Vec::<Bytes>::new(), 0u64, None));
+        let mut over = false;
         while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-            frame.map_err(drop)?;
+            let frame = frame.map_err(drop)?;
+            let (Some((chunks, len, trailers)), Some(cap)) = (collected.as_mut(), cap) else {
+                continue;
+            };
+            match frame.into_data() {
+                Ok(mut data) => {
+                    *len += data.remaining() as u64;
+                    if *len > cap {
+                        over = true;
+                    } else if !over {
+                        chunks.push(data.copy_to_bytes(data.remaining()));
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        *trailers = Some(t);
+                    }
+                }
+            }
         }
-        Ok::<(), ()>(())
+        Ok::<_, ()>(match collected {
+            None => Collected::Drained,
+            Some(_) if over => Collected::OverCap,
+            Some((chunks, _, trailers)) => Collected::Whole(Box::new(Captured {
+                status: head.status,
+                headers: head.headers,
+                body: chunks.concat().into(),
+                trailers,
+            })),
+        })
     };
     let work = pin!(AssertUnwindSafe(work).catch_unwind());
-    match select(work, deadline).await {
-        Either::Left((Ok(Ok(())), _)) => {
+    let result = match select(work, deadline).await {
+        Either::Left((Ok(Ok(collected)), _)) => {
+            let elapsed = start.elapsed();
             if state.settle(Outcome::Completed) {
-                stats.latency(start.elapsed());
+                stats.latency(elapsed);
+                match collected {
+                    Collected::Whole(c) => ShadowResult::Answered(c, elapsed),
+                    Collected::OverCap | Collected::Drained => ShadowResult::OverCap,
+                }
+            } else {
+                ShadowResult::Dropped
             }
         }
         Either::Left((Ok(Err(())), _)) => {
             if state.settle(Outcome::Error) {
                 stats.latency(start.elapsed());
+                ShadowResult::Error
+            } else {
+                ShadowResult::Dropped
             }
         }
         Either::Left((Err(_panic), _)) => {
-            state.settle(Outcome::Panic);
+            if state.settle(Outcome::Panic) {
+                ShadowResult::Panic
+            } else {
+                ShadowResult::Dropped
+            }
         }
         Either::Right(((), _)) => {
-            state.settle(Outcome::Timeout);
+            if state.settle(Outcome::Timeout) {
+                ShadowResult::Timeout
+            } else {
+                ShadowResult::Dropped
+            }
         }
+    };
+    if let Some(f) = followup {
+        (f.then)(result).await;
     }
 }
 

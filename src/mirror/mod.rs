@@ -90,9 +90,10 @@ mod service;
 mod spawn;
 mod stats;
 
+pub(crate) use body::RequestSample;
 pub use body::{BoxError, CopyAborted, MirrorBody};
-pub(crate) use engine::Engine;
 pub use engine::Mirrored;
+pub(crate) use engine::{CopyStart, Engine, Followup, ShadowResult};
 pub use layer::{MirrorBuilder, MirrorHandle, MirrorLayer, DEFAULT_MARKER};
 pub use service::Mirror;
 #[cfg(feature = "tokio")]

@@ -41,6 +41,7 @@ where
     T: Service<Request<MirrorBody<B>>, Response = Response<TB>> + Clone + Send + 'static,
     T::Future: Send + 'static,
     TB: Body + Send + 'static,
+    TB::Data: Send,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {

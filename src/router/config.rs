@@ -7,6 +7,7 @@ use super::{BlueGreenLayer, BlueGreenRouter};
 use crate::control::{Control, RolloutHandle};
 use crate::error::{header_name, ConfigError};
 use crate::mirror::MirrorBuilder;
+use crate::shadow::CompareSettings;
 use crate::{Color, RequestHead};
 
 type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync;
@@ -49,6 +50,7 @@ type AllowFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 pub struct Builder {
     config: Config,
     mirror: Option<MirrorBuilder<()>>,
+    compare: Option<CompareSettings>,
     error: Option<ConfigError>,
 }
 
@@ -165,6 +167,15 @@ impl Builder {
         self
     }
 
+    /// Compares the copies that [`RolloutHandle::mirror_standby`] sends to the
+    /// standby with the active color's answers; read the results with
+    /// [`RolloutHandle::shadow_report`]. The copies' bounds then come from
+    /// [`CompareSettings::mirror`] (and [`mirror`](Self::mirror) is not used).
+    pub fn compare(mut self, settings: CompareSettings) -> Self {
+        self.compare = Some(settings);
+        self
+    }
+
     /// Builds a router over `blue` (active) and `green` (standby).
     ///
     /// # Errors
@@ -197,16 +208,23 @@ impl Builder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let mirror = match self.mirror {
-            Some(settings) => Some(Arc::new(settings.engine()?.1)),
+        let (mirror, judge) = match (self.compare, self.mirror) {
+            (Some(compare), _) => {
+                let shared = compare.build()?;
+                (Some(Arc::new(shared.engine)), Some(shared.judge))
+            }
+            (None, Some(settings)) => (Some(Arc::new(settings.engine()?.1)), None),
             // Without an executor there is no default engine; mirror_standby
             // then reports `ConfigError::MissingSpawner`.
-            None => crate::MirrorLayer::settings()
-                .engine()
-                .ok()
-                .map(|(_, e)| Arc::new(e)),
+            (None, None) => (
+                crate::MirrorLayer::settings()
+                    .engine()
+                    .ok()
+                    .map(|(_, e)| Arc::new(e)),
+                None,
+            ),
         };
-        Ok((Arc::new(Control::new(mirror)), Arc::new(self.config)))
+        Ok((Arc::new(Control::new(mirror, judge)), Arc::new(self.config)))
     }
 }
 

@@ -11,6 +11,7 @@ use tower_service::Service;
 use super::config::color_header_value;
 use crate::body::RolloutBody;
 use crate::control::InFlight;
+use crate::shadow::PendingCapture;
 
 pin_project! {
     /// Response future of [`BlueGreenRouter`](super::BlueGreenRouter).
@@ -24,6 +25,8 @@ pin_project! {
         // Counts the request in flight; moves into the response body.
         guard: Option<InFlight>,
         served_by: Option<HeaderName>,
+        // The active color's side of a shadow comparison, when compared.
+        pending: Option<Box<PendingCapture>>,
     }
 }
 
@@ -53,7 +56,13 @@ where
             kind,
             guard: Some(guard),
             served_by,
+            pending: None,
         }
+    }
+
+    pub(crate) fn compared(mut self, pending: Option<Box<PendingCapture>>) -> Self {
+        self.pending = pending;
+        self
     }
 
     pub(crate) fn blue(fut: SB::Future, guard: InFlight, served_by: Option<HeaderName>) -> Self {
@@ -102,13 +111,24 @@ where
             .guard
             .take()
             .expect("ResponseFuture polled after completion");
-        let (mut head, body) = res?.into_parts();
+        let pending = this.pending.take();
+        let res = match res {
+            Ok(res) => res,
+            Err(e) => {
+                if let Some(p) = pending {
+                    (*p).failed();
+                }
+                return Poll::Ready(Err(e));
+            }
+        };
+        let capture = pending.map(|p| (*p).begin(&res));
+        let (mut head, body) = res.into_parts();
         if let Some(name) = this.served_by.take() {
             head.headers.insert(name, color_header_value(guard.color()));
         }
         Poll::Ready(Ok(Response::from_parts(
             head,
-            RolloutBody::new(body, guard),
+            RolloutBody::new(body, guard, capture),
         )))
     }
 }

@@ -13,7 +13,8 @@ use super::future::ResponseFuture;
 use super::BlueGreenLayer;
 use crate::body::RolloutBody;
 use crate::control::{hit, Control, Lane, RolloutHandle, Word};
-use crate::mirror::{BoxError, MirrorBody};
+use crate::mirror::{BoxError, CopyStart, MirrorBody};
+use crate::shadow::{Outcome as ShadowOutcome, PendingCapture};
 use crate::Color;
 
 /// Routes each request to one of two services, blue or green, as steered by a
@@ -108,6 +109,7 @@ where
     SB::Future: Send + 'static,
     SG::Future: Send + 'static,
     RB: http_body::Body + Send + 'static,
+    RB::Data: Send,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -171,14 +173,14 @@ where
         }
         // Requests served by the active color are copied to the standby at
         // the mirrored fraction (never those forced by an override header).
-        let req = if word.mirror() != 0 && !forced && color == word.active() {
+        let (req, pending) = if word.mirror() != 0 && !forced && color == word.active() {
             self.mirror_to_standby(req, color.other(), word)
         } else {
-            req.map(MirrorBody::new)
+            (req.map(MirrorBody::new), None)
         };
         let guard = self.control.block.admit(color);
         let served_by = self.config.served_by.clone();
-        match (color, polled) {
+        let fut = match (color, polled) {
             (Color::Blue, Color::Blue) => {
                 ResponseFuture::blue(self.blue.call(req), guard, served_by)
             }
@@ -193,6 +195,11 @@ where
             (Color::Green, Color::Blue) => {
                 ResponseFuture::green_oneshot(self.green.clone().oneshot(req), guard, served_by)
             }
+        };
+        if pending.is_some() {
+            fut.compared(pending)
+        } else {
+            fut
         }
     }
 }
@@ -206,25 +213,41 @@ impl<SB, SG> BlueGreenRouter<SB, SG> {
         req: Request<B>,
         standby: Color,
         word: Word,
-    ) -> Request<MirrorBody<B>>
+    ) -> (Request<MirrorBody<B>>, Option<Box<PendingCapture>>)
     where
         SB: Service<Request<MirrorBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
         SG: Service<Request<MirrorBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
         SB::Future: Send + 'static,
         SG::Future: Send + 'static,
         RB: http_body::Body + Send + 'static,
+        RB::Data: Send,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        match &self.control.mirror {
-            Some(engine) if hit(word.mirror()) => {
-                let lane = Some((self.control.block, Lane::Mirrored(standby)));
-                match standby {
-                    Color::Blue => engine.copy(req, self.blue.clone(), lane),
-                    Color::Green => engine.copy(req, self.green.clone(), lane),
-                }
+        let Some(engine) = self.control.mirror.as_ref().filter(|_| hit(word.mirror())) else {
+            return (req.map(MirrorBody::new), None);
+        };
+        let lane = Some((self.control.block, Lane::Mirrored(standby)));
+        let (followup, pending) = match &self.control.judge {
+            Some(judge) => {
+                let (f, p) = judge.start(req.method(), req.uri());
+                (Some(f), Some(p))
             }
-            _ => req.map(MirrorBody::new),
+            None => (None, None),
+        };
+        let (req, started) = match standby {
+            Color::Blue => engine.copy_with(req, self.blue.clone(), lane, followup),
+            Color::Green => engine.copy_with(req, self.green.clone(), lane, followup),
+        };
+        match started {
+            CopyStart::Started => (req, pending),
+            CopyStart::NotChosen => (req, None),
+            CopyStart::NotStarted => {
+                if let Some(judge) = &self.control.judge {
+                    judge.report.count(ShadowOutcome::SkippedNotStarted);
+                }
+                (req, None)
+            }
         }
     }
 }

@@ -1,0 +1,243 @@
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+/// One side's response as the comparator sees it: status, headers, the body
+/// (whole: responses over the byte cap are not compared) and trailers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// The response status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The whole response body.
+    pub body: Bytes,
+    /// Trailers, if the body ended with some (gRPC puts `grpc-status` there).
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Captured {
+    /// A response with an empty body, no headers and no trailers.
+    pub fn new(status: StatusCode, body: impl Into<Bytes>) -> Self {
+        Captured {
+            status,
+            headers: HeaderMap::new(),
+            body: body.into(),
+            trailers: None,
+        }
+    }
+
+    /// The gRPC status code, from the trailers or (trailers-only responses)
+    /// the headers; `None` when there is none.
+    pub fn grpc_status(&self) -> Option<&str> {
+        fn from(h: &HeaderMap) -> Option<&str> {
+            h.get("grpc-status").and_then(|v| v.to_str().ok())
+        }
+        self.trailers
+            .as_ref()
+            .and_then(from)
+            .or_else(|| from(&self.headers))
+    }
+}
+
+/// One field that differs between the primary and the shadow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDiff {
+    /// Where: a JSON pointer (`/label`, `/probabilities/2`), or a name such as
+    /// `status`, `body` or `grpc-status`.
+    pub path: String,
+    /// The primary's value, rendered and truncated for display.
+    pub primary: String,
+    /// The shadow's value, rendered and truncated for display.
+    pub shadow: String,
+}
+
+impl FieldDiff {
+    /// A difference at `path`, rendering both values (each truncated to 200
+    /// bytes).
+    pub fn new(
+        path: impl Into<String>,
+        primary: impl fmt::Display,
+        shadow: impl fmt::Display,
+    ) -> Self {
+        FieldDiff {
+            path: path.into(),
+            primary: truncate(primary.to_string(), 200),
+            shadow: truncate(shadow.to_string(), 200),
+        }
+    }
+}
+
+impl fmt::Display for FieldDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} != {}", self.path, self.primary, self.shadow)
+    }
+}
+
+/// The result of one comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The shadow answered like the primary.
+    Match,
+    /// The shadow answered differently: the fields that differ (at least one).
+    Mismatch(Vec<FieldDiff>),
+}
+
+impl Verdict {
+    /// `Match` when `diffs` is empty, `Mismatch(diffs)` otherwise.
+    pub fn from_diffs(diffs: Vec<FieldDiff>) -> Self {
+        if diffs.is_empty() {
+            Verdict::Match
+        } else {
+            Verdict::Mismatch(diffs)
+        }
+    }
+
+    /// True for `Match`.
+    pub fn is_match(&self) -> bool {
+        matches!(self, Verdict::Match)
+    }
+}
+
+/// Compares the primary's response with the shadow's.
+///
+/// Implemented for closures `Fn(&Captured, &Captured) -> Verdict`; built-ins
+/// are on [`Comparator`]. Comparisons run on a spawned task, never on the
+/// request path; a comparator that panics is caught and counted.
+pub trait Compare: Send + Sync + 'static {
+    /// Compares `primary` with `shadow`.
+    fn compare(&self, primary: &Captured, shadow: &Captured) -> Verdict;
+}
+
+impl<F> Compare for F
+where
+    F: Fn(&Captured, &Captured) -> Verdict + Send + Sync + 'static,
+{
+    fn compare(&self, primary: &Captured, shadow: &Captured) -> Verdict {
+        self(primary, shadow)
+    }
+}
+
+/// Built-in comparators.
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_rollout::shadow::{Captured, Compare, Comparator};
+///
+/// let ok = Captured::new(StatusCode::OK, "cat");
+/// let other = Captured::new(StatusCode::OK, "dog");
+/// assert!(Comparator::status().compare(&ok, &other).is_match());
+/// assert!(!Comparator::bytes().compare(&ok, &other).is_match());
+/// ```
+#[derive(Clone)]
+pub struct Comparator {
+    inner: Arc<dyn Compare>,
+}
+
+impl Comparator {
+    /// Wraps any [`Compare`].
+    pub fn new(compare: impl Compare) -> Self {
+        Comparator {
+            inner: Arc::new(compare),
+        }
+    }
+
+    /// Equal status codes match.
+    pub fn status() -> Self {
+        Comparator::new(|p: &Captured, s: &Captured| {
+            Verdict::from_diffs(status_diff(p, s).into_iter().collect())
+        })
+    }
+
+    /// Equal status codes and byte-identical bodies match.
+    pub fn bytes() -> Self {
+        Comparator::new(|p: &Captured, s: &Captured| {
+            let mut diffs: Vec<_> = status_diff(p, s).into_iter().collect();
+            if p.body != s.body {
+                diffs.push(FieldDiff::new(
+                    "body",
+                    String::from_utf8_lossy(&p.body),
+                    String::from_utf8_lossy(&s.body),
+                ));
+            }
+            Verdict::from_diffs(diffs)
+        })
+    }
+
+    /// Equal `grpc-status` (from the trailers, or the headers of a
+    /// trailers-only response) matches; bodies are not compared.
+    pub fn grpc_status() -> Self {
+        Comparator::new(|p: &Captured, s: &Captured| {
+            let (a, b) = (p.grpc_status(), s.grpc_status());
+            Verdict::from_diffs(if a == b {
+                Vec::new()
+            } else {
+                vec![FieldDiff::new(
+                    "grpc-status",
+                    a.unwrap_or("<none>"),
+                    b.unwrap_or("<none>"),
+                )]
+            })
+        })
+    }
+
+    /// Decodes both sides with `decode` (for example a protobuf message into
+    /// JSON-like bytes) and compares the results with `inner`. A side that
+    /// fails to decode makes a mismatch at `decode`.
+    pub fn decoded<D, E>(decode: D, inner: Comparator) -> Self
+    where
+        D: Fn(&Captured) -> Result<Captured, E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        Comparator::new(
+            move |p: &Captured, s: &Captured| match (decode(p), decode(s)) {
+                (Ok(p), Ok(s)) => inner.compare(&p, &s),
+                (p, s) => {
+                    let show = |r: Result<Captured, E>| match r {
+                        Ok(_) => "ok".to_owned(),
+                        Err(e) => format!("error: {e}"),
+                    };
+                    Verdict::Mismatch(vec![FieldDiff::new("decode", show(p), show(s))])
+                }
+            },
+        )
+    }
+}
+
+impl Compare for Comparator {
+    fn compare(&self, primary: &Captured, shadow: &Captured) -> Verdict {
+        self.inner.compare(primary, shadow)
+    }
+}
+
+impl fmt::Debug for Comparator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Comparator").finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn status_diff(p: &Captured, s: &Captured) -> Option<FieldDiff> {
+    (p.status != s.status).then(|| FieldDiff::new("status", p.status.as_u16(), s.status.as_u16()))
+}
+
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+pub(crate) fn truncate_bytes(b: Bytes, max: usize) -> Bytes {
+    if b.len() > max {
+        b.slice(..max)
+    } else {
+        b
+    }
+}

@@ -1,0 +1,260 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::capture::Judge;
+use super::compare::Comparator;
+use super::report::{Exemplar, OnMismatch, Report, ShadowReport};
+use super::service::Shadowed;
+use crate::error::ConfigError;
+use crate::mirror::{Engine, MirrorBuilder, MirrorLayer, MirrorStats};
+
+/// Sends sampled requests to a shadow too and compares its answers with the
+/// primary's, off the request path. Made by [`ShadowComparator::new`] or
+/// [`ShadowComparator::builder`]; wraps a primary service in [`Shadowed`].
+/// See the [module docs](super).
+#[derive(Clone)]
+pub struct ShadowComparator<T> {
+    shadow: T,
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) judge: Arc<Judge>,
+}
+
+impl<T> ShadowComparator<T> {
+    /// Compares every request's answers from the primary and `shadow` with
+    /// `comparator`, with the default bounds; returns the handle that reads the
+    /// report.
+    pub fn new(shadow: T, comparator: Comparator) -> (Self, ShadowHandle) {
+        ShadowComparator::builder(shadow, comparator)
+            .build()
+            .expect("the default settings are valid")
+    }
+
+    /// A builder for the sample fraction, bounds and report settings.
+    pub fn builder(shadow: T, comparator: Comparator) -> ShadowBuilder<T> {
+        ShadowBuilder {
+            shadow,
+            settings: CompareSettings::new(comparator),
+        }
+    }
+}
+
+impl<S, T: Clone> Layer<S> for ShadowComparator<T> {
+    type Service = Shadowed<S, T>;
+
+    fn layer(&self, primary: S) -> Shadowed<S, T> {
+        Shadowed::from_parts(primary, self.shadow.clone(), self.shared.clone())
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ShadowComparator<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShadowComparator")
+            .field("shadow", &self.shadow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a comparator's report and its mirror's counters.
+#[derive(Clone)]
+pub struct ShadowHandle {
+    shared: Arc<Shared>,
+}
+
+impl ShadowHandle {
+    /// A snapshot of the comparison results.
+    pub fn report(&self) -> ShadowReport {
+        self.shared.judge.report.snapshot()
+    }
+
+    /// The counters of the copies sent to the shadow.
+    pub fn mirror_stats(&self) -> MirrorStats {
+        self.shared.engine.stats()
+    }
+
+    /// Sets the fraction of requests compared.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidFraction`] when `fraction` is NaN or outside
+    /// `0..=1`.
+    pub fn set_sample(&self, fraction: f64) -> Result<(), ConfigError> {
+        self.shared.engine.set_sample(fraction)
+    }
+}
+
+impl fmt::Debug for ShadowHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShadowHandle").finish_non_exhaustive()
+    }
+}
+
+/// Settings of a comparison: the comparator and what bounds it.
+///
+/// Shared by [`ShadowBuilder`] and
+/// [`router::Builder::compare`](crate::router::Builder::compare).
+pub struct CompareSettings {
+    comparator: Comparator,
+    mirror: MirrorBuilder<()>,
+    max_compare_bytes: u64,
+    compare_wait: Duration,
+    exemplars: usize,
+    on_mismatch: Option<Arc<OnMismatch>>,
+}
+
+impl CompareSettings {
+    /// Settings with `comparator` and the defaults.
+    pub fn new(comparator: Comparator) -> Self {
+        CompareSettings {
+            comparator,
+            mirror: MirrorLayer::settings(),
+            max_compare_bytes: 1024 * 1024,
+            compare_wait: Duration::from_secs(30),
+            exemplars: 16,
+            on_mismatch: None,
+        }
+    }
+
+    /// Responses (either side) whose body exceeds this many bytes are not
+    /// compared (counted as skipped). The primary's body still streams to its
+    /// client in full. Default 1 MiB.
+    pub fn max_compare_bytes(mut self, bytes: u64) -> Self {
+        self.max_compare_bytes = bytes;
+        self
+    }
+
+    /// After the shadow answered, how long to wait for the end of the
+    /// primary's body (a long stream) before giving up on this comparison.
+    /// Default 30 s.
+    pub fn compare_wait(mut self, wait: Duration) -> Self {
+        self.compare_wait = wait;
+        self
+    }
+
+    /// How many recent mismatches the report keeps. Default 16.
+    pub fn exemplars(mut self, n: usize) -> Self {
+        self.exemplars = n;
+        self
+    }
+
+    /// Called with each mismatch (on the comparison task, never on the
+    /// request path), for example to log or publish it.
+    pub fn on_mismatch<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Exemplar) + Send + Sync + 'static,
+    {
+        self.on_mismatch = Some(Arc::new(hook));
+        self
+    }
+
+    /// The bounds of the copies to the shadow (deadline, in-flight limit, byte
+    /// budget, headers): see [`MirrorBuilder`]. Its `sample` is the fraction
+    /// compared (for the router it is ignored: `mirror_standby` sets it).
+    pub fn mirror(mut self, settings: MirrorBuilder<()>) -> Self {
+        self.mirror = settings;
+        self
+    }
+
+    pub(crate) fn build(self) -> Result<Shared, ConfigError> {
+        if self.max_compare_bytes == 0 {
+            return Err(ConfigError::MustBePositive {
+                setting: "max_compare_bytes",
+            });
+        }
+        if self.compare_wait.is_zero() {
+            return Err(ConfigError::MustBePositive {
+                setting: "compare_wait",
+            });
+        }
+        let (_, engine) = self.mirror.engine()?;
+        let judge = Arc::new(Judge {
+            comparator: self.comparator,
+            report: Report::new(self.exemplars, self.on_mismatch),
+            cap: self.max_compare_bytes,
+            wait: self.compare_wait,
+            spawner: engine.spawner(),
+        });
+        Ok(Shared { engine, judge })
+    }
+}
+
+impl fmt::Debug for CompareSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompareSettings")
+            .field("max_compare_bytes", &self.max_compare_bytes)
+            .field("compare_wait", &self.compare_wait)
+            .field("exemplars", &self.exemplars)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`ShadowComparator`]; see [`CompareSettings`] for each setting.
+#[derive(Debug)]
+pub struct ShadowBuilder<T> {
+    shadow: T,
+    settings: CompareSettings,
+}
+
+impl<T> ShadowBuilder<T> {
+    /// The fraction of requests compared, `0.0..=1.0`. Default 1.
+    pub fn sample(mut self, fraction: f64) -> Self {
+        self.settings.mirror = self.settings.mirror.sample(fraction);
+        self
+    }
+
+    /// See [`CompareSettings::mirror`].
+    pub fn mirror(mut self, settings: MirrorBuilder<()>) -> Self {
+        self.settings = self.settings.mirror(settings);
+        self
+    }
+
+    /// See [`CompareSettings::max_compare_bytes`].
+    pub fn max_compare_bytes(mut self, bytes: u64) -> Self {
+        self.settings = self.settings.max_compare_bytes(bytes);
+        self
+    }
+
+    /// See [`CompareSettings::compare_wait`].
+    pub fn compare_wait(mut self, wait: Duration) -> Self {
+        self.settings = self.settings.compare_wait(wait);
+        self
+    }
+
+    /// See [`CompareSettings::exemplars`].
+    pub fn exemplars(mut self, n: usize) -> Self {
+        self.settings = self.settings.exemplars(n);
+        self
+    }
+
+    /// See [`CompareSettings::on_mismatch`].
+    pub fn on_mismatch<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Exemplar) + Send + Sync + 'static,
+    {
+        self.settings = self.settings.on_mismatch(hook);
+        self
+    }
+
+    /// Builds the layer and its handle.
+    ///
+    /// # Errors
+    /// The first invalid setting (see [`MirrorBuilder::build`] for the mirror's).
+    pub fn build(self) -> Result<(ShadowComparator<T>, ShadowHandle), ConfigError> {
+        let shared = Arc::new(self.settings.build()?);
+        let handle = ShadowHandle {
+            shared: shared.clone(),
+        };
+        Ok((
+            ShadowComparator {
+                shadow: self.shadow,
+                shared,
+            },
+            handle,
+        ))
+    }
+}

@@ -1,0 +1,204 @@
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Uri};
+
+use super::compare::{Captured, FieldDiff};
+use crate::stats::{Histogram, Percentiles};
+
+/// How one sampled comparison ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Match,
+    Mismatch,
+    ShadowError,
+    ShadowTimeout,
+    SkippedOverCap,
+    SkippedPrimaryFailed,
+    SkippedNotStarted,
+    SkippedDropped,
+    ComparatorPanic,
+}
+
+const OUTCOMES: usize = 9;
+
+pub(crate) type OnMismatch = dyn Fn(&Exemplar) + Send + Sync;
+
+/// Live counters and exemplars of one comparator.
+pub(crate) struct Report {
+    counts: [AtomicU64; OUTCOMES],
+    primary_latency: Histogram,
+    shadow_latency: Histogram,
+    fields: Mutex<HashMap<String, u64>>,
+    exemplars: Mutex<VecDeque<Exemplar>>,
+    max_exemplars: usize,
+    on_mismatch: Option<Arc<OnMismatch>>,
+}
+
+impl Report {
+    pub(crate) fn new(max_exemplars: usize, on_mismatch: Option<Arc<OnMismatch>>) -> Self {
+        Report {
+            counts: Default::default(),
+            primary_latency: Histogram::new(),
+            shadow_latency: Histogram::new(),
+            fields: Mutex::new(HashMap::new()),
+            exemplars: Mutex::new(VecDeque::with_capacity(max_exemplars)),
+            max_exemplars,
+            on_mismatch,
+        }
+    }
+
+    pub(crate) fn count(&self, outcome: Outcome) {
+        self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn latencies(&self, primary: Duration, shadow: Duration) {
+        self.primary_latency.record(primary);
+        self.shadow_latency.record(shadow);
+    }
+
+    pub(crate) fn mismatch(&self, exemplar: Exemplar) {
+        self.count(Outcome::Mismatch);
+        {
+            let mut fields = lock(&self.fields);
+            for d in &exemplar.diffs {
+                *fields.entry(d.path.clone()).or_default() += 1;
+            }
+        }
+        if let Some(hook) = &self.on_mismatch {
+            // A panicking hook must not take the task (and its counts) down.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&exemplar)));
+        }
+        if self.max_exemplars > 0 {
+            let mut ring = lock(&self.exemplars);
+            if ring.len() == self.max_exemplars {
+                ring.pop_front();
+            }
+            ring.push_back(exemplar);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> ShadowReport {
+        let get = |o: Outcome| self.counts[o as usize].load(Ordering::Relaxed);
+        let mut field_mismatches: Vec<(String, u64)> = lock(&self.fields)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        field_mismatches.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ShadowReport {
+            matched: get(Outcome::Match),
+            mismatched: get(Outcome::Mismatch),
+            shadow_errors: get(Outcome::ShadowError),
+            shadow_timeouts: get(Outcome::ShadowTimeout),
+            skipped_over_cap: get(Outcome::SkippedOverCap),
+            skipped_primary_failed: get(Outcome::SkippedPrimaryFailed),
+            skipped_not_started: get(Outcome::SkippedNotStarted),
+            skipped_dropped: get(Outcome::SkippedDropped),
+            comparator_panics: get(Outcome::ComparatorPanic),
+            primary_latency: self.primary_latency.snapshot(),
+            shadow_latency: self.shadow_latency.snapshot(),
+            field_mismatches,
+            exemplars: lock(&self.exemplars).iter().cloned().collect(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Report").field(&self.snapshot()).finish()
+    }
+}
+
+/// One mismatch kept for debugging: the request, both answers, the diff.
+///
+/// Bodies are kept up to 4 KiB each (request and both responses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Exemplar {
+    /// When the comparison ran.
+    pub at: SystemTime,
+    /// The request method.
+    pub method: Method,
+    /// The request URI.
+    pub uri: Uri,
+    /// The start of the request body, as the shadow received it.
+    pub request: bytes::Bytes,
+    /// The primary's response (body truncated).
+    pub primary: Captured,
+    /// The shadow's response (body truncated).
+    pub shadow: Captured,
+    /// What differs.
+    pub diffs: Vec<FieldDiff>,
+}
+
+/// A snapshot of a comparator's results, from
+/// [`ShadowHandle::report`](super::ShadowHandle::report) or
+/// [`RolloutHandle::shadow_report`](crate::RolloutHandle::shadow_report).
+///
+/// Every sampled request ends in exactly one counter. Requests that were not
+/// sampled are not counted.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct ShadowReport {
+    /// Comparisons that matched.
+    pub matched: u64,
+    /// Comparisons that found a difference.
+    pub mismatched: u64,
+    /// The shadow failed (service or body error, or a panic).
+    pub shadow_errors: u64,
+    /// The shadow missed its deadline.
+    pub shadow_timeouts: u64,
+    /// Not compared: a response body was over the comparison cap.
+    pub skipped_over_cap: u64,
+    /// Not compared: the primary failed, or its body ended early or took
+    /// longer than the comparison wait.
+    pub skipped_primary_failed: u64,
+    /// Not compared: the copy was not started (mirror saturated, request over
+    /// budget, predicate, no executor).
+    pub skipped_not_started: u64,
+    /// Not compared: the copy was abandoned while streaming (the shadow never
+    /// saw the whole request).
+    pub skipped_dropped: u64,
+    /// The comparator panicked (caught).
+    pub comparator_panics: u64,
+    /// Primary latency, from the call to the end of its response body, for
+    /// compared requests.
+    pub primary_latency: Percentiles,
+    /// Shadow latency, from the copy's start to the end of its response body,
+    /// for compared requests.
+    pub shadow_latency: Percentiles,
+    /// Mismatches per field (JSON pointer or `status`, `body`, …), most
+    /// frequent first.
+    pub field_mismatches: Vec<(String, u64)>,
+    /// The last mismatches, oldest first.
+    pub exemplars: Vec<Exemplar>,
+}
+
+impl ShadowReport {
+    /// Matches over comparisons (`matched / (matched + mismatched)`); `None`
+    /// before the first comparison.
+    pub fn agreement_rate(&self) -> Option<f64> {
+        let n = self.matched + self.mismatched;
+        (n > 0).then(|| self.matched as f64 / n as f64)
+    }
+
+    /// All sampled requests, whatever their outcome.
+    pub fn total(&self) -> u64 {
+        self.matched
+            + self.mismatched
+            + self.shadow_errors
+            + self.shadow_timeouts
+            + self.skipped_over_cap
+            + self.skipped_primary_failed
+            + self.skipped_not_started
+            + self.skipped_dropped
+            + self.comparator_panics
+    }
+}
