@@ -1,10 +1,10 @@
 //! [`BlueGreenRouter`]: blue/green switching and canary splits over two services.
 //!
 //! The router holds two complete services, blue and green, and a shared control
-//! state steered through a [`RolloutHandle`]. One color is active and serves
+//! state steered through a [`RolloutHandle`](crate::RolloutHandle). One color is active and serves
 //! every request, except the fraction that the canary split sends to the
-//! standby. [`promote`](RolloutHandle::promote) and
-//! [`rollback`](RolloutHandle::rollback) swap the colors in one atomic store;
+//! standby. [`promote`](crate::RolloutHandle::promote) and
+//! [`rollback`](crate::RolloutHandle::rollback) swap the colors in one atomic store;
 //! requests already admitted finish on their color, streamed bodies included.
 //!
 //! # Readiness
