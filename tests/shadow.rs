@@ -280,3 +280,82 @@ async fn router_compares_mirrored_standby_traffic() {
     assert_eq!((r.matched, r.total()), (3, 3), "{r:?}");
     assert_eq!(handle.mirror_stats().completed, 3);
 }
+
+/// The noise floor: the primary is noisy in `ts` (a timestamp that differs
+/// between any two instances), the shadow really differs in `label`. Only
+/// `label` is reported as a real difference.
+#[tokio::test]
+async fn noise_floor_separates_noise_from_real_differences() {
+    // An instance of a model version: `label` from the input, `ts` from the
+    // instance's own clock (two instances never agree on it).
+    fn model(
+        version: u8,
+        instance: usize,
+    ) -> impl Service<Req, Response = Out, Error = BoxError, Future: Send> + Clone + Send + 'static
+    {
+        let clock = Arc::new(AtomicUsize::new(instance * 1_000_000));
+        service_fn(move |req: Req| {
+            let ts = clock.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let body = req.into_body().collect().await?.to_bytes();
+                let n: u32 = String::from_utf8_lossy(&body).parse()?;
+                // v2 changes its mind on every third input.
+                let label = if version == 2 && n % 3 == 0 {
+                    "dog"
+                } else {
+                    "cat"
+                };
+                Ok::<_, BoxError>(Response::new(full(format!("label={label};ts={ts}"))))
+            }
+        })
+    }
+    // Per-field comparison of `k=v;k=v` bodies.
+    let fields = |c: &Captured| -> Vec<(String, String)> {
+        String::from_utf8_lossy(&c.body)
+            .split(';')
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .collect()
+    };
+    let comparator = Comparator::new(move |p: &Captured, s: &Captured| {
+        let diffs = fields(p)
+            .into_iter()
+            .zip(fields(s))
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|(a, b)| tower_rollout::shadow::FieldDiff::new(a.0, a.1, b.1))
+            .collect();
+        Verdict::from_diffs(diffs)
+    });
+    let (layer, handle) = ShadowComparator::builder(model(2, 2), comparator)
+        .noise_floor(model(1, 1))
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new().layer(layer).service(model(1, 0));
+    const N: u32 = 90;
+    for n in 0..N {
+        let req = Request::post("/")
+            .body(Full::new(Bytes::from(n.to_string())))
+            .unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+        // Let this request's copies finish, as a server's idle moments would:
+        // all requests are then compared, none dropped by the in-flight bound.
+        while handle.mirror_stats().in_flight > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let report = settled(&handle, N as u64).await;
+    assert_eq!(handle.mirror_stats().dropped(), 0);
+    let noise = report.noise.expect("noise floor on");
+    assert_eq!(noise.comparisons, N as u64);
+    assert_eq!(noise.real_differences(), vec!["label"], "{noise:?}");
+    let ts = noise.fields.iter().find(|f| f.path == "ts").unwrap();
+    assert_eq!(
+        (ts.candidate_rate, ts.noise_rate, ts.real),
+        (1.0, 1.0, false)
+    );
+    let label = noise.fields.iter().find(|f| f.path == "label").unwrap();
+    assert_eq!((label.candidate_rate, label.noise_rate), (1.0 / 3.0, 0.0));
+}

@@ -229,46 +229,20 @@ impl CopyState {
     }
 }
 
-/// The primary side of a copy: offers each frame to the shadow without waiting.
+/// The primary side of one or more copies: offers each frame to every shadow
+/// without waiting.
 pub(crate) struct Tee {
-    tx: Option<mpsc::Sender<Frame<Bytes>>>,
-    state: Arc<CopyState>,
+    outs: Vec<Out>,
     sent: u64,
     budget: u64,
 }
 
-impl Tee {
-    pub(crate) fn new(tx: mpsc::Sender<Frame<Bytes>>, state: Arc<CopyState>, budget: u64) -> Self {
-        Tee {
-            tx: Some(tx),
-            state,
-            sent: 0,
-            budget,
-        }
-    }
+struct Out {
+    tx: Option<mpsc::Sender<Frame<Bytes>>>,
+    state: Arc<CopyState>,
+}
 
-    fn offer(&mut self, frame: &Frame<Bytes>) {
-        let Some(tx) = &self.tx else { return };
-        let copy = if let Some(data) = frame.data_ref() {
-            self.sent += data.len() as u64;
-            if self.sent > self.budget {
-                return self.abort(Outcome::OverBudget);
-            }
-            Frame::data(data.clone()) // a refcount, not a copy of the bytes
-        } else if let Some(trailers) = frame.trailers_ref() {
-            Frame::trailers(trailers.clone())
-        } else {
-            return;
-        };
-        match tx.try_send(copy) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.abort(Outcome::ShadowSlow),
-            // The shadow stopped reading its body (it answered, failed or
-            // timed out): nothing more to copy; its task settles the outcome.
-            Err(mpsc::error::TrySendError::Closed(_)) => self.tx = None,
-        }
-    }
-
+impl Out {
     fn complete(&mut self) {
         if let Some(tx) = self.tx.take() {
             // Mark completion before the channel closes, so the shadow's body
@@ -282,6 +256,57 @@ impl Tee {
         if self.tx.take().is_some() {
             self.state.settle(outcome);
         }
+    }
+}
+
+impl Tee {
+    pub(crate) fn new(budget: u64) -> Self {
+        Tee {
+            outs: Vec::with_capacity(1),
+            sent: 0,
+            budget,
+        }
+    }
+
+    pub(crate) fn add(&mut self, tx: mpsc::Sender<Frame<Bytes>>, state: Arc<CopyState>) {
+        self.outs.push(Out {
+            tx: Some(tx),
+            state,
+        });
+    }
+
+    fn offer(&mut self, frame: &Frame<Bytes>) {
+        if let Some(data) = frame.data_ref() {
+            self.sent += data.len() as u64;
+            if self.sent > self.budget {
+                return self.abort(Outcome::OverBudget);
+            }
+        }
+        for out in &mut self.outs {
+            let Some(tx) = &out.tx else { continue };
+            let copy = if let Some(data) = frame.data_ref() {
+                Frame::data(data.clone()) // a refcount, not a copy of the bytes
+            } else if let Some(trailers) = frame.trailers_ref() {
+                Frame::trailers(trailers.clone())
+            } else {
+                continue;
+            };
+            match tx.try_send(copy) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => out.abort(Outcome::ShadowSlow),
+                // The shadow stopped reading its body (it answered, failed or
+                // timed out): nothing more to copy; its task settles the outcome.
+                Err(mpsc::error::TrySendError::Closed(_)) => out.tx = None,
+            }
+        }
+    }
+
+    fn complete(&mut self) {
+        self.outs.iter_mut().for_each(Out::complete);
+    }
+
+    fn abort(&mut self, outcome: Outcome) {
+        self.outs.iter_mut().for_each(|o| o.abort(outcome));
     }
 }
 

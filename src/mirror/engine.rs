@@ -179,6 +179,32 @@ impl Engine {
         TB: Body + Send + 'static,
         TB::Data: Send,
     {
+        self.copy_pair(req, shadow, lane, followup, None::<(Never, Followup)>)
+    }
+
+    /// [`copy_with`](Self::copy_with), and a second copy of the same request
+    /// to `second` (the noise-floor secondary), under its own permit. The
+    /// second copy is made only when the first one starts.
+    pub(crate) fn copy_pair<B, T, TB, U, UB>(
+        &self,
+        req: Request<B>,
+        shadow: T,
+        lane: Option<(&'static Block, Lane)>,
+        followup: Option<Followup>,
+        second: Option<(U, Followup)>,
+    ) -> (Request<MirrorBody<B>>, CopyStart)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        T: Service<Request<MirrorBody<B>>, Response = Response<TB>> + Send + 'static,
+        T::Future: Send + 'static,
+        TB: Body + Send + 'static,
+        TB::Data: Send,
+        U: Service<Request<MirrorBody<B>>, Response = Response<UB>> + Send + 'static,
+        U::Future: Send + 'static,
+        UB: Body + Send + 'static,
+        UB::Data: Send,
+    {
         if let Some(predicate) = &self.predicate {
             if !predicate(&RequestHead::of(&req)) {
                 return (req.map(MirrorBody::new), CopyStart::NotChosen);
@@ -194,39 +220,78 @@ impl Engine {
             self.stats.count(Outcome::Saturated);
             return (req.map(MirrorBody::new), CopyStart::NotStarted);
         };
-        let state = CopyState::new(self.stats.clone());
+        let second = second.and_then(|(svc, followup)| {
+            self.stats.sampled();
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some((svc, followup, permit)),
+                Err(_) => {
+                    self.stats.count(Outcome::Saturated);
+                    None
+                }
+            }
+        });
         let (parts, body) = req.into_parts();
-        let copy = self.copy_head(&parts);
-        let (primary_body, shadow_body) = if body.is_end_stream() {
-            (MirrorBody::new(body), MirrorBody::empty())
-        } else {
-            let (tx, rx) = mpsc::channel(self.buffer_frames);
-            let tee = Tee::new(tx, state.clone(), self.max_body_bytes);
-            let sample = followup.as_ref().map(|f| f.request.clone());
-            (
-                MirrorBody::tee(body, tee),
-                MirrorBody::shadow(rx, state.clone(), hint, sample),
-            )
+        let mut tee = (!body.is_end_stream()).then(|| Tee::new(self.max_body_bytes));
+        let mut prepare = |sample: Option<RequestSample>| {
+            let state = CopyState::new(self.stats.clone());
+            let body = match tee.as_mut() {
+                None => MirrorBody::empty(),
+                Some(tee) => {
+                    let (tx, rx) = mpsc::channel(self.buffer_frames);
+                    tee.add(tx, state.clone());
+                    MirrorBody::shadow(rx, state.clone(), hint, sample)
+                }
+            };
+            (self.copy_head(&parts).map(|()| body), state)
+        };
+        let (first_req, first_state) = prepare(followup.as_ref().map(|f| f.request.clone()));
+        let second = second.map(|(svc, followup, permit)| {
+            let (req, state) = prepare(Some(followup.request.clone()));
+            (svc, followup, permit, req, state)
+        });
+        let primary_body = match tee {
+            Some(tee) => MirrorBody::tee(body, tee),
+            None => MirrorBody::new(body),
         };
         let guard = lane.map(|(block, lane)| block.start(lane));
-        let task = shadow_task(
+        let started = self.spawn(shadow_task(
             shadow,
-            copy.map(|()| shadow_body),
-            state.clone(),
+            first_req,
+            first_state.clone(),
             (permit, guard),
             (self.spawner.clone(), self.timeout),
             self.stats.clone(),
             followup,
-        );
-        let started = if self.spawner.spawn(Box::pin(task)).is_err() {
+        ));
+        if !started {
             // The task was dropped with its request: the tee sees the channel
             // closed and stops copying.
-            state.settle(Outcome::NoExecutor);
-            CopyStart::NotStarted
-        } else {
+            first_state.settle(Outcome::NoExecutor);
+        }
+        if let Some((svc, followup, permit, req, state)) = second {
+            let task = shadow_task(
+                svc,
+                req,
+                state.clone(),
+                (permit, None),
+                (self.spawner.clone(), self.timeout),
+                self.stats.clone(),
+                Some(followup),
+            );
+            if !started || !self.spawn(task) {
+                state.settle(Outcome::NoExecutor);
+            }
+        }
+        let start = if started {
             CopyStart::Started
+        } else {
+            CopyStart::NotStarted
         };
-        (Request::from_parts(parts, primary_body), started)
+        (Request::from_parts(parts, primary_body), start)
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) -> bool {
+        self.spawner.spawn(Box::pin(task)).is_ok()
     }
 
     fn copy_head(&self, parts: &http::request::Parts) -> Request<()> {
@@ -278,6 +343,26 @@ fn rewrite_authority(req: &mut Request<()>, suffix: &str) {
         .and_then(with_suffix);
     if let Some(host) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
         req.headers_mut().insert(header::HOST, host);
+    }
+}
+
+/// A service type for "no second copy"; never constructed.
+pub(crate) enum Never {}
+
+impl<R> Service<R> for Never {
+    type Response = Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        match *self {}
+    }
+
+    fn call(&mut self, _: R) -> Self::Future {
+        match *self {}
     }
 }
 

@@ -210,7 +210,7 @@ impl Builder {
         }
         let (mirror, judge) = match (self.compare, self.mirror) {
             (Some(compare), _) => {
-                let shared = compare.build()?;
+                let shared = compare.build(None)?;
                 (Some(Arc::new(shared.engine)), Some(shared.judge))
             }
             (None, Some(settings)) => (Some(Arc::new(settings.engine()?.1)), None),

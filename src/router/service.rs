@@ -230,7 +230,8 @@ impl<SB, SG> BlueGreenRouter<SB, SG> {
         let lane = Some((self.control.block, Lane::Mirrored(standby)));
         let (followup, pending) = match &self.control.judge {
             Some(judge) => {
-                let (f, p) = judge.start(req.method(), req.uri());
+                // No noise floor through the router: it has no secondary.
+                let (f, p, _) = judge.start(req.method(), req.uri());
                 (Some(f), Some(p))
             }
             None => (None, None),

@@ -37,24 +37,61 @@ pub(crate) struct Judge {
     /// answered.
     pub(crate) wait: Duration,
     pub(crate) spawner: Arc<dyn Spawn>,
+    /// Set when a secondary instance of the primary measures the noise.
+    pub(crate) noise: Option<Noise>,
+}
+
+/// Per-field difference counts of primary vs shadow and primary vs secondary.
+#[derive(Debug)]
+pub(crate) struct Noise {
+    pub(crate) relative: f64,
+    pub(crate) absolute: f64,
+    pub(crate) counts: std::sync::Mutex<NoiseCounts>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct NoiseCounts {
+    pub(crate) comparisons: u64,
+    pub(crate) candidate: std::collections::HashMap<String, u64>,
+    pub(crate) noise: std::collections::HashMap<String, u64>,
 }
 
 impl Judge {
     /// The follow-up for the shadow's task and the capture for the primary.
+    /// The follow-up for the shadow's task, the capture for the primary, and
+    /// (with a noise floor) the follow-up for the secondary's task.
     pub(crate) fn start(
         self: &Arc<Self>,
         method: &Method,
         uri: &Uri,
-    ) -> (Followup, Box<PendingCapture>) {
+    ) -> (Followup, Box<PendingCapture>, Option<Followup>) {
         let (tx, rx) = oneshot::channel();
         let request = RequestSample::default();
+        let (second, second_rx) = match self.noise {
+            Some(_) => {
+                let (stx, srx) = oneshot::channel::<ShadowResult>();
+                let then = move |result: ShadowResult| -> crate::mirror::BoxTask {
+                    let _ = stx.send(result);
+                    Box::pin(std::future::ready(()))
+                };
+                let f = Followup {
+                    cap: self.cap,
+                    request: RequestSample::default(),
+                    then: Box::new(then),
+                };
+                (Some(f), Some(srx))
+            }
+            None => (None, None),
+        };
         let judge = self.clone();
         let method = method.clone();
         let uri = uri.clone();
         let sample = request.clone();
         let then = move |result: ShadowResult| -> crate::mirror::BoxTask {
             Box::pin(async move {
-                judge.settle(result, rx, method, uri, sample).await;
+                judge
+                    .settle(result, rx, second_rx, method, uri, sample)
+                    .await;
             })
         };
         (
@@ -68,6 +105,7 @@ impl Judge {
                 cap: self.cap,
                 start: Instant::now(),
             }),
+            second,
         )
     }
 
@@ -75,6 +113,7 @@ impl Judge {
         &self,
         result: ShadowResult,
         rx: oneshot::Receiver<Primary>,
+        second: Option<oneshot::Receiver<ShadowResult>>,
         method: Method,
         uri: Uri,
         request: RequestSample,
@@ -99,9 +138,14 @@ impl Judge {
             Primary::Failed => return self.report.count(Outcome::SkippedPrimaryFailed),
         };
         let (primary, shadow) = (*primary, *shadow);
+        // The panic payload is not `Sync`: drop it before awaiting.
         let verdict = std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.comparator.compare(&primary, &shadow)
-        }));
+        }))
+        .map_err(drop);
+        if let (Some(noise), Some(second), Ok(verdict)) = (&self.noise, second, &verdict) {
+            self.measure_noise(noise, second, &primary, verdict).await;
+        }
         match verdict {
             Ok(Verdict::Match) => {
                 self.report.count(Outcome::Match);
@@ -125,6 +169,81 @@ impl Judge {
             }
             Err(_panic) => self.report.count(Outcome::ComparatorPanic),
         }
+    }
+}
+
+impl Judge {
+    /// Compares the primary with its secondary instance and counts, per
+    /// field, the differences of both comparisons. Only requests for which
+    /// all three answers are known count.
+    async fn measure_noise(
+        &self,
+        noise: &Noise,
+        second: oneshot::Receiver<ShadowResult>,
+        primary: &Captured,
+        candidate: &Verdict,
+    ) {
+        let secondary = match select(second, self.spawner.sleep(self.wait)).await {
+            Either::Left((Ok(ShadowResult::Answered(c, _)), _)) => c,
+            _ => return,
+        };
+        let Ok(noisy) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.comparator.compare(primary, &secondary)
+        })) else {
+            return;
+        };
+        let paths = |v: &Verdict| -> Vec<String> {
+            match v {
+                Verdict::Match => Vec::new(),
+                Verdict::Mismatch(d) => {
+                    let mut p: Vec<String> = d.iter().map(|d| d.path.clone()).collect();
+                    p.sort();
+                    p.dedup();
+                    p
+                }
+            }
+        };
+        let mut counts = noise.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.comparisons += 1;
+        for p in paths(candidate) {
+            *counts.candidate.entry(p).or_default() += 1;
+        }
+        for p in paths(&noisy) {
+            *counts.noise.entry(p).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn noise_report(&self) -> Option<super::report::NoiseReport> {
+        let noise = self.noise.as_ref()?;
+        let counts = noise.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.comparisons.max(1) as f64;
+        let mut paths: Vec<&String> = counts.candidate.keys().chain(counts.noise.keys()).collect();
+        paths.sort();
+        paths.dedup();
+        let mut fields: Vec<super::report::FieldNoise> = paths
+            .into_iter()
+            .map(|path| {
+                let candidate_rate = *counts.candidate.get(path).unwrap_or(&0) as f64 / n;
+                let noise_rate = *counts.noise.get(path).unwrap_or(&0) as f64 / n;
+                let excess = candidate_rate - noise_rate;
+                let real = counts.comparisons > 0
+                    && excess > noise.absolute
+                    && (noise_rate == 0.0 || excess / noise_rate > noise.relative);
+                super::report::FieldNoise {
+                    path: path.clone(),
+                    candidate_rate,
+                    noise_rate,
+                    real,
+                }
+            })
+            .collect();
+        fields.sort_by(|a, b| b.real.cmp(&a.real).then_with(|| a.path.cmp(&b.path)));
+        Some(super::report::NoiseReport {
+            comparisons: counts.comparisons,
+            relative_threshold: noise.relative,
+            absolute_threshold: noise.absolute,
+            fields,
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::capture::Judge;
+use super::capture::{Judge, Noise};
 use super::compare::Comparator;
 use super::report::{Exemplar, OnMismatch, Report, ShadowReport};
 use super::service::Shadowed;
@@ -16,9 +16,33 @@ use crate::mirror::{Engine, MirrorBuilder, MirrorLayer, MirrorStats};
 /// [`ShadowComparator::builder`]; wraps a primary service in [`Shadowed`].
 /// See the [module docs](super).
 #[derive(Clone)]
-pub struct ShadowComparator<T> {
+pub struct ShadowComparator<T, U = NoSecondary> {
     shadow: T,
+    secondary: Option<U>,
     shared: Arc<Shared>,
+}
+
+/// The secondary of a [`ShadowComparator`] without a noise floor. Never
+/// called.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct NoSecondary;
+
+impl<R> tower_service::Service<R> for NoSecondary {
+    type Response = http::Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: R) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(String::new())))
+    }
 }
 
 pub(crate) struct Shared {
@@ -40,20 +64,27 @@ impl<T> ShadowComparator<T> {
     pub fn builder(shadow: T, comparator: Comparator) -> ShadowBuilder<T> {
         ShadowBuilder {
             shadow,
+            secondary: None,
+            noise: (0.20, 0.0003),
             settings: CompareSettings::new(comparator),
         }
     }
 }
 
-impl<S, T: Clone> Layer<S> for ShadowComparator<T> {
-    type Service = Shadowed<S, T>;
+impl<S, T: Clone, U: Clone> Layer<S> for ShadowComparator<T, U> {
+    type Service = Shadowed<S, T, U>;
 
-    fn layer(&self, primary: S) -> Shadowed<S, T> {
-        Shadowed::from_parts(primary, self.shadow.clone(), self.shared.clone())
+    fn layer(&self, primary: S) -> Shadowed<S, T, U> {
+        Shadowed::from_parts(
+            primary,
+            self.shadow.clone(),
+            self.secondary.clone(),
+            self.shared.clone(),
+        )
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for ShadowComparator<T> {
+impl<T: fmt::Debug, U> fmt::Debug for ShadowComparator<T, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShadowComparator")
             .field("shadow", &self.shadow)
@@ -70,7 +101,9 @@ pub struct ShadowHandle {
 impl ShadowHandle {
     /// A snapshot of the comparison results.
     pub fn report(&self) -> ShadowReport {
-        self.shared.judge.report.snapshot()
+        let mut report = self.shared.judge.report.snapshot();
+        report.noise = self.shared.judge.noise_report();
+        report
     }
 
     /// The counters of the copies sent to the shadow.
@@ -160,7 +193,25 @@ impl CompareSettings {
         self
     }
 
-    pub(crate) fn build(self) -> Result<Shared, ConfigError> {
+    pub(crate) fn build(self, noise: Option<(f64, f64)>) -> Result<Shared, ConfigError> {
+        let noise = match noise {
+            Some((relative, absolute)) => {
+                for (setting, value) in [
+                    ("relative threshold", relative),
+                    ("absolute threshold", absolute),
+                ] {
+                    if !value.is_finite() || value < 0.0 {
+                        return Err(ConfigError::InvalidTolerance { setting, value });
+                    }
+                }
+                Some(Noise {
+                    relative,
+                    absolute,
+                    counts: Default::default(),
+                })
+            }
+            None => None,
+        };
         if self.max_compare_bytes == 0 {
             return Err(ConfigError::MustBePositive {
                 setting: "max_compare_bytes",
@@ -178,6 +229,7 @@ impl CompareSettings {
             cap: self.max_compare_bytes,
             wait: self.compare_wait,
             spawner: engine.spawner(),
+            noise,
         });
         Ok(Shared { engine, judge })
     }
@@ -195,12 +247,36 @@ impl fmt::Debug for CompareSettings {
 
 /// Builds a [`ShadowComparator`]; see [`CompareSettings`] for each setting.
 #[derive(Debug)]
-pub struct ShadowBuilder<T> {
+pub struct ShadowBuilder<T, U = NoSecondary> {
     shadow: T,
+    secondary: Option<U>,
+    noise: (f64, f64),
     settings: CompareSettings,
 }
 
-impl<T> ShadowBuilder<T> {
+impl<T, U> ShadowBuilder<T, U> {
+    /// Turns on the noise floor: `secondary`, a second instance of the
+    /// primary's version, receives each compared request too, and fields
+    /// that differ as often between the two instances of the same version as
+    /// between primary and shadow are reported as noise, not as real
+    /// differences. See [`NoiseReport`](super::NoiseReport).
+    pub fn noise_floor<V>(self, secondary: V) -> ShadowBuilder<T, V> {
+        ShadowBuilder {
+            shadow: self.shadow,
+            secondary: Some(secondary),
+            noise: self.noise,
+            settings: self.settings,
+        }
+    }
+
+    /// The noise floor's thresholds: a field is a real difference when its
+    /// shadow difference rate exceeds its noise rate by more than `absolute`
+    /// and by more than `relative` times the noise rate. Defaults (Diffy's):
+    /// 0.20 and 0.0003.
+    pub fn noise_thresholds(mut self, relative: f64, absolute: f64) -> Self {
+        self.noise = (relative, absolute);
+        self
+    }
     /// The fraction of requests compared, `0.0..=1.0`. Default 1.
     pub fn sample(mut self, fraction: f64) -> Self {
         self.settings.mirror = self.settings.mirror.sample(fraction);
@@ -244,14 +320,16 @@ impl<T> ShadowBuilder<T> {
     ///
     /// # Errors
     /// The first invalid setting (see [`MirrorBuilder::build`] for the mirror's).
-    pub fn build(self) -> Result<(ShadowComparator<T>, ShadowHandle), ConfigError> {
-        let shared = Arc::new(self.settings.build()?);
+    pub fn build(self) -> Result<(ShadowComparator<T, U>, ShadowHandle), ConfigError> {
+        let noise = self.secondary.as_ref().map(|_| self.noise);
+        let shared = Arc::new(self.settings.build(noise)?);
         let handle = ShadowHandle {
             shared: shared.clone(),
         };
         Ok((
             ShadowComparator {
                 shadow: self.shadow,
+                secondary: self.secondary,
                 shared,
             },
             handle,

@@ -102,6 +102,7 @@ impl Report {
             shadow_latency: self.shadow_latency.snapshot(),
             field_mismatches,
             exemplars: lock(&self.exemplars).iter().cloned().collect(),
+            noise: None,
         }
     }
 }
@@ -179,6 +180,54 @@ pub struct ShadowReport {
     pub field_mismatches: Vec<(String, u64)>,
     /// The last mismatches, oldest first.
     pub exemplars: Vec<Exemplar>,
+    /// With a noise floor: which fields differ more between primary and
+    /// shadow than between the primary and its secondary instance.
+    pub noise: Option<NoiseReport>,
+}
+
+/// The noise floor (Diffy's idea): a second instance of the primary receives
+/// each copy too, and the differences between the two instances of the same
+/// version are noise (timestamps, ids, sampling). A field is a real
+/// difference only when its primary-vs-shadow difference rate exceeds its
+/// noise rate by more than the absolute threshold *and* by more than the
+/// relative threshold (as a fraction of the noise rate; any excess counts when
+/// the noise rate is zero).
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct NoiseReport {
+    /// Requests for which the primary, the shadow and the secondary answered.
+    pub comparisons: u64,
+    /// The relative threshold in use (default 0.20).
+    pub relative_threshold: f64,
+    /// The absolute threshold in use (default 0.0003, i.e. 0.03%).
+    pub absolute_threshold: f64,
+    /// Every field that differed in either comparison, real differences first.
+    pub fields: Vec<FieldNoise>,
+}
+
+/// One field's difference rates against the shadow and against the noise.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct FieldNoise {
+    /// The field (JSON pointer, or `status`, `body`, …).
+    pub path: String,
+    /// Fraction of comparisons in which primary and shadow differ here.
+    pub candidate_rate: f64,
+    /// Fraction of comparisons in which primary and secondary differ here.
+    pub noise_rate: f64,
+    /// Whether this is a real difference (above the noise floor).
+    pub real: bool,
+}
+
+impl NoiseReport {
+    /// The fields that differ above the noise floor.
+    pub fn real_differences(&self) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|f| f.real)
+            .map(|f| f.path.as_str())
+            .collect()
+    }
 }
 
 impl ShadowReport {

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::capture::{CompareBody, PendingCapture};
-use super::layer::Shared;
+use super::layer::{NoSecondary, Shared};
 use super::report::Outcome;
 use crate::mirror::{BoxError, CopyStart, MirrorBody};
 
@@ -19,24 +19,35 @@ use crate::mirror::{BoxError, CopyStart, MirrorBody};
 /// compared. Made by [`ShadowComparator`](super::ShadowComparator); see the
 /// [module docs](super).
 #[derive(Clone)]
-pub struct Shadowed<S, T> {
+pub struct Shadowed<S, T, U = NoSecondary> {
     primary: S,
     shadow: T,
+    secondary: Option<U>,
     shared: Arc<Shared>,
 }
 
-impl<S, T> Shadowed<S, T> {
-    pub(crate) fn from_parts(primary: S, shadow: T, shared: Arc<Shared>) -> Self {
+impl<S, T, U> Shadowed<S, T, U> {
+    pub(crate) fn from_parts(
+        primary: S,
+        shadow: T,
+        secondary: Option<U>,
+        shared: Arc<Shared>,
+    ) -> Self {
         Shadowed {
             primary,
             shadow,
+            secondary,
             shared,
         }
     }
 }
 
-impl<B, S, T, RB, TB> Service<Request<B>> for Shadowed<S, T>
+impl<B, S, T, U, RB, TB, UB> Service<Request<B>> for Shadowed<S, T, U>
 where
+    U: Service<Request<MirrorBody<B>>, Response = Response<UB>> + Clone + Send + 'static,
+    U::Future: Send + 'static,
+    UB: Body + Send + 'static,
+    UB::Data: Send,
     S: Service<Request<MirrorBody<B>>, Response = Response<RB>>,
     RB: Body,
     T: Service<Request<MirrorBody<B>>, Response = Response<TB>> + Clone + Send + 'static,
@@ -60,11 +71,12 @@ where
         if !self.shared.engine.sample_hit() {
             return ResponseFuture::new(self.primary.call(req.map(MirrorBody::new)), None);
         }
-        let (followup, pending) = self.shared.judge.start(req.method(), req.uri());
+        let (followup, pending, second) = self.shared.judge.start(req.method(), req.uri());
+        let second = second.and_then(|f| Some((self.secondary.clone()?, f)));
         let (req, started) =
             self.shared
                 .engine
-                .copy_with(req, self.shadow.clone(), None, Some(followup));
+                .copy_pair(req, self.shadow.clone(), None, Some(followup), second);
         let pending = match started {
             CopyStart::Started => Some(pending),
             CopyStart::NotChosen => None,
@@ -77,7 +89,7 @@ where
     }
 }
 
-impl<S: fmt::Debug, T: fmt::Debug> fmt::Debug for Shadowed<S, T> {
+impl<S: fmt::Debug, T: fmt::Debug, U> fmt::Debug for Shadowed<S, T, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shadowed")
             .field("primary", &self.primary)
