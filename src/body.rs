@@ -74,25 +74,14 @@ impl<B: Body> Body for RolloutBody<B> {
         let mut this = self.project();
         let res = this.inner.as_mut().poll_frame(cx);
         let ended = match &res {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(c) = this.capture.as_mut() {
-                    c.fail();
-                }
-                true
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(c) = this.capture.as_mut() {
-                    c.frame(frame);
-                }
-                this.inner.is_end_stream()
-            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
             Poll::Pending => false,
         };
+        if let Some(c) = this.capture.as_mut() {
+            captured(c, &res, ended);
+        }
         if ended {
-            if let Some(c) = this.capture.as_mut() {
-                c.end();
-            }
             this.guard.take();
         }
         res
@@ -106,6 +95,24 @@ impl<B: Body> Body for RolloutBody<B> {
     #[inline]
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The compared path, out of line: most responses are not compared.
+#[cold]
+#[inline(never)]
+fn captured<D: bytes::Buf, E>(
+    capture: &mut Capture,
+    res: &Poll<Option<Result<Frame<D>, E>>>,
+    ended: bool,
+) {
+    match res {
+        Poll::Ready(Some(Ok(frame))) => capture.frame(frame),
+        Poll::Ready(Some(Err(_))) => capture.fail(),
+        _ => {}
+    }
+    if ended {
+        capture.end();
     }
 }
 

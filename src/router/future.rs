@@ -46,47 +46,41 @@ pin_project! {
     }
 }
 
+/// What the router adds to each response future: the in-flight guard, the
+/// served-by header name, and the capture for a shadow comparison.
+pub(crate) type Extra = (InFlight, Option<HeaderName>, Option<Box<PendingCapture>>);
+
 impl<R, SB, SG> ResponseFuture<R, SB, SG>
 where
     SB: Service<R>,
     SG: Service<R>,
 {
-    fn new(kind: Kind<R, SB, SG>, guard: InFlight, served_by: Option<HeaderName>) -> Self {
+    #[inline]
+    fn new(kind: Kind<R, SB, SG>, (guard, served_by, pending): Extra) -> Self {
         ResponseFuture {
             kind,
             guard: Some(guard),
             served_by,
-            pending: None,
+            pending,
         }
     }
 
-    pub(crate) fn compared(mut self, pending: Option<Box<PendingCapture>>) -> Self {
-        self.pending = pending;
-        self
+    #[inline]
+    pub(crate) fn blue(fut: SB::Future, extra: Extra) -> Self {
+        Self::new(Kind::Blue { fut }, extra)
     }
 
-    pub(crate) fn blue(fut: SB::Future, guard: InFlight, served_by: Option<HeaderName>) -> Self {
-        Self::new(Kind::Blue { fut }, guard, served_by)
+    #[inline]
+    pub(crate) fn green(fut: SG::Future, extra: Extra) -> Self {
+        Self::new(Kind::Green { fut }, extra)
     }
 
-    pub(crate) fn green(fut: SG::Future, guard: InFlight, served_by: Option<HeaderName>) -> Self {
-        Self::new(Kind::Green { fut }, guard, served_by)
+    pub(crate) fn blue_oneshot(fut: Oneshot<SB, R>, extra: Extra) -> Self {
+        Self::new(Kind::BlueOneshot { fut: Box::pin(fut) }, extra)
     }
 
-    pub(crate) fn blue_oneshot(
-        fut: Oneshot<SB, R>,
-        guard: InFlight,
-        served_by: Option<HeaderName>,
-    ) -> Self {
-        Self::new(Kind::BlueOneshot { fut: Box::pin(fut) }, guard, served_by)
-    }
-
-    pub(crate) fn green_oneshot(
-        fut: Oneshot<SG, R>,
-        guard: InFlight,
-        served_by: Option<HeaderName>,
-    ) -> Self {
-        Self::new(Kind::GreenOneshot { fut: Box::pin(fut) }, guard, served_by)
+    pub(crate) fn green_oneshot(fut: Oneshot<SG, R>, extra: Extra) -> Self {
+        Self::new(Kind::GreenOneshot { fut: Box::pin(fut) }, extra)
     }
 }
 
@@ -111,18 +105,19 @@ where
             .guard
             .take()
             .expect("ResponseFuture polled after completion");
-        let pending = this.pending.take();
-        let res = match res {
-            Ok(res) => res,
+        let (mut head, body) = match res {
+            Ok(res) => res.into_parts(),
             Err(e) => {
-                if let Some(p) = pending {
+                if let Some(p) = this.pending.take() {
                     (*p).failed();
                 }
                 return Poll::Ready(Err(e));
             }
         };
-        let capture = pending.map(|p| (*p).begin(&res));
-        let (mut head, body) = res.into_parts();
+        let capture = match this.pending.take() {
+            Some(p) => Some(begin(*p, &head)),
+            None => None,
+        };
         if let Some(name) = this.served_by.take() {
             head.headers.insert(name, color_header_value(guard.color()));
         }
@@ -131,6 +126,13 @@ where
             RolloutBody::new(body, guard, capture),
         )))
     }
+}
+
+/// The compared path, out of line: most responses are not compared.
+#[cold]
+#[inline(never)]
+fn begin(pending: PendingCapture, head: &http::response::Parts) -> Box<crate::shadow::Capture> {
+    pending.begin(head.status, &head.headers)
 }
 
 impl<R, SB, SG> fmt::Debug for ResponseFuture<R, SB, SG>

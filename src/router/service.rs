@@ -173,33 +173,28 @@ where
         }
         // Requests served by the active color are copied to the standby at
         // the mirrored fraction (never those forced by an override header).
-        let (req, pending) = if word.mirror() != 0 && !forced && color == word.active() {
-            self.mirror_to_standby(req, color.other(), word)
+        let mut pending = None;
+        let req = if word.mirror() != 0 && !forced && color == word.active() {
+            let (req, p) = self.mirror_to_standby(req, color.other(), word);
+            pending = p;
+            req
         } else {
-            (req.map(MirrorBody::new), None)
+            req.map(MirrorBody::new)
         };
         let guard = self.control.block.admit(color);
         let served_by = self.config.served_by.clone();
-        let fut = match (color, polled) {
-            (Color::Blue, Color::Blue) => {
-                ResponseFuture::blue(self.blue.call(req), guard, served_by)
-            }
-            (Color::Green, Color::Green) => {
-                ResponseFuture::green(self.green.call(req), guard, served_by)
-            }
+        let extra = (guard, served_by, pending);
+        match (color, polled) {
+            (Color::Blue, Color::Blue) => ResponseFuture::blue(self.blue.call(req), extra),
+            (Color::Green, Color::Green) => ResponseFuture::green(self.green.call(req), extra),
             // The other color: a clone of its service, driven to readiness on
             // its own, so the polled service keeps its reservation.
             (Color::Blue, Color::Green) => {
-                ResponseFuture::blue_oneshot(self.blue.clone().oneshot(req), guard, served_by)
+                ResponseFuture::blue_oneshot(self.blue.clone().oneshot(req), extra)
             }
             (Color::Green, Color::Blue) => {
-                ResponseFuture::green_oneshot(self.green.clone().oneshot(req), guard, served_by)
+                ResponseFuture::green_oneshot(self.green.clone().oneshot(req), extra)
             }
-        };
-        if pending.is_some() {
-            fut.compared(pending)
-        } else {
-            fut
         }
     }
 }

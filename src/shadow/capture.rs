@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes};
 use futures_util::future::{select, Either};
-use http::{HeaderMap, Method, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
@@ -270,13 +270,13 @@ impl PendingCapture {
         let _ = self.tx.send(Primary::Failed);
     }
 
-    pub(crate) fn begin<B>(self, res: &Response<B>) -> Box<Capture> {
+    pub(crate) fn begin(self, status: StatusCode, headers: &HeaderMap) -> Box<Capture> {
         Box::new(Capture {
             tx: Some(self.tx),
             cap: self.cap,
             start: self.start,
-            status: res.status(),
-            headers: res.headers().clone(),
+            status,
+            headers: headers.clone(),
             chunks: Vec::new(),
             len: 0,
             trailers: None,

@@ -126,7 +126,7 @@ where
         let pending = this.pending.take();
         Poll::Ready(match res {
             Ok(res) => {
-                let capture = pending.map(|p| (*p).begin(&res));
+                let capture = pending.map(|p| (*p).begin(res.status(), res.headers()));
                 Ok(res.map(|body| CompareBody::new(body, capture)))
             }
             Err(e) => {
