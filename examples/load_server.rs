@@ -15,7 +15,11 @@
 //!   on loopback), or a shadow that never answers;
 //! - `mirror10-noop`: 10% copied to a shadow that reads the body and answers at
 //!   once (the cost of the mirroring itself, without a second model's work);
-//! - `router-mirror10`: the router with `mirror_standby(0.1)`.
+//! - `router-mirror10`: the router with `mirror_standby(0.1)`;
+//! - `compare10`: a `ShadowComparator` comparing 10% of requests with v2 on
+//!   the predicted label (JSON);
+//! - `router-compare10`: the router with `mirror_standby(0.1)` and a
+//!   comparator.
 //!
 //! It prints `listening on ADDR` and serves until killed. ADDR defaults to
 //! 127.0.0.1:0 (a port the OS picks).
@@ -25,6 +29,7 @@ use std::time::Duration;
 use axum::{routing::post, Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_rollout::mirror::MirrorLayer;
+use tower_rollout::shadow::{CompareSettings, JsonCompare, ShadowComparator};
 use tower_rollout::BlueGreenRouter;
 
 #[derive(Deserialize)]
@@ -122,6 +127,30 @@ fn app(mode: &str) -> Option<Router> {
         "mirror10-slow" => mirrored(0.1, Delay::Slow),
         "mirror10-hang" => mirrored(0.1, Delay::Hang),
         "mirror100-hang" => mirrored(1.0, Delay::Hang),
+        "compare10" => {
+            let comparator = JsonCompare::new()
+                .only("/label")
+                .build()
+                .expect("valid comparator");
+            let (layer, _report) =
+                ShadowComparator::builder(model("v2", &V2, Delay::None), comparator)
+                    .sample(0.1)
+                    .build()
+                    .expect("valid settings");
+            model("v1", &V1, Delay::None).layer(layer)
+        }
+        "router-compare10" => {
+            let comparator = JsonCompare::new()
+                .only("/label")
+                .build()
+                .expect("valid comparator");
+            let (layer, handle) = BlueGreenRouter::builder()
+                .compare(CompareSettings::new(comparator))
+                .layer(model("v2", &V2, Delay::None))
+                .expect("valid settings");
+            handle.mirror_standby(0.1).expect("valid fraction");
+            model("v1", &V1, Delay::None).layer(layer)
+        }
         "router-mirror10" => {
             let (layer, handle) = BlueGreenRouter::layer(model("v2", &V2, Delay::None));
             handle.mirror_standby(0.1).expect("valid fraction");

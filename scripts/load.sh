@@ -16,7 +16,7 @@ SECS=${2:-5}
 shift $(( $# > 2 ? 2 : $# )) || true
 MODES=("$@")
 if [ ${#MODES[@]} -eq 0 ]; then
-    MODES=(bare router mirror10 mirror10-slow mirror10-hang mirror100-hang router-mirror10)
+    MODES=(bare router mirror10-noop mirror10 compare10 mirror10-slow mirror10-hang mirror100-hang router-mirror10 router-compare10)
 fi
 CONNS=${CONNS:-32}
 

@@ -57,7 +57,8 @@ pub enum ConfigError {
         /// The rejected value.
         value: f64,
     },
-    /// A JSON pointer that is neither empty nor starts with `/`.
+    /// A string that is not a JSON pointer (RFC 6901): neither empty nor
+    /// starting with `/`, or with an escape other than `~0` and `~1`.
     InvalidPointer {
         /// The rejected pointer.
         pointer: String,

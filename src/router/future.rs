@@ -114,10 +114,7 @@ where
                 return Poll::Ready(Err(e));
             }
         };
-        let capture = match this.pending.take() {
-            Some(p) => Some(begin(*p, &head)),
-            None => None,
-        };
+        let capture = this.pending.take().map(|p| begin(*p, &head));
         if let Some(name) = this.served_by.take() {
             head.headers.insert(name, color_header_value(guard.color()));
         }

@@ -183,6 +183,17 @@ impl Comparator {
         })
     }
 
+    /// JSON bodies compared exactly, field by field (feature `json`); see
+    /// [`JsonCompare`](super::JsonCompare) for tolerances, ignored fields and
+    /// more.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn json() -> Self {
+        super::JsonCompare::new()
+            .build()
+            .expect("the default JSON settings are valid")
+    }
+
     /// Decodes both sides with `decode` (for example a protobuf message into
     /// JSON-like bytes) and compares the results with `inner`. A side that
     /// fails to decode makes a mismatch at `decode`.

@@ -11,7 +11,8 @@
 //!
 //! - **Comparators**: [`Comparator::status`], [`Comparator::bytes`],
 //!   [`Comparator::grpc_status`], [`Comparator::decoded`] (decode, e.g. with
-//!   prost, then compare), or any closure
+//!   prost, then compare), JSON with tolerances and ignored fields
+//!   ([`JsonCompare`], feature `json`), or any closure
 //!   `Fn(&Captured, &Captured) -> Verdict`.
 //! - **Outcomes**: every sampled request ends in exactly one of match,
 //!   mismatch, shadow error, shadow timeout, skipped (over the cap, primary
@@ -61,6 +62,8 @@
 
 mod capture;
 mod compare;
+#[cfg(feature = "json")]
+mod json;
 mod layer;
 mod report;
 mod service;
@@ -68,6 +71,8 @@ mod service;
 pub use capture::CompareBody;
 pub(crate) use capture::{Capture, Judge, PendingCapture};
 pub use compare::{Captured, Comparator, Compare, FieldDiff, Verdict};
+#[cfg(feature = "json")]
+pub use json::JsonCompare;
 pub use layer::{CompareSettings, NoSecondary, ShadowBuilder, ShadowComparator, ShadowHandle};
 pub(crate) use report::Outcome;
 pub use report::{Exemplar, FieldNoise, NoiseReport, ShadowReport};
