@@ -3,7 +3,7 @@
 //! layer side by side.
 //!
 //! ```text
-//! cargo run --release --example load_server -- MODE [ADDR]
+//! cargo run --release --features idle --example load_server -- MODE [ADDR]
 //! ```
 //!
 //! MODE is one of:
@@ -13,6 +13,8 @@
 //!   `MirrorLayer` copying 10% (or 100%) of requests to a healthy shadow, a
 //!   shadow 100 times slower (10 ms per request against the primary's ~0.1 ms
 //!   on loopback), or a shadow that never answers;
+//! - `mirror10-idle`: `mirror10` with shadow work on an idle-priority thread
+//!   (`IdleSpawner`, feature `idle`);
 //! - `mirror10-noop`: 10% copied to a shadow that reads the body and answers at
 //!   once (the cost of the mirroring itself, without a second model's work);
 //! - `router-mirror10`: the router with `mirror_standby(0.1)`;
@@ -28,7 +30,7 @@ use std::time::Duration;
 
 use axum::{routing::post, Json, Router};
 use serde::{Deserialize, Serialize};
-use tower_rollout::mirror::MirrorLayer;
+use tower_rollout::mirror::{IdleSpawner, MirrorLayer};
 use tower_rollout::shadow::{CompareSettings, JsonCompare, ShadowComparator};
 use tower_rollout::BlueGreenRouter;
 
@@ -106,6 +108,17 @@ fn mirrored(fraction: f64, delay: Delay) -> Router {
     model("v1", &V1, Delay::None).layer(layer)
 }
 
+/// Shadow work on its own thread at idle CPU priority.
+fn mirrored_idle(fraction: f64) -> Router {
+    let spawner = IdleSpawner::new().expect("shadow thread");
+    let (layer, _stats) = MirrorLayer::builder(model("v2", &V2, Delay::None))
+        .sample(fraction)
+        .spawner(spawner)
+        .build()
+        .expect("valid mirror settings");
+    model("v1", &V1, Delay::None).layer(layer)
+}
+
 fn app(mode: &str) -> Option<Router> {
     Some(match mode {
         "bare" => model("v1", &V1, Delay::None),
@@ -114,6 +127,7 @@ fn app(mode: &str) -> Option<Router> {
             model("v1", &V1, Delay::None).layer(layer)
         }
         "mirror10" => mirrored(0.1, Delay::None),
+        "mirror10-idle" => mirrored_idle(0.1),
         "mirror10-noop" => {
             // The mechanism alone: a shadow that reads the copied body and
             // answers at once, without the model's work.

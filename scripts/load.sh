@@ -16,14 +16,14 @@ SECS=${2:-5}
 shift $(( $# > 2 ? 2 : $# )) || true
 MODES=("$@")
 if [ ${#MODES[@]} -eq 0 ]; then
-    MODES=(bare router mirror10-noop mirror10 compare10 mirror10-slow mirror10-hang mirror100-hang router-mirror10 router-compare10)
+    MODES=(bare router mirror10-noop mirror10 mirror10-idle compare10 mirror10-slow mirror10-hang mirror100-hang router-mirror10 router-compare10)
 fi
 CONNS=${CONNS:-32}
 
 if ! command -v wrk >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --example load_server -q
+cargo build --release --features idle --example load_server -q
 BIN=target/release/examples/load_server
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT

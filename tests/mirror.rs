@@ -539,3 +539,33 @@ fn aborted_copy_error_is_typed() {
     let e: BoxError = CopyAborted.into();
     assert!(e.downcast_ref::<CopyAborted>().is_some());
 }
+
+/// The idle-priority spawner runs copies on its own thread.
+#[cfg(feature = "idle")]
+#[tokio::test]
+async fn idle_spawner_runs_copies_on_its_own_thread() {
+    let spawner = tower_rollout::mirror::IdleSpawner::new().unwrap();
+    #[cfg(target_os = "linux")]
+    assert!(
+        spawner.is_idle_priority(),
+        "SCHED_IDLE needs no privilege on Linux"
+    );
+    let log = Arc::new(Log::default());
+    let (layer, handle) = MirrorLayer::builder(shadow(Behaviour::Healthy, log.clone()))
+        .spawner(spawner)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new().layer(layer).service(primary());
+    for i in 0..10 {
+        let chunks = body_of(i);
+        let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        svc.clone().oneshot(request(&chunks, None)).await.unwrap();
+    }
+    for _ in 0..10_000 {
+        if handle.stats().settled() == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(handle.stats().completed, 10, "{:?}", handle.stats());
+}

@@ -96,6 +96,8 @@ pub use engine::Mirrored;
 pub(crate) use engine::{CopyStart, Engine, Followup, ShadowResult};
 pub use layer::{MirrorBuilder, MirrorHandle, MirrorLayer, DEFAULT_MARKER};
 pub use service::Mirror;
+#[cfg(feature = "idle")]
+pub use spawn::IdleSpawner;
 #[cfg(feature = "tokio")]
 pub use spawn::TokioSpawner;
 pub use spawn::{BoxTask, Spawn, SpawnError};
