@@ -569,3 +569,75 @@ async fn idle_spawner_runs_copies_on_its_own_thread() {
     }
     assert_eq!(handle.stats().completed, 10, "{:?}", handle.stats());
 }
+
+/// An executor that accepts tasks and drops them unrun (a runtime shutting
+/// down does the same): the copies are still counted, once.
+#[tokio::test]
+async fn copies_dropped_by_the_executor_are_counted() {
+    struct Dropper;
+    impl tower_rollout::mirror::Spawn for Dropper {
+        fn spawn(
+            &self,
+            task: tower_rollout::mirror::BoxTask,
+        ) -> Result<(), tower_rollout::mirror::SpawnError> {
+            drop(task);
+            Ok(())
+        }
+        fn sleep(&self, _: Duration) -> tower_rollout::mirror::BoxTask {
+            Box::pin(std::future::pending())
+        }
+    }
+    let log = Arc::new(Log::default());
+    let (layer, handle) = MirrorLayer::builder(shadow(Behaviour::Healthy, log.clone()))
+        .spawner(Dropper)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new().layer(layer).service(primary());
+    let res = svc.oneshot(request(&[b"abc"], None)).await.unwrap();
+    assert_eq!(
+        res.into_body().collect().await.unwrap().to_bytes(),
+        "primary saw 3 bytes: abc"
+    );
+    let s = handle.stats();
+    assert_eq!(
+        (s.sampled, s.skipped_no_executor, s.settled(), s.in_flight),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(log.calls.load(Ordering::SeqCst), 0);
+}
+
+/// A request with more header values than a copy's `HeaderMap` can hold is
+/// served normally and not mirrored (a `reserve` panic here once failed the
+/// primary).
+#[tokio::test]
+async fn a_request_whose_headers_cannot_be_copied_is_not_mirrored() {
+    let log = Arc::new(Log::default());
+    let (layer, handle) = MirrorLayer::new(shadow(Behaviour::Healthy, log.clone()));
+    let svc = ServiceBuilder::new().layer(layer).service(primary());
+    let mut req = request(&[b"abc"], None);
+    for _ in 0..30_000 {
+        req.headers_mut()
+            .append("a", http::HeaderValue::from_static("b"));
+    }
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(
+        res.into_body().collect().await.unwrap().to_bytes(),
+        "primary saw 3 bytes: abc"
+    );
+    let s = handle.stats();
+    assert_eq!((s.sampled, s.dropped_over_budget, s.settled()), (1, 1, 1));
+}
+
+#[test]
+fn too_many_buffered_frames_fail_at_construction() {
+    let log = Arc::new(Log::default());
+    let res = MirrorLayer::builder(shadow(Behaviour::Healthy, log))
+        .buffer_frames(usize::MAX)
+        .build();
+    assert!(matches!(
+        res,
+        Err(tower_rollout::ConfigError::TooLarge {
+            setting: "buffer_frames"
+        })
+    ));
+}

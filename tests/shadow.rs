@@ -359,3 +359,50 @@ async fn noise_floor_separates_noise_from_real_differences() {
     let label = noise.fields.iter().find(|f| f.path == "label").unwrap();
     assert_eq!((label.candidate_rate, label.noise_rate), (1.0 / 3.0, 0.0));
 }
+
+/// A primary answering with an empty body (204, HEAD) is still compared:
+/// servers drop such bodies without polling them.
+#[tokio::test]
+async fn empty_primary_bodies_are_compared() {
+    let primary = service_fn(|req: Req| async move {
+        req.into_body().collect().await?;
+        let mut res = Response::new(full(Bytes::new()));
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        Ok::<_, BoxError>(res)
+    });
+    let (layer, handle) = ShadowComparator::new(echo(""), Comparator::status());
+    let svc = ServiceBuilder::new().layer(layer).service(primary);
+    let res = svc.oneshot(request("x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    drop(res); // as hyper does with a body that has ended
+    let r = settled(&handle, 1).await;
+    assert_eq!(r.mismatched, 1, "204 vs 200: {r:?}");
+    assert_eq!(r.field_mismatches, vec![("status".to_string(), 1)]);
+}
+
+/// Comparisons whose task the executor drops are counted once, as skipped.
+#[tokio::test]
+async fn comparisons_dropped_by_the_executor_are_counted() {
+    struct Dropper;
+    impl tower_rollout::mirror::Spawn for Dropper {
+        fn spawn(
+            &self,
+            task: tower_rollout::mirror::BoxTask,
+        ) -> Result<(), tower_rollout::mirror::SpawnError> {
+            drop(task);
+            Ok(())
+        }
+        fn sleep(&self, _: Duration) -> tower_rollout::mirror::BoxTask {
+            Box::pin(std::future::pending())
+        }
+    }
+    let (layer, handle) = ShadowComparator::builder(echo(""), Comparator::bytes())
+        .mirror(MirrorLayer::settings().spawner(Dropper))
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new().layer(layer).service(echo(""));
+    let res = svc.oneshot(request("x")).await.unwrap();
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "x");
+    let r = handle.report();
+    assert_eq!((r.skipped_dropped, r.total()), (1, 1), "{r:?}");
+}

@@ -141,6 +141,13 @@ impl RolloutHandle {
     /// old model. The future does not stop new requests from reaching `color`;
     /// it resolves at the first moment nothing is in flight after it is first
     /// polled, even if new requests arrived before it was polled again.
+    ///
+    /// A request whose `poll_ready` picked `color` just before a
+    /// [`promote`](Self::promote) is counted only when `call` admits it, so
+    /// a caller that has already been polled ready can still bring one request
+    /// to the old color after `drained` resolved. Servers call `call` right
+    /// after `poll_ready`; to be safe against it, wait briefly (a few
+    /// milliseconds) after the promote before awaiting `drained`.
     pub fn drained(&self, color: Color) -> Drained {
         static IDS: AtomicU64 = AtomicU64::new(0);
         Drained {

@@ -92,6 +92,11 @@ impl Engine {
                 setting: "max_in_flight",
             });
         }
+        if p.buffer_frames > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::TooLarge {
+                setting: "buffer_frames",
+            });
+        }
         if let Some(suffix) = &p.authority_suffix {
             if suffix.is_empty() || Authority::try_from(format!("host{suffix}")).is_err() {
                 return Err(ConfigError::InvalidAuthoritySuffix {
@@ -231,6 +236,18 @@ impl Engine {
             }
         });
         let (parts, body) = req.into_parts();
+        // The head first: a request whose headers cannot be copied is not
+        // mirrored (counted with the over-budget copies), never a panic.
+        let Some(head) = self.copy_head(&parts) else {
+            self.stats.count(Outcome::OverBudget);
+            if second.is_some() {
+                self.stats.count(Outcome::OverBudget);
+            }
+            return (
+                Request::from_parts(parts, MirrorBody::new(body)),
+                CopyStart::NotStarted,
+            );
+        };
         let mut tee = (!body.is_end_stream()).then(|| Tee::new(self.max_body_bytes));
         let mut prepare = |sample: Option<RequestSample>| {
             let state = CopyState::new(self.stats.clone());
@@ -242,7 +259,13 @@ impl Engine {
                     MirrorBody::shadow(rx, state.clone(), hint, sample)
                 }
             };
-            (self.copy_head(&parts).map(|()| body), state)
+            let mut req = Request::new(body);
+            *req.method_mut() = head.method().clone();
+            *req.version_mut() = head.version();
+            *req.uri_mut() = head.uri().clone();
+            *req.headers_mut() = head.headers().clone();
+            req.extensions_mut().insert(Mirrored);
+            (req, state)
         };
         let (first_req, first_state) = prepare(followup.as_ref().map(|f| f.request.clone()));
         let second = second.map(|(svc, followup, permit)| {
@@ -257,7 +280,7 @@ impl Engine {
         let started = self.spawn(shadow_task(
             shadow,
             first_req,
-            first_state.clone(),
+            SettleOnDrop(first_state.clone()),
             (permit, guard),
             (self.spawner.clone(), self.timeout),
             self.stats.clone(),
@@ -272,7 +295,7 @@ impl Engine {
             let task = shadow_task(
                 svc,
                 req,
-                state.clone(),
+                SettleOnDrop(state.clone()),
                 (permit, None),
                 (self.spawner.clone(), self.timeout),
                 self.stats.clone(),
@@ -294,24 +317,28 @@ impl Engine {
         self.spawner.spawn(Box::pin(task)).is_ok()
     }
 
-    fn copy_head(&self, parts: &http::request::Parts) -> Request<()> {
+    /// The head of a copy; `None` when its headers would not fit a
+    /// `HeaderMap` (a request with tens of thousands of headers).
+    fn copy_head(&self, parts: &http::request::Parts) -> Option<Request<()>> {
         let mut copy = Request::new(());
         *copy.method_mut() = parts.method.clone();
         *copy.version_mut() = parts.version;
         *copy.uri_mut() = parts.uri.clone();
         let headers = copy.headers_mut();
-        headers.reserve(parts.headers.len() + 1);
+        headers.try_reserve(parts.headers.len() + 1).ok()?;
         for (name, value) in &parts.headers {
             if !self.strip.contains(name) {
-                headers.append(name.clone(), value.clone());
+                headers.try_append(name.clone(), value.clone()).ok()?;
             }
         }
-        headers.insert(self.marker.clone(), HeaderValue::from_static("1"));
+        headers
+            .try_insert(self.marker.clone(), HeaderValue::from_static("1"))
+            .ok()?;
         if let Some(suffix) = &self.authority_suffix {
             rewrite_authority(&mut copy, suffix);
         }
         copy.extensions_mut().insert(Mirrored);
-        copy
+        Some(copy)
     }
 }
 
@@ -415,7 +442,7 @@ enum Collected {
 async fn shadow_task<T, B, TB>(
     shadow: T,
     req: Request<B>,
-    state: Arc<CopyState>,
+    state: SettleOnDrop,
     permit: (OwnedSemaphorePermit, Option<InFlight>),
     deadline: (Arc<dyn Spawn>, Duration),
     stats: Arc<Stats>,
@@ -424,7 +451,8 @@ async fn shadow_task<T, B, TB>(
     T: Service<Request<B>, Response = Response<TB>>,
     TB: Body,
 {
-    let _permit = permit; // released when the task ends, however it ends
+    let (_permit, lane_guard) = permit; // the permit is released when the task ends
+    let state = &state.0;
     let start = Instant::now();
     // Made here, inside the executor, rather than on the request path.
     let deadline = deadline.0.sleep(deadline.1);
@@ -504,8 +532,22 @@ async fn shadow_task<T, B, TB>(
             }
         }
     };
+    // The standby has answered: it is no longer busy with this copy, even if
+    // the comparison still waits for the primary.
+    drop(lane_guard);
     if let Some(f) = followup {
         (f.then)(result).await;
+    }
+}
+
+/// Settles a copy as skipped when its task is dropped before settling it
+/// (an executor that drops tasks, a runtime shutting down); a no-op after
+/// the task settled it.
+pub(crate) struct SettleOnDrop(pub(crate) Arc<CopyState>);
+
+impl Drop for SettleOnDrop {
+    fn drop(&mut self) {
+        self.0.settle(Outcome::NoExecutor);
     }
 }
 

@@ -95,7 +95,8 @@ pub struct MirrorStats {
     /// (or the client's body failed).
     pub dropped_primary_early: u64,
     /// Copies skipped because no executor was available (for example no tokio
-    /// runtime on the calling thread).
+    /// runtime on the calling thread), or because the executor dropped the
+    /// task before it finished (a runtime shutting down).
     pub skipped_no_executor: u64,
     /// Shadow requests that answered and whose response body was read to the end.
     pub completed: u64,

@@ -87,11 +87,16 @@ impl Judge {
         let method = method.clone();
         let uri = uri.clone();
         let sample = request.clone();
+        // Counts the comparison as skipped if the task is dropped before it
+        // is counted (never run, or stopped mid-way by a runtime shutdown).
+        let guard = CountOnDrop(Some(self.clone()));
         let then = move |result: ShadowResult| -> crate::mirror::BoxTask {
             Box::pin(async move {
+                let guard = guard;
                 judge
                     .settle(result, rx, second_rx, method, uri, sample)
                     .await;
+                guard.disarm();
             })
         };
         (
@@ -206,10 +211,10 @@ impl Judge {
         let mut counts = noise.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.comparisons += 1;
         for p in paths(candidate) {
-            *counts.candidate.entry(p).or_default() += 1;
+            super::report::count_field(&mut counts.candidate, &p);
         }
         for p in paths(&noisy) {
-            *counts.noise.entry(p).or_default() += 1;
+            super::report::count_field(&mut counts.noise, &p);
         }
     }
 
@@ -257,6 +262,22 @@ impl fmt::Debug for Judge {
     }
 }
 
+struct CountOnDrop(Option<Arc<Judge>>);
+
+impl CountOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        if let Some(judge) = self.0.take() {
+            judge.report.count(Outcome::SkippedDropped);
+        }
+    }
+}
+
 /// Made when a copy starts; becomes a [`Capture`] when the primary answers.
 #[derive(Debug)]
 pub(crate) struct PendingCapture {
@@ -299,8 +320,16 @@ pub(crate) struct Capture {
 
 impl Capture {
     pub(crate) fn frame<D: Buf>(&mut self, frame: &Frame<D>) {
-        if self.tx.is_none() {
-            return;
+        match &self.tx {
+            None => return,
+            // The comparison gave up (shadow failed, or it stopped waiting):
+            // stop keeping a copy.
+            Some(tx) if tx.is_closed() => {
+                self.tx = None;
+                self.chunks = Vec::new();
+                return;
+            }
+            Some(_) => {}
         }
         if let Some(data) = frame.data_ref() {
             self.len += data.remaining() as u64;
@@ -370,7 +399,16 @@ pin_project! {
 }
 
 impl<B> CompareBody<B> {
-    pub(crate) fn new(inner: B, capture: Option<Box<Capture>>) -> Self {
+    pub(crate) fn new(inner: B, mut capture: Option<Box<Capture>>) -> Self
+    where
+        B: Body,
+    {
+        if inner.is_end_stream() {
+            // Servers drop an empty body without polling it: it is whole now.
+            if let Some(c) = capture.as_mut() {
+                c.end();
+            }
+        }
         CompareBody { inner, capture }
     }
 }

@@ -55,15 +55,15 @@ pub struct FieldDiff {
 }
 
 impl FieldDiff {
-    /// A difference at `path`, rendering both values (each truncated to 200
-    /// bytes).
+    /// A difference at `path` (truncated to 256 bytes), rendering both values
+    /// (each truncated to 200 bytes).
     pub fn new(
         path: impl Into<String>,
         primary: impl fmt::Display,
         shadow: impl fmt::Display,
     ) -> Self {
         FieldDiff {
-            path: path.into(),
+            path: truncate(path.into(), 256),
             primary: truncate(primary.to_string(), 200),
             shadow: truncate(shadow.to_string(), 200),
         }

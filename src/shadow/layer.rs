@@ -169,7 +169,7 @@ impl CompareSettings {
         self
     }
 
-    /// How many recent mismatches the report keeps. Default 16.
+    /// How many recent mismatches the report keeps. Default 16, at most 4096.
     pub fn exemplars(mut self, n: usize) -> Self {
         self.exemplars = n;
         self

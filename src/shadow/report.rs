@@ -40,6 +40,7 @@ pub(crate) struct Report {
 
 impl Report {
     pub(crate) fn new(max_exemplars: usize, on_mismatch: Option<Arc<OnMismatch>>) -> Self {
+        let max_exemplars = max_exemplars.min(MAX_EXEMPLARS);
         Report {
             counts: Default::default(),
             primary_latency: Histogram::new(),
@@ -60,12 +61,13 @@ impl Report {
         self.shadow_latency.record(shadow);
     }
 
-    pub(crate) fn mismatch(&self, exemplar: Exemplar) {
+    pub(crate) fn mismatch(&self, mut exemplar: Exemplar) {
         self.count(Outcome::Mismatch);
+        exemplar.diffs.truncate(MAX_DIFFS);
         {
             let mut fields = lock(&self.fields);
             for d in &exemplar.diffs {
-                *fields.entry(d.path.clone()).or_default() += 1;
+                count_field(&mut fields, &d.path);
             }
         }
         if let Some(hook) = &self.on_mismatch {
@@ -104,6 +106,27 @@ impl Report {
             exemplars: lock(&self.exemplars).iter().cloned().collect(),
             noise: None,
         }
+    }
+}
+
+/// The most exemplars a report keeps, whatever is asked for.
+pub(crate) const MAX_EXEMPLARS: usize = 4096;
+/// Diffs kept per exemplar.
+const MAX_DIFFS: usize = 64;
+/// Distinct field paths counted; further paths (from responses keyed by ids
+/// or user input) are counted together under [`OTHER_FIELDS`].
+pub(crate) const MAX_FIELDS: usize = 1024;
+/// The bucket for fields beyond [`MAX_FIELDS`].
+pub(crate) const OTHER_FIELDS: &str = "(other fields)";
+
+/// Counts one difference at `path`, keeping the map bounded.
+pub(crate) fn count_field(fields: &mut HashMap<String, u64>, path: &str) {
+    if let Some(n) = fields.get_mut(path) {
+        *n += 1;
+    } else if fields.len() < MAX_FIELDS {
+        fields.insert(path.to_owned(), 1);
+    } else {
+        *fields.entry(OTHER_FIELDS.to_owned()).or_default() += 1;
     }
 }
 
@@ -162,10 +185,11 @@ pub struct ShadowReport {
     /// longer than the comparison wait.
     pub skipped_primary_failed: u64,
     /// Not compared: the copy was not started (mirror saturated, request over
-    /// budget, predicate, no executor).
+    /// budget, no executor). Requests the mirror's predicate did not choose
+    /// are not counted at all.
     pub skipped_not_started: u64,
     /// Not compared: the copy was abandoned while streaming (the shadow never
-    /// saw the whole request).
+    /// saw the whole request), or its task was dropped by the executor.
     pub skipped_dropped: u64,
     /// The comparator panicked (caught).
     pub comparator_panics: u64,
@@ -176,7 +200,8 @@ pub struct ShadowReport {
     /// for compared requests.
     pub shadow_latency: Percentiles,
     /// Mismatches per field (JSON pointer or `status`, `body`, …), most
-    /// frequent first.
+    /// frequent first. At most 1024 distinct fields are counted; the rest are
+    /// counted together as `(other fields)`.
     pub field_mismatches: Vec<(String, u64)>,
     /// The last mismatches, oldest first.
     pub exemplars: Vec<Exemplar>,

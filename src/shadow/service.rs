@@ -117,6 +117,7 @@ impl<F> ResponseFuture<F> {
 impl<F, RB, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<RB>, E>>,
+    RB: Body,
 {
     type Output = Result<Response<CompareBody<RB>>, E>;
 
