@@ -428,6 +428,9 @@ pub(crate) struct Followup {
     /// Where the start of the request body is kept.
     pub(crate) request: RequestSample,
     pub(crate) then: Box<dyn FnOnce(ShadowResult) -> super::spawn::BoxTask + Send>,
+    /// Set when the shadow's task first runs: a follow-up dropped before
+    /// then was never started.
+    pub(crate) began: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 enum Collected {
@@ -451,6 +454,9 @@ async fn shadow_task<T, B, TB>(
     T: Service<Request<B>, Response = Response<TB>>,
     TB: Body,
 {
+    if let Some(began) = followup.as_ref().and_then(|f| f.began.as_ref()) {
+        began.store(true, Ordering::Release);
+    }
     let (_permit, lane_guard) = permit; // the permit is released when the task ends
     let state = &state.0;
     let start = Instant::now();

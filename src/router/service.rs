@@ -14,7 +14,7 @@ use super::BlueGreenLayer;
 use crate::body::RolloutBody;
 use crate::control::{hit, Control, Lane, RolloutHandle, Word};
 use crate::mirror::{BoxError, CopyStart, MirrorBody};
-use crate::shadow::{Outcome as ShadowOutcome, PendingCapture};
+use crate::shadow::PendingCapture;
 use crate::Color;
 
 /// Routes each request to one of two services, blue or green, as steered by a
@@ -238,12 +238,8 @@ impl<SB, SG> BlueGreenRouter<SB, SG> {
         match started {
             CopyStart::Started => (req, pending),
             CopyStart::NotChosen => (req, None),
-            CopyStart::NotStarted => {
-                if let Some(judge) = &self.control.judge {
-                    judge.report.count(ShadowOutcome::SkippedNotStarted);
-                }
-                (req, None)
-            }
+            // Counted by the dropped follow-up (skipped_not_started).
+            CopyStart::NotStarted => (req, None),
         }
     }
 }

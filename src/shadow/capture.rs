@@ -78,6 +78,7 @@ impl Judge {
                     cap: self.cap,
                     request: RequestSample::default(),
                     then: Box::new(then),
+                    began: None,
                 };
                 (Some(f), Some(srx))
             }
@@ -89,7 +90,8 @@ impl Judge {
         let sample = request.clone();
         // Counts the comparison as skipped if the task is dropped before it
         // is counted (never run, or stopped mid-way by a runtime shutdown).
-        let guard = CountOnDrop(Some(self.clone()));
+        let began = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = CountOnDrop(Some(self.clone()), began.clone());
         let then = move |result: ShadowResult| -> crate::mirror::BoxTask {
             Box::pin(async move {
                 let guard = guard;
@@ -104,6 +106,7 @@ impl Judge {
                 cap: self.cap,
                 request,
                 then: Box::new(then),
+                began: Some(began),
             },
             Box::new(PendingCapture {
                 tx,
@@ -262,7 +265,7 @@ impl fmt::Debug for Judge {
     }
 }
 
-struct CountOnDrop(Option<Arc<Judge>>);
+struct CountOnDrop(Option<Arc<Judge>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl CountOnDrop {
     fn disarm(mut self) {
@@ -273,7 +276,14 @@ impl CountOnDrop {
 impl Drop for CountOnDrop {
     fn drop(&mut self) {
         if let Some(judge) = self.0.take() {
-            judge.report.count(Outcome::SkippedDropped);
+            // Never run: not started (saturated, over budget, predicate, no
+            // executor); stopped mid-way: dropped.
+            let began = self.1.load(std::sync::atomic::Ordering::Acquire);
+            judge.report.count(if began {
+                Outcome::SkippedDropped
+            } else {
+                Outcome::SkippedNotStarted
+            });
         }
     }
 }

@@ -185,11 +185,12 @@ pub struct ShadowReport {
     /// longer than the comparison wait.
     pub skipped_primary_failed: u64,
     /// Not compared: the copy was not started (mirror saturated, request over
-    /// budget, no executor). Requests the mirror's predicate did not choose
-    /// are not counted at all.
+    /// budget, not chosen by the mirror's predicate, no executor, or a task
+    /// the executor dropped before it ran).
     pub skipped_not_started: u64,
     /// Not compared: the copy was abandoned while streaming (the shadow never
-    /// saw the whole request), or its task was dropped by the executor.
+    /// saw the whole request), or its task was stopped part-way (a runtime
+    /// shutting down).
     pub skipped_dropped: u64,
     /// The comparator panicked (caught).
     pub comparator_panics: u64,

@@ -12,7 +12,6 @@ use tower_service::Service;
 
 use super::capture::{CompareBody, PendingCapture};
 use super::layer::{NoSecondary, Shared};
-use super::report::Outcome;
 use crate::mirror::{BoxError, CopyStart, MirrorBody};
 
 /// A primary service whose sampled requests are also sent to a shadow and
@@ -80,10 +79,8 @@ where
         let pending = match started {
             CopyStart::Started => Some(pending),
             CopyStart::NotChosen => None,
-            CopyStart::NotStarted => {
-                self.shared.judge.report.count(Outcome::SkippedNotStarted);
-                None
-            }
+            // Counted by the dropped follow-up (skipped_not_started).
+            CopyStart::NotStarted => None,
         };
         ResponseFuture::new(self.primary.call(req), pending)
     }
