@@ -23,7 +23,7 @@ use tower_rollout::Color;
 fn headers_override_with_padding_and_case_forces_the_color() {
     use headers::{Header, Input, Name, Value};
     for green in [false, true] {
-        headers::check(&Input {
+        let served = headers::check(&Input {
             promote: false,
             split: 0,
             headers: vec![
@@ -41,13 +41,15 @@ fn headers_override_with_padding_and_case_forces_the_color() {
                 },
             ],
         });
+        let expected = if green { Color::Green } else { Color::Blue };
+        assert_eq!(served, expected, "the override's color serves");
     }
 }
 
 #[test]
 fn headers_unknown_override_sticky_key_and_smuggled_served_by() {
     use headers::{Header, Input, Name, Value};
-    headers::check(&Input {
+    let served = headers::check(&Input {
         promote: true,
         split: u16::MAX / 3,
         headers: vec![
@@ -73,6 +75,18 @@ fn headers_unknown_override_sticky_key_and_smuggled_served_by() {
             },
         ],
     });
+    // After the promote green is active; the unknown override is ignored, so
+    // the sticky key decides: its bucket (the top 20 bits of the stable hash)
+    // below the split's threshold means the standby, blue.
+    let split = headers::split_fraction(u16::MAX / 3);
+    let bucket = tower_rollout::router::sticky_hash(b"user-42") >> 44;
+    let threshold = (split * f64::from(1u32 << 20)).round() as u64;
+    let expected = if bucket < threshold {
+        Color::Blue
+    } else {
+        Color::Green
+    };
+    assert_eq!(served, expected);
 }
 
 // === handle_ops ===
@@ -98,11 +112,14 @@ fn handle_ops_invalid_fractions_change_nothing() {
     }
     ops.extend([Op::Promote, Op::Rollback, Op::Rollback, Op::FinishBody(1)]);
     for runtime in [false, true] {
-        handle_ops::check(&Input {
+        let generation = handle_ops::check(&Input {
             runtime,
             drop_router_first: false,
             ops: ops.clone(),
         });
+        // Only -0.0 and 1.0 are valid fractions: 2 splits + 2 mirror calls,
+        // then promote, rollback, rollback.
+        assert_eq!(generation, 7);
     }
 }
 
@@ -133,11 +150,12 @@ fn handle_ops_drain_waiters_and_router_dropped_before_bodies() {
     ];
     for runtime in [false, true] {
         for drop_router_first in [false, true] {
-            handle_ops::check(&Input {
+            let generation = handle_ops::check(&Input {
                 runtime,
                 drop_router_first,
                 ops: ops.clone(),
             });
+            assert_eq!(generation, 2, "mirror_standby and promote");
         }
     }
 }
@@ -158,12 +176,14 @@ fn tee_pending_body_slow_shadow_and_early_drop() {
         buffer_frames: 2,
         max_body_bytes: 1 << 20,
     };
+    let total: usize = base.chunks.iter().map(Vec::len).sum();
+    let mut whole_copies = 0;
     for primary_reads in [None, Some(0), Some(2), Some(5), Some(9)] {
         for accurate_end in [false, true] {
             for buffer_frames in [0, 1, 5, 6] {
                 for max_body_bytes in [0, 5, 8, 1 << 20] {
                     for exact_hint in [false, true] {
-                        tee::check(&tee::Input {
+                        let whole = tee::check(&tee::Input {
                             primary_reads,
                             accurate_end,
                             buffer_frames,
@@ -171,11 +191,20 @@ fn tee_pending_body_slow_shadow_and_early_drop() {
                             exact_hint,
                             ..base.clone()
                         });
+                        if whole {
+                            whole_copies += 1;
+                            assert!(max_body_bytes >= total as u64, "within the budget");
+                            assert!(
+                                primary_reads.is_none_or(|k| k >= base.chunks.len()),
+                                "only after the primary read every frame"
+                            );
+                        }
                     }
                 }
             }
         }
     }
+    assert!(whole_copies > 0, "some combinations copy the whole body");
 }
 
 // === json_compare ===
@@ -187,13 +216,14 @@ fn tee_pending_body_slow_shadow_and_early_drop() {
 #[test]
 fn json_compare_unvalidated_max_diffs_zero_with_other_status() {
     use json_compare::{Doc, Input, Settings};
-    json_compare::check(&Input {
+    let matched = json_compare::check(&Input {
         settings: Settings::default(),
         primary: Doc::Raw(Vec::new()),
         shadow: Doc::Raw(Vec::new()),
         other_status: true,
         deep: 0,
     });
+    assert!(!matched, "200 vs 500 is a mismatch");
 }
 
 #[cfg(feature = "json")]
@@ -203,7 +233,7 @@ fn json_compare_unordered_tolerant_and_deeply_nested() {
     use serde_json::json;
     let value = json!({"a": [1, 2.5, [3, {"b": [0, -1e-9]}]], "x": {"*": [null, true, "s"]}});
     for deep in [0, 60, 129, 400] {
-        json_compare::check(&Input {
+        let matched = json_compare::check(&Input {
             settings: Settings {
                 abs: 1.0,
                 unordered: true,
@@ -223,5 +253,7 @@ fn json_compare_unordered_tolerant_and_deeply_nested() {
             other_status: false,
             deep,
         });
+        // Reversed arrays match when order does not count.
+        assert!(matched, "deep {deep}");
     }
 }

@@ -1,6 +1,8 @@
 //! MirrorLayer: a broken shadow never changes, delays or fails the primary,
 //! and every copy is accounted for exactly once.
 
+mod support;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -574,22 +576,9 @@ async fn idle_spawner_runs_copies_on_its_own_thread() {
 /// down does the same): the copies are still counted, once.
 #[tokio::test]
 async fn copies_dropped_by_the_executor_are_counted() {
-    struct Dropper;
-    impl tower_rollout::mirror::Spawn for Dropper {
-        fn spawn(
-            &self,
-            task: tower_rollout::mirror::BoxTask,
-        ) -> Result<(), tower_rollout::mirror::SpawnError> {
-            drop(task);
-            Ok(())
-        }
-        fn sleep(&self, _: Duration) -> tower_rollout::mirror::BoxTask {
-            Box::pin(std::future::pending())
-        }
-    }
     let log = Arc::new(Log::default());
     let (layer, handle) = MirrorLayer::builder(shadow(Behaviour::Healthy, log.clone()))
-        .spawner(Dropper)
+        .spawner(support::DropTasks)
         .build()
         .unwrap();
     let svc = ServiceBuilder::new().layer(layer).service(primary());

@@ -1,6 +1,8 @@
 //! ShadowComparator: the primary streams unchanged and undelayed while the
 //! comparison runs in the background, and every outcome is counted once.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -384,21 +386,8 @@ async fn empty_primary_bodies_are_compared() {
 /// started (the mirror counts the copy as `skipped_no_executor`).
 #[tokio::test]
 async fn comparisons_dropped_by_the_executor_are_counted() {
-    struct Dropper;
-    impl tower_rollout::mirror::Spawn for Dropper {
-        fn spawn(
-            &self,
-            task: tower_rollout::mirror::BoxTask,
-        ) -> Result<(), tower_rollout::mirror::SpawnError> {
-            drop(task);
-            Ok(())
-        }
-        fn sleep(&self, _: Duration) -> tower_rollout::mirror::BoxTask {
-            Box::pin(std::future::pending())
-        }
-    }
     let (layer, handle) = ShadowComparator::builder(echo(""), Comparator::bytes())
-        .mirror(MirrorLayer::settings().spawner(Dropper))
+        .mirror(MirrorLayer::settings().spawner(support::DropTasks))
         .build()
         .unwrap();
     let svc = ServiceBuilder::new().layer(layer).service(echo(""));

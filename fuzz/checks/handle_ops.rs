@@ -396,7 +396,8 @@ impl Run {
     }
 }
 
-async fn run(input: &Input) {
+/// Returns the generation after the last operation.
+async fn run(input: &Input) -> u64 {
     let (router, handle) = BlueGreenRouter::builder()
         .served_by_header(SERVED_BY)
         .build(version(Color::Blue), version(Color::Green))
@@ -424,6 +425,7 @@ async fn run(input: &Input) {
         run.step(op).await;
     }
     // Everything ends: nothing stays in flight, every copy is counted.
+    let generation = run.handle.generation();
     run.watchers = [None, None];
     if input.drop_router_first {
         let Run {
@@ -446,27 +448,29 @@ async fn run(input: &Input) {
         let stats = run.handle.mirror_stats();
         assert_eq!(stats.sampled, stats.settled(), "{stats:?}");
     }
+    generation
 }
 
-/// Runs the invariants; panics on a violation.
-pub(crate) fn check(input: &Input) {
-    if input.runtime {
+/// Runs the invariants; panics on a violation. Returns the generation after
+/// the last operation.
+pub(crate) fn check(input: &Input) -> u64 {
+    let generation = if input.runtime {
         let rt = runtime();
         rt.block_on(async {
-            run(input).await;
+            let generation = run(input).await;
             // Let copies left behind (router dropped first) finish before
             // the next input.
             for _ in 0..100_000 {
                 if rt.metrics().num_alive_tasks() == 0 {
-                    return;
+                    return generation;
                 }
                 tokio::task::yield_now().await;
             }
             panic!("background tasks never finished");
-        });
+        })
     } else {
-        futures_executor::block_on(run(input));
-    }
+        futures_executor::block_on(run(input))
+    };
     // A router built now starts from zero, whatever the last one left behind
     // (its counters' block may be a recycled one).
     let (_router, handle) = BlueGreenRouter::new(version(Color::Blue), version(Color::Green));
@@ -478,4 +482,5 @@ pub(crate) fn check(input: &Input) {
         (0, 0)
     );
     assert_eq!(s.generation, 0);
+    generation
 }

@@ -137,7 +137,7 @@ fn serve(router: &BlueGreenRouter<Svc, Svc>, headers: &http::HeaderMap) -> Color
     })
 }
 
-fn split_fraction(split: u16) -> f64 {
+pub(crate) fn split_fraction(split: u16) -> f64 {
     f64::from(split) / f64::from(u16::MAX)
 }
 
@@ -148,8 +148,8 @@ fn set_split(handle: &RolloutHandle, split: f64) {
     assert_eq!(handle.status().split, split);
 }
 
-/// Runs the invariants; panics on a violation.
-pub(crate) fn check(input: &Input) {
+/// Runs the invariants; panics on a violation. Returns the color that served.
+pub(crate) fn check(input: &Input) -> Color {
     let (router, handle) = BlueGreenRouter::builder()
         .sticky_header(STICKY)
         .override_header(OVERRIDE, |head| head.headers().contains_key(ALLOW))
@@ -220,7 +220,7 @@ pub(crate) fn check(input: &Input) {
     );
     if let Some(forced) = forced {
         assert_eq!(color, forced, "a valid override forces its color");
-        return;
+        return color;
     }
     if split == 0.0 {
         assert_eq!(
@@ -252,4 +252,5 @@ pub(crate) fn check(input: &Input) {
     }
     let end = handle.status();
     assert_eq!((end.blue.in_flight, end.green.in_flight), (0, 0));
+    color
 }

@@ -140,8 +140,9 @@ fn check_capped(d: &[FieldDiff], max: usize) {
     }
 }
 
-/// Runs the invariants; panics on a violation.
-pub(crate) fn check(input: &Input) {
+/// Runs the invariants; panics on a violation. Returns whether the primary
+/// and the shadow documents matched.
+pub(crate) fn check(input: &Input) -> bool {
     let json = input.settings.json();
     let max = input.settings.max_diffs;
     // Unvalidated settings are usable as they are; validated ones as a
@@ -176,6 +177,7 @@ pub(crate) fn check(input: &Input) {
     };
     let p = Captured::new(status, input.primary.bytes());
     let s = Captured::new(shadow_status, input.shadow.bytes());
+    let matched = cmps[0].compare(&p, &s).is_match();
     for cmp in &cmps {
         // A document matches itself.
         let same = diffs(cmp.compare(&p, &p));
@@ -259,6 +261,7 @@ pub(crate) fn check(input: &Input) {
             }
         }
     }
+    matched
 }
 
 /// The documented pointer syntax: empty, or `/` then segments in which `~`

@@ -110,12 +110,13 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Runs the invariants; panics on a violation.
-pub(crate) fn check(input: &Input) {
-    runtime().block_on(run(input));
+/// Runs the invariants; panics on a violation. Returns whether the shadow
+/// received the whole body.
+pub(crate) fn check(input: &Input) -> bool {
+    runtime().block_on(run(input))
 }
 
-async fn run(input: &Input) {
+async fn run(input: &Input) -> bool {
     let trailers = input.trailers.then(|| {
         let mut t = HeaderMap::new();
         t.insert("grpc-status", HeaderValue::from_static("0"));
@@ -222,7 +223,7 @@ async fn run(input: &Input) {
                 "rejected: {e}"
             );
             assert!(matches!(e, ConfigError::MustBePositive { .. }), "{e:?}");
-            return;
+            return false;
         }
     };
     assert!(input.buffer_frames > 0 && input.max_body_bytes > 0);
@@ -280,7 +281,7 @@ async fn run(input: &Input) {
     if input.exact_hint && !fits {
         assert_eq!(saw, None, "over budget up front: never started");
         assert_eq!(stats.dropped_over_budget, 1, "{stats:?}");
-        return;
+        return false;
     }
     // The tee learns that the body is complete with its last frame when the
     // body says so, or else when the primary polls past it.
@@ -310,4 +311,5 @@ async fn run(input: &Input) {
             "room for all {total_frames} frames: {saw:?} {stats:?}"
         );
     }
+    matches!(saw, Some(ShadowSaw::Whole(..)))
 }

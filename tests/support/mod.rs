@@ -54,3 +54,21 @@ pub async fn send(
         body,
     })
 }
+
+/// An executor that accepts every task and drops it unrun, as a runtime
+/// shutting down does.
+pub struct DropTasks;
+
+impl tower_rollout::mirror::Spawn for DropTasks {
+    fn spawn(
+        &self,
+        task: tower_rollout::mirror::BoxTask,
+    ) -> Result<(), tower_rollout::mirror::SpawnError> {
+        drop(task);
+        Ok(())
+    }
+
+    fn sleep(&self, _: std::time::Duration) -> tower_rollout::mirror::BoxTask {
+        Box::pin(std::future::pending())
+    }
+}
