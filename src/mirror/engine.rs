@@ -184,7 +184,7 @@ impl Engine {
         TB: Body + Send + 'static,
         TB::Data: Send,
     {
-        self.copy_pair(req, shadow, lane, followup, None::<(Never, Followup)>)
+        self.copy_pair(req, shadow, lane, followup, None::<(crate::shadow::NoSecondary, Followup)>)
     }
 
     /// [`copy_with`](Self::copy_with), and a second copy of the same request
@@ -370,26 +370,6 @@ fn rewrite_authority(req: &mut Request<()>, suffix: &str) {
         .and_then(with_suffix);
     if let Some(host) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
         req.headers_mut().insert(header::HOST, host);
-    }
-}
-
-/// A service type for "no second copy"; never constructed.
-pub(crate) enum Never {}
-
-impl<R> Service<R> for Never {
-    type Response = Response<String>;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        match *self {}
-    }
-
-    fn call(&mut self, _: R) -> Self::Future {
-        match *self {}
     }
 }
 
