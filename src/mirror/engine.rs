@@ -184,7 +184,13 @@ impl Engine {
         TB: Body + Send + 'static,
         TB::Data: Send,
     {
-        self.copy_pair(req, shadow, lane, followup, None::<(crate::shadow::NoSecondary, Followup)>)
+        self.copy_pair(
+            req,
+            shadow,
+            lane,
+            followup,
+            None::<(crate::shadow::NoSecondary, Followup)>,
+        )
     }
 
     /// [`copy_with`](Self::copy_with), and a second copy of the same request
