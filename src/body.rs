@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::control::InFlight;
+use crate::control::{InFlight, Probe};
 use crate::shadow::Capture;
 use crate::Color;
 
@@ -23,15 +23,27 @@ pin_project! {
         guard: Option<InFlight>,
         // A copy for the shadow comparison, when this request was compared.
         capture: Option<Box<Capture>>,
+        // Classifies the outcome at the end (a gRPC status in the trailers),
+        // while measuring is on.
+        probe: Option<Box<Probe>>,
     }
 }
 
 impl<B: Body> RolloutBody<B> {
-    pub(crate) fn new(inner: B, guard: InFlight, capture: Option<Box<Capture>>) -> Self {
+    pub(crate) fn new(
+        inner: B,
+        guard: InFlight,
+        capture: Option<Box<Capture>>,
+        probe: Option<Box<Probe>>,
+    ) -> Self {
         let mut capture = capture;
+        let mut probe = probe;
         let guard = if inner.is_end_stream() {
             if let Some(c) = capture.as_mut() {
                 c.end();
+            }
+            if let Some(mut p) = probe.take() {
+                p.end(None, false);
             }
             None
         } else {
@@ -41,6 +53,7 @@ impl<B: Body> RolloutBody<B> {
             inner,
             guard,
             capture,
+            probe,
         }
     }
 }
@@ -81,6 +94,9 @@ impl<B: Body> Body for RolloutBody<B> {
         if let Some(c) = this.capture.as_mut() {
             captured(c, &res, ended);
         }
+        if this.probe.is_some() {
+            probed(this.probe, &res, ended);
+        }
         if ended {
             this.guard.take();
         }
@@ -113,6 +129,27 @@ fn captured<D: bytes::Buf, E>(
     }
     if ended {
         capture.end();
+    }
+}
+
+/// The measured path, out of line: most responses are not measured.
+#[cold]
+#[inline(never)]
+fn probed<D, E>(
+    probe: &mut Option<Box<Probe>>,
+    res: &Poll<Option<Result<Frame<D>, E>>>,
+    ended: bool,
+) {
+    let trailers = match res {
+        Poll::Ready(Some(Ok(frame))) => frame.trailers_ref(),
+        _ => None,
+    };
+    let failed = matches!(res, Poll::Ready(Some(Err(_))));
+    // The status is in the trailers; a body ends with them.
+    if ended || trailers.is_some() || failed {
+        if let Some(mut p) = probe.take() {
+            p.end(trailers, failed);
+        }
     }
 }
 

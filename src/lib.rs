@@ -56,6 +56,9 @@ pub mod control;
 mod error;
 mod head;
 pub mod mirror;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod plan;
 pub mod router;
 pub mod shadow;
 mod stats;
@@ -69,4 +72,4 @@ pub use head::RequestHead;
 pub use mirror::MirrorLayer;
 #[doc(inline)]
 pub use router::BlueGreenRouter;
-pub use stats::Percentiles;
+pub use stats::{Latencies, Percentiles};

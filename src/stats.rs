@@ -60,33 +60,91 @@ impl Histogram {
 
     /// Percentiles of what was recorded so far.
     pub(crate) fn snapshot(&self) -> Percentiles {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        let at = |q: f64| -> Option<Duration> {
-            if total == 0 {
-                return None;
-            }
-            // The smallest bucket whose cumulative count reaches rank q·total.
-            let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
-            let mut seen = 0;
-            for (i, &n) in counts.iter().enumerate() {
-                seen += n;
-                if seen >= rank {
-                    return Some(Duration::from_micros(Self::upper(i)));
-                }
-            }
-            None
-        };
-        Percentiles {
-            count: total,
-            p50: at(0.50),
-            p90: at(0.90),
-            p99: at(0.99),
+        self.latencies().percentiles()
+    }
+
+    /// A copy of the bucket counts, for windows (see [`Latencies::since`]).
+    pub(crate) fn latencies(&self) -> Latencies {
+        Latencies {
+            counts: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
         }
+    }
+}
+
+/// A snapshot of a latency histogram: log-linear buckets, exact below 16 µs,
+/// within 12.5% above. Subtract an earlier snapshot with
+/// [`since`](Self::since) to get the durations recorded in between.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Latencies {
+    counts: Box<[u64]>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies {
+            counts: vec![0; BUCKETS].into_boxed_slice(),
+        }
+    }
+}
+
+impl Latencies {
+    /// How many durations were recorded.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The durations recorded after `earlier` was taken (of the same histogram).
+    pub fn since(&self, earlier: &Latencies) -> Latencies {
+        Latencies {
+            counts: self
+                .counts
+                .iter()
+                .zip(earlier.counts.iter())
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+        }
+    }
+
+    /// The `q` quantile (`q` in `0..=1`, clamped) as the upper edge of its
+    /// bucket; `None` when nothing was recorded.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        // The smallest bucket whose cumulative count reaches rank q·total.
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(Duration::from_micros(Histogram::upper(i)));
+            }
+        }
+        None
+    }
+
+    /// The median, 90th and 99th percentiles.
+    pub fn percentiles(&self) -> Percentiles {
+        Percentiles {
+            count: self.count(),
+            p50: self.quantile(0.50),
+            p90: self.quantile(0.90),
+            p99: self.quantile(0.99),
+        }
+    }
+}
+
+impl std::fmt::Debug for Latencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Latencies")
+            .field(&self.percentiles())
+            .finish()
     }
 }
 
@@ -125,6 +183,24 @@ mod tests {
             let up = Histogram::upper(Histogram::index(v));
             assert!(up >= v && (up - v) as f64 <= v as f64 / 8.0, "{v} -> {up}");
         }
+    }
+
+    #[test]
+    fn windows_subtract_earlier_snapshots() {
+        let h = Histogram::new();
+        for _ in 0..10 {
+            h.record(Duration::from_micros(3));
+        }
+        let before = h.latencies();
+        for _ in 0..5 {
+            h.record(Duration::from_millis(2));
+        }
+        let window = h.latencies().since(&before);
+        assert_eq!(window.count(), 5);
+        let p50 = window.quantile(0.5).unwrap();
+        assert!(p50 >= Duration::from_millis(2) && p50 <= Duration::from_micros(2250));
+        assert_eq!(h.latencies().count(), 15);
+        assert_eq!(Latencies::default().quantile(0.5), None);
     }
 
     #[test]

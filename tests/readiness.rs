@@ -310,39 +310,44 @@ fn active_poll_ready_error_passes_through() {
 }
 
 #[test]
-fn swap_between_poll_ready_and_call_uses_polled_service() {
+fn swap_between_poll_ready_and_call_follows_the_swap() {
     // The mocks panic when called without being polled ready, so calling the
-    // color that was not polled fails these tests loudly.
+    // color that was not polled fails these tests loudly: the new color is
+    // reached through a clone driven to readiness on its own.
     let (blue, mut bh, green, mut gh) = mocks();
     let (router, handle) = BlueGreenRouter::new(blue, green);
     let mut svc = Spawn::new(router);
 
     assert_ready_ok!(poll_ready(&mut svc));
     handle.promote();
+    // Polled for blue, called after the promote: green takes it, so no
+    // request called after a promote (or a plan's abort) reaches the old color.
     let mut fut = task::spawn(svc.call(req("r1")));
-    let (_, send) = take(&mut bh, "r1");
-    assert_no_request(&mut gh);
+    assert_pending!(fut.poll());
+    let (_, send) = take(&mut gh, "r1");
+    assert_no_request(&mut bh);
     let _t1 = respond(send);
     let res = assert_ready_ok!(fut.poll());
-    assert_eq!(res.body().color(), Some(Color::Blue));
-    assert_eq!(handle.in_flight(Color::Blue), 1);
+    assert_eq!(res.body().color(), Some(Color::Green));
+    assert_eq!(handle.in_flight(Color::Green), 1);
+    assert_eq!(handle.in_flight(Color::Blue), 0);
 
     // The next request is picked after the promote.
     let (color, _r2, _t2) = route(&mut svc, &mut bh, &mut gh, req("r2"));
     assert_eq!(color, Color::Green);
 
-    // And the other way round: polled green, rolled back, still green.
+    // And the other way round: polled green, rolled back, blue takes it.
     assert_ready_ok!(poll_ready(&mut svc));
     handle.rollback();
     assert_eq!(handle.active(), Color::Blue);
     let mut fut = task::spawn(svc.call(req("r3")));
-    let (_, send) = take(&mut gh, "r3");
-    assert_no_request(&mut bh);
+    assert_pending!(fut.poll());
+    let (_, send) = take(&mut bh, "r3");
+    assert_no_request(&mut gh);
     let _t3 = respond(send);
     let res = assert_ready_ok!(fut.poll());
-    assert_eq!(res.body().color(), Some(Color::Green));
+    assert_eq!(res.body().color(), Some(Color::Blue));
     assert_eq!(served(&handle), (1, 2));
-    assert_eq!(handle.in_flight(Color::Green), 2);
 }
 
 #[test]
@@ -438,16 +443,18 @@ fn clone_resets_pick() {
     let (color, _rb, _tb) = route(&mut b, &mut bh, &mut gh, req("from-b"));
     assert_eq!(color, Color::Green);
 
-    // `a` keeps its own pick.
+    // `a` polled blue before the promote; called after it, green takes it
+    // (through a clone of green driven to readiness on its own).
     let mut fut = task::spawn(a.call(req("from-a")));
-    let (_, send) = take(&mut bh, "from-a");
+    assert_pending!(fut.poll());
+    let (_, send) = take(&mut gh, "from-a");
     let _ta = respond(send);
     assert_eq!(
         assert_ready_ok!(fut.poll()).body().color(),
-        Some(Color::Blue)
+        Some(Color::Green)
     );
-    assert_no_request(&mut gh);
-    assert_eq!(served(&handle), (1, 1));
+    assert_no_request(&mut bh);
+    assert_eq!(served(&handle), (0, 2));
 }
 
 // === per-request choices ===

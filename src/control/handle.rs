@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::counters::Lane;
+use super::meter::Measurements;
 use super::state::{Control, Transition, TransitionKind};
 use crate::error::{check_fraction, ConfigError};
 use crate::mirror::MirrorStats;
 use crate::shadow::ShadowReport;
-use crate::Color;
+use crate::{Color, Percentiles};
 
 /// Steers a [`BlueGreenRouter`](crate::BlueGreenRouter) from application code.
 ///
@@ -142,12 +143,13 @@ impl RolloutHandle {
     /// it resolves at the first moment nothing is in flight after it is first
     /// polled, even if new requests arrived before it was polled again.
     ///
-    /// A request whose `poll_ready` picked `color` just before a
-    /// [`promote`](Self::promote) is counted only when `call` admits it, so
-    /// a caller that has already been polled ready can still bring one request
-    /// to the old color after `drained` resolved. Servers call `call` right
-    /// after `poll_ready`; to be safe against it, wait briefly (a few
-    /// milliseconds) after the promote before awaiting `drained`.
+    /// The router reads the state again in `call`, so a request polled ready
+    /// for the old color before a [`promote`](Self::promote) and called after
+    /// it goes to the new active color. What remains is the instant between
+    /// that read and the admission count in `call`: a request there can still
+    /// reach the old color after `drained` resolved. To be safe against it,
+    /// wait briefly (a millisecond) after the promote before awaiting
+    /// `drained`.
     pub fn drained(&self, color: Color) -> Drained {
         static IDS: AtomicU64 = AtomicU64::new(0);
         Drained {
@@ -164,6 +166,36 @@ impl RolloutHandle {
         self.control.block.in_flight(Lane::Admitted(color))
     }
 
+    /// Per-color outcomes (finished, failed, latency) recorded so far while
+    /// measuring was on. Measuring is on while a
+    /// [`RolloutPlan`](crate::plan::RolloutPlan) runs, or always when the
+    /// router was built with
+    /// [`Builder::measure`](crate::router::Builder::measure); take two
+    /// snapshots and [`since`](Measurements::since) for a window.
+    pub fn measurements(&self) -> Measurements {
+        self.control.meter.snapshot()
+    }
+
+    /// Whether outcomes are measured right now (see
+    /// [`measurements`](Self::measurements)).
+    pub fn is_measuring(&self) -> bool {
+        self.control.word().measure()
+    }
+
+    /// Puts the stable color back in one transition: `stable` active, split
+    /// and mirror at zero. What a rollout plan does when it aborts.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn abort_to(&self, stable: Color) -> Transition {
+        self.control.transition(TransitionKind::Abort, |st| {
+            if st.active != stable {
+                st.previous = None;
+                st.active = stable;
+            }
+            st.split = 0.0;
+            st.mirror = 0.0;
+        })
+    }
+
     /// A plain snapshot of the state and counters.
     pub fn status(&self) -> RolloutStatus {
         let (active, split, mirror, generation, history) = {
@@ -177,10 +209,17 @@ impl RolloutHandle {
             )
         };
         let block = self.control.block;
-        let color = |c| ColorStatus {
-            in_flight: block.in_flight(Lane::Admitted(c)),
-            mirrored_in_flight: block.in_flight(Lane::Mirrored(c)),
-            served: block.served(c),
+        let measured = self.control.meter.snapshot();
+        let color = |c| {
+            let m = measured.color(c);
+            ColorStatus {
+                in_flight: block.in_flight(Lane::Admitted(c)),
+                mirrored_in_flight: block.in_flight(Lane::Mirrored(c)),
+                served: block.served(c),
+                finished: m.finished,
+                failures: m.failures,
+                latency: m.latency.percentiles(),
+            }
         };
         RolloutStatus {
             active,
@@ -192,7 +231,17 @@ impl RolloutHandle {
             unknown_override: self.control.unknown_override.load(Ordering::Relaxed),
             canary_fallback: self.control.canary_fallback.load(Ordering::Relaxed),
             history,
+            measuring: self.is_measuring(),
+            #[cfg(feature = "tokio")]
+            plan: self.plan_status(),
         }
+    }
+
+    /// The status of the rollout plan running (or last run) on this router.
+    #[cfg(feature = "tokio")]
+    pub fn plan_status(&self) -> Option<crate::plan::PlanStatus> {
+        let slot = self.control.plan.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().map(|shared| shared.status())
     }
 }
 
@@ -229,6 +278,12 @@ pub struct RolloutStatus {
     pub canary_fallback: u64,
     /// The last transitions, oldest first (at most 64).
     pub history: Vec<Transition>,
+    /// Whether outcomes are measured right now (see
+    /// [`RolloutHandle::measurements`]).
+    pub measuring: bool,
+    /// The rollout plan running (or last run) on this router, if any.
+    #[cfg(feature = "tokio")]
+    pub plan: Option<crate::plan::PlanStatus>,
 }
 
 impl RolloutStatus {
@@ -258,6 +313,14 @@ pub struct ColorStatus {
     /// Requests admitted to this color since the router was built (mirrored
     /// copies not included).
     pub served: u64,
+    /// Requests classified while measuring was on (see
+    /// [`RolloutHandle::measurements`]).
+    pub finished: u64,
+    /// Of those, failures (5xx, service errors, failing gRPC statuses, or as
+    /// the router's failure classifier says).
+    pub failures: u64,
+    /// Time to the response head of the measured requests.
+    pub latency: Percentiles,
 }
 
 /// Future returned by [`RolloutHandle::drained`].

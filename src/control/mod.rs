@@ -46,9 +46,20 @@
 
 mod counters;
 mod handle;
+mod meter;
 mod state;
 
 pub(crate) use counters::{Block, InFlight, Lane};
 pub use handle::{ColorStatus, Drained, RolloutHandle, RolloutStatus};
+pub(crate) use meter::{default_classifier, Classifier, Meter, Probe};
+pub use meter::{Finished, Measurement, Measurements, DEFAULT_GRPC_FAILURES};
+#[cfg(feature = "tokio")]
+pub(crate) use state::MeasureGuard;
 pub(crate) use state::{hit, threshold as state_threshold, Control, Word};
+
+/// The rollout plan attached to a router, if any.
+#[cfg(feature = "tokio")]
+pub(crate) type PlanSlot = std::sync::Arc<crate::plan::Shared>;
+#[cfg(not(feature = "tokio"))]
+pub(crate) type PlanSlot = std::convert::Infallible;
 pub use state::{Transition, TransitionKind};

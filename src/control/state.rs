@@ -3,12 +3,16 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "tokio")]
+use std::sync::Weak;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rand::RngExt;
 
 use super::counters::Block;
+use super::meter::Meter;
+use super::PlanSlot;
 use crate::mirror::Engine;
 use crate::shadow::Judge;
 use crate::Color;
@@ -19,12 +23,13 @@ const FIELD_BITS: u32 = 21;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 const SPLIT_SHIFT: u32 = 1;
 const MIRROR_SHIFT: u32 = SPLIT_SHIFT + FIELD_BITS;
+const MEASURE_BIT: u64 = 1 << (MIRROR_SHIFT + FIELD_BITS);
 
 /// How many transitions [`RolloutStatus::history`](crate::control::RolloutStatus::history) keeps.
 pub(crate) const HISTORY: usize = 64;
 
-/// Everything the request path needs, in one atomic word: the active color and
-/// the split and mirror thresholds. One `AtomicU64` load costs well under a
+/// Everything the request path needs, in one atomic word: the active color,
+/// the split and mirror thresholds, and whether outcomes are measured. One `AtomicU64` load costs well under a
 /// nanosecond and scales with cores; an `ArcSwap::load` costs ~20 ns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Word(u64);
@@ -37,6 +42,20 @@ impl Word {
                 | (u64::from(split) << SPLIT_SHIFT)
                 | (u64::from(mirror) << MIRROR_SHIFT),
         )
+    }
+
+    fn with_measure(self, on: bool) -> Word {
+        if on {
+            Word(self.0 | MEASURE_BIT)
+        } else {
+            Word(self.0 & !MEASURE_BIT)
+        }
+    }
+
+    /// Whether requests' outcomes are measured (see `meter`).
+    #[inline]
+    pub(crate) fn measure(self) -> bool {
+        self.0 & MEASURE_BIT != 0
     }
 
     #[inline]
@@ -112,6 +131,9 @@ pub enum TransitionKind {
     Split,
     /// The mirrored fraction was set.
     Mirror,
+    /// A rollout plan aborted: the stable color is active again, split and
+    /// mirror back to zero, in one step.
+    Abort,
 }
 
 /// One entry of the transition history: the state right after a control call.
@@ -139,6 +161,16 @@ pub(crate) struct State {
     /// The color that was active before the last promote not yet rolled back.
     pub(crate) previous: Option<Color>,
     pub(crate) history: VecDeque<Transition>,
+    /// Measuring is on while this is true or `measure_refs` is above zero.
+    pub(crate) measure_always: bool,
+    pub(crate) measure_refs: u32,
+}
+
+impl State {
+    fn word(&self) -> Word {
+        Word::pack(self.active, threshold(self.split), threshold(self.mirror))
+            .with_measure(self.measure_always || self.measure_refs > 0)
+    }
 }
 
 /// The routing state shared by a router, its clones and its handles.
@@ -153,12 +185,22 @@ pub(crate) struct Control {
     pub(crate) mirror: Option<Arc<Engine>>,
     /// Compares mirrored copies with the active color's answers, if set.
     pub(crate) judge: Option<Arc<Judge>>,
+    /// Per-color outcomes, recorded while measuring is on.
+    pub(crate) meter: Meter,
+    /// The rollout plan running against this router, if any.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) plan: Mutex<Option<PlanSlot>>,
 }
 
 impl Control {
-    pub(crate) fn new(mirror: Option<Arc<Engine>>, judge: Option<Arc<Judge>>) -> Control {
+    pub(crate) fn new(
+        mirror: Option<Arc<Engine>>,
+        judge: Option<Arc<Judge>>,
+        meter: Meter,
+        measure_always: bool,
+    ) -> Control {
         Control {
-            word: AtomicU64::new(Word::pack(Color::Blue, 0, 0).0),
+            word: AtomicU64::new(Word::pack(Color::Blue, 0, 0).with_measure(measure_always).0),
             block: Block::acquire(),
             state: Mutex::new(State {
                 active: Color::Blue,
@@ -167,11 +209,15 @@ impl Control {
                 generation: 0,
                 previous: None,
                 history: VecDeque::with_capacity(HISTORY),
+                measure_always,
+                measure_refs: 0,
             }),
             unknown_override: AtomicU64::new(0),
             canary_fallback: AtomicU64::new(0),
             mirror,
             judge,
+            meter,
+            plan: Mutex::new(None),
         }
     }
 
@@ -194,10 +240,7 @@ impl Control {
         let mut st = self.state();
         change(&mut st);
         st.generation += 1;
-        self.word.store(
-            Word::pack(st.active, threshold(st.split), threshold(st.mirror)).0,
-            Ordering::Release,
-        );
+        self.word.store(st.word().0, Ordering::Release);
         let t = Transition {
             generation: st.generation,
             at: SystemTime::now(),
@@ -211,6 +254,44 @@ impl Control {
         }
         st.history.push_back(t);
         t
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Control {
+    /// Turns measuring on until the returned guard is dropped.
+    pub(crate) fn measuring(self: &Arc<Self>) -> MeasureGuard {
+        let mut st = self.state();
+        st.measure_refs += 1;
+        self.word.store(st.word().0, Ordering::Release);
+        MeasureGuard {
+            control: Arc::downgrade(self),
+        }
+    }
+}
+
+/// Keeps measuring on; see [`Control::measuring`]. Does not keep the router
+/// alive.
+#[cfg(feature = "tokio")]
+pub(crate) struct MeasureGuard {
+    control: Weak<Control>,
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for MeasureGuard {
+    fn drop(&mut self) {
+        if let Some(control) = self.control.upgrade() {
+            let mut st = control.state();
+            st.measure_refs -= 1;
+            control.word.store(st.word().0, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl std::fmt::Debug for MeasureGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeasureGuard").finish_non_exhaustive()
     }
 }
 
@@ -229,8 +310,13 @@ mod tests {
         for active in Color::ALL {
             for split in [0, 1, SCALE / 3, SCALE - 1, SCALE] {
                 for mirror in [0, 7, SCALE] {
-                    let w = Word::pack(active, split, mirror);
-                    assert_eq!((w.active(), w.split(), w.mirror()), (active, split, mirror));
+                    for measure in [false, true] {
+                        let w = Word::pack(active, split, mirror).with_measure(measure);
+                        assert_eq!(
+                            (w.active(), w.split(), w.mirror(), w.measure()),
+                            (active, split, mirror, measure)
+                        );
+                    }
                 }
             }
         }

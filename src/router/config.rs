@@ -4,7 +4,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Request};
 
 use super::{BlueGreenLayer, BlueGreenRouter};
-use crate::control::{Control, RolloutHandle};
+use crate::control::{default_classifier, Classifier, Control, Finished, Meter, RolloutHandle};
 use crate::error::{header_name, ConfigError};
 use crate::mirror::MirrorBuilder;
 use crate::shadow::CompareSettings;
@@ -51,6 +51,8 @@ pub struct Builder {
     config: Config,
     mirror: Option<MirrorBuilder<()>>,
     compare: Option<CompareSettings>,
+    measure: bool,
+    classifier: Option<Arc<Classifier>>,
     error: Option<ConfigError>,
 }
 
@@ -176,6 +178,41 @@ impl Builder {
         self
     }
 
+    /// Measures every request's outcome per color (finished, failed, time
+    /// to the response head) from the start, for
+    /// [`RolloutHandle::measurements`] and the status. Off by default: then
+    /// outcomes are measured only while a
+    /// [`RolloutPlan`](crate::plan::RolloutPlan) runs, and the request path
+    /// does not read the clock.
+    pub fn measure(mut self, always: bool) -> Self {
+        self.measure = always;
+        self
+    }
+
+    /// Decides which measured requests count as failures (for the status and
+    /// a plan's error-rate gate). Default:
+    /// [`Finished::is_failure_by_default`] (service error, 5xx, a failed body,
+    /// a server-fault gRPC status). A panicking classifier counts a failure.
+    ///
+    /// ```
+    /// use tower_rollout::BlueGreenRouter;
+    /// use tower_rollout::control::Finished;
+    /// // Also count 429 (the model is overloaded) and gRPC RESOURCE_EXHAUSTED.
+    /// let builder = BlueGreenRouter::builder().failure_classifier(|f: &Finished| {
+    ///     f.is_failure_by_default()
+    ///         || f.status.is_some_and(|s| s.as_u16() == 429)
+    ///         || f.grpc_status == Some(8)
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn failure_classifier<F>(mut self, classify: F) -> Self
+    where
+        F: Fn(&Finished) -> bool + Send + Sync + 'static,
+    {
+        self.classifier = Some(Arc::new(classify));
+        self
+    }
+
     /// Builds a router over `blue` (active) and `green` (standby).
     ///
     /// # Errors
@@ -224,7 +261,9 @@ impl Builder {
                 None,
             ),
         };
-        Ok((Arc::new(Control::new(mirror, judge)), Arc::new(self.config)))
+        let classify = self.classifier.unwrap_or_else(default_classifier);
+        let control = Control::new(mirror, judge, Meter::new(classify), self.measure);
+        Ok((Arc::new(control), Arc::new(self.config)))
     }
 }
 
@@ -232,6 +271,7 @@ impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
+            .field("measure", &self.measure)
             .field("error", &self.error)
             .finish()
     }

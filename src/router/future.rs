@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::config::color_header_value;
 use crate::body::RolloutBody;
-use crate::control::InFlight;
+use crate::control::{InFlight, Probe};
 use crate::shadow::PendingCapture;
 
 pin_project! {
@@ -27,6 +27,8 @@ pin_project! {
         served_by: Option<HeaderName>,
         // The active color's side of a shadow comparison, when compared.
         pending: Option<Box<PendingCapture>>,
+        // Measures the outcome, while measuring is on.
+        probe: Option<Box<Probe>>,
     }
 }
 
@@ -47,8 +49,14 @@ pin_project! {
 }
 
 /// What the router adds to each response future: the in-flight guard, the
-/// served-by header name, and the capture for a shadow comparison.
-pub(crate) type Extra = (InFlight, Option<HeaderName>, Option<Box<PendingCapture>>);
+/// served-by header name, the capture for a shadow comparison, and the probe
+/// that measures the outcome.
+pub(crate) type Extra = (
+    InFlight,
+    Option<HeaderName>,
+    Option<Box<PendingCapture>>,
+    Option<Box<Probe>>,
+);
 
 impl<R, SB, SG> ResponseFuture<R, SB, SG>
 where
@@ -56,12 +64,13 @@ where
     SG: Service<R>,
 {
     #[inline]
-    fn new(kind: Kind<R, SB, SG>, (guard, served_by, pending): Extra) -> Self {
+    fn new(kind: Kind<R, SB, SG>, (guard, served_by, pending, probe): Extra) -> Self {
         ResponseFuture {
             kind,
             guard: Some(guard),
             served_by,
             pending,
+            probe,
         }
     }
 
@@ -111,16 +120,23 @@ where
                 if let Some(p) = this.pending.take() {
                     (*p).failed();
                 }
+                if let Some(mut p) = this.probe.take() {
+                    p.error();
+                }
                 return Poll::Ready(Err(e));
             }
         };
         let capture = this.pending.take().map(|p| begin(*p, &head));
+        let probe = this
+            .probe
+            .take()
+            .and_then(|p| p.head(head.status, &head.headers, body.is_end_stream()));
         if let Some(name) = this.served_by.take() {
             head.headers.insert(name, color_header_value(guard.color()));
         }
         Poll::Ready(Ok(Response::from_parts(
             head,
-            RolloutBody::new(body, guard, capture),
+            RolloutBody::new(body, guard, capture, probe),
         )))
     }
 }

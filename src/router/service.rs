@@ -12,7 +12,7 @@ use super::config::{Builder, Config};
 use super::future::ResponseFuture;
 use super::BlueGreenLayer;
 use crate::body::RolloutBody;
-use crate::control::{hit, Control, Lane, RolloutHandle, Word};
+use crate::control::{hit, Control, Lane, Probe, RolloutHandle, Word};
 use crate::mirror::{BoxError, CopyStart, MirrorBody};
 use crate::shadow::PendingCapture;
 use crate::Color;
@@ -153,15 +153,23 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let (polled, word, fell_back) =
+        let (polled, picked_from, fell_back) =
             self.picked.take().expect("poll_ready must be called first");
-        // Per-request choices, from the word read in poll_ready: an allowed
-        // override header first, then the sticky key.
+        // The state now: a control call since poll_ready (a promote, an
+        // abort) applies to this request too.
+        let word = self.control.word();
+        let mut drawn = polled;
+        if word != picked_from && drawn != word.active() && word.split() == 0 {
+            // The standby was drawn but takes no requests any more.
+            drawn = word.active();
+        }
+        // Per-request choices: an allowed override header first, then the
+        // sticky key.
         let (color, forced) = match self.config.override_color(&req, &self.control) {
             Some(color) => (color, true),
             None => match self.config.sticky_bucket(&req) {
                 Some(bucket) => (word.color_for(bucket), false),
-                None => (polled, false),
+                None => (drawn, false),
             },
         };
         if fell_back && color == polled {
@@ -182,8 +190,13 @@ where
             req.map(MirrorBody::new)
         };
         let guard = self.control.block.admit(color);
+        let probe = if word.measure() {
+            Some(Probe::start(self.control.clone(), color))
+        } else {
+            None
+        };
         let served_by = self.config.served_by.clone();
-        let extra = (guard, served_by, pending);
+        let extra = (guard, served_by, pending, probe);
         match (color, polled) {
             (Color::Blue, Color::Blue) => ResponseFuture::blue(self.blue.call(req), extra),
             (Color::Green, Color::Green) => ResponseFuture::green(self.green.call(req), extra),

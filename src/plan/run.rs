@@ -1,0 +1,659 @@
+//! The plan's state machine and the task that ticks it.
+//!
+//! Every step happens under one mutex (the runner's): the task's periodic
+//! evaluation and the manual controls (pause, resume, abort, skip) both take
+//! it, so a manual abort has taken effect when `abort` returns.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::status::{
+    AbortReason, GateStatus, Phase, PlanEvent, PlanOutcome, PlanRecord, PlanState, PlanStatus,
+    Verdict,
+};
+use super::{CheckInput, Gate, GateKind, MirrorUntil, PlanError, RolloutPlan};
+use crate::control::{Control, MeasureGuard, Measurement, Measurements};
+use crate::RolloutHandle;
+
+/// How many events [`PlanStatus::history`] keeps.
+const HISTORY: usize = 256;
+
+/// The shared state of one plan: held by its task, every [`PlanRun`], and
+/// the router's control (for the status). Holds the router only weakly.
+pub(crate) struct Shared {
+    control: Weak<Control>,
+    plan: RolloutPlan,
+    started: Instant,
+    runner: Mutex<Runner>,
+    events: broadcast::Sender<PlanRecord>,
+    outcome: watch::Sender<Option<PlanOutcome>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    Mirror,
+    Step(usize),
+    Post,
+    Done,
+}
+
+struct Runner {
+    status: PlanStatus,
+    at: At,
+    last_tick: Instant,
+    /// Measurements and shadow counts when the phase began.
+    window_start: Measurements,
+    shadow_start: (u64, u64),
+    plan_start: Measurements,
+    /// The stable color's measurements from the plan's start to the promote:
+    /// the latency baseline after it.
+    baseline: Option<Measurement>,
+    /// The generation of the plan's own last transition.
+    generation: u64,
+    measure: Option<MeasureGuard>,
+}
+
+/// A running plan: watch it and steer it. Cheap to clone. Dropping it does
+/// not stop the plan (use [`abort`](Self::abort)); the plan holds the router
+/// only weakly and aborts if the router is dropped.
+#[derive(Clone)]
+pub struct PlanRun {
+    shared: Arc<Shared>,
+}
+
+pub(super) fn start(plan: RolloutPlan, handle: &RolloutHandle) -> Result<PlanRun, PlanError> {
+    let control = &handle.control;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| PlanError::NoRuntime)?;
+    let compares = plan.gates.iter().any(|g| g.kind.mirror_only())
+        || matches!(
+            plan.mirror,
+            Some(super::MirrorPhase {
+                until: MirrorUntil::Compared(_),
+                ..
+            })
+        );
+    if compares && control.judge.is_none() {
+        return Err(PlanError::NoComparison);
+    }
+    if plan.mirror.is_some() && control.mirror.is_none() {
+        return Err(PlanError::NoMirror);
+    }
+    let mut slot = control.plan.lock().unwrap_or_else(|e| e.into_inner());
+    if slot
+        .as_ref()
+        .is_some_and(|s| !s.status().state.is_finished())
+    {
+        return Err(PlanError::AlreadyRunning);
+    }
+    let stable = handle.active();
+    let candidate = stable.other();
+    let now = Instant::now();
+    let measure = control.measuring();
+    let snapshot = control.meter.snapshot();
+    let generation = handle.generation();
+    let (events, _) = broadcast::channel(1024);
+    let (outcome, _) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        control: Arc::downgrade(control),
+        plan,
+        started: now,
+        runner: Mutex::new(Runner {
+            status: PlanStatus {
+                state: PlanState::Running,
+                phase: Phase::Done,
+                stable,
+                candidate,
+                gates: Vec::new(),
+                elapsed: Duration::ZERO,
+                baked: Duration::ZERO,
+                outcome: None,
+                history: Vec::new(),
+            },
+            at: At::Done,
+            last_tick: now,
+            window_start: snapshot.clone(),
+            shadow_start: (0, 0),
+            plan_start: snapshot,
+            baseline: None,
+            generation,
+            measure: Some(measure),
+        }),
+        events,
+        outcome,
+    });
+    {
+        let mut r = shared.lock();
+        shared.emit(&mut r, PlanEvent::Started { stable, candidate });
+        let first = if shared.plan.mirror.is_some() {
+            At::Mirror
+        } else if shared.plan.steps.is_empty() {
+            At::Post
+        } else {
+            At::Step(0)
+        };
+        shared.enter(&mut r, control, first);
+    }
+    *slot = Some(shared.clone());
+    drop(slot);
+    let task = shared.clone();
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(task.plan.interval);
+        every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        every.tick().await; // the first tick is immediate
+        loop {
+            every.tick().await;
+            if !task.tick() {
+                break;
+            }
+        }
+    });
+    Ok(PlanRun { shared })
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Runner> {
+        self.runner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn status(&self) -> PlanStatus {
+        let r = self.lock();
+        let mut status = r.status.clone();
+        if !status.state.is_finished() {
+            status.elapsed = Instant::now() - self.started;
+        }
+        status
+    }
+
+    fn emit(&self, r: &mut Runner, event: PlanEvent) {
+        let record = PlanRecord {
+            at: Instant::now() - self.started,
+            event,
+        };
+        if r.status.history.len() == HISTORY {
+            r.status.history.remove(0);
+        }
+        r.status.history.push(record.clone());
+        // No subscriber is fine.
+        let _ = self.events.send(record);
+    }
+
+    /// One evaluation; false once the plan has finished.
+    fn tick(&self) -> bool {
+        let mut guard = self.lock();
+        let r = &mut *guard;
+        if r.status.state.is_finished() {
+            return false;
+        }
+        let Some(control) = self.control.upgrade() else {
+            r.measure = None;
+            self.finish(
+                r,
+                PlanState::Aborted,
+                PlanOutcome::Aborted(AbortReason::RouterDropped),
+                None,
+            );
+            return false;
+        };
+        if self.superseded(r, &control) {
+            return false;
+        }
+        let now = Instant::now();
+        if r.status.state != PlanState::Paused {
+            r.status.baked += now - r.last_tick;
+        }
+        r.last_tick = now;
+        r.status.elapsed = now - self.started;
+
+        let measured = control.meter.snapshot();
+        let window = measured.since(&r.window_start);
+        let (matched, mismatched) = shadow_counts(&control);
+        let (matched, mismatched) = (
+            matched.saturating_sub(r.shadow_start.0),
+            mismatched.saturating_sub(r.shadow_start.1),
+        );
+        let input = CheckInput {
+            phase: &r.status.phase,
+            candidate: r.status.candidate,
+            stable: r.status.stable,
+            window: &window,
+            matched,
+            mismatched,
+            baked: r.status.baked,
+        };
+        // The stable color's latency baseline when its window is too thin
+        // (a 100% step, after the promote): everything it served since the
+        // plan started, up to the promote.
+        let baseline = match &r.baseline {
+            Some(frozen) => frozen.clone(),
+            None => measured.since(&r.plan_start).color(r.status.stable).clone(),
+        };
+        let verdicts: Vec<GateStatus> = self
+            .plan
+            .gates
+            .iter()
+            .filter_map(|g| {
+                evaluate(g, &input, &baseline).map(|verdict| GateStatus {
+                    gate: g.name.clone(),
+                    verdict,
+                })
+            })
+            .collect();
+        for v in &verdicts {
+            let changed = !r
+                .status
+                .gates
+                .iter()
+                .any(|old| old.gate == v.gate && old.verdict == v.verdict);
+            if changed {
+                self.emit(
+                    r,
+                    PlanEvent::Gate {
+                        gate: v.gate.clone(),
+                        verdict: v.verdict.clone(),
+                    },
+                );
+            }
+        }
+        r.status.gates = verdicts;
+        let failed = r.status.gates.iter().find_map(|g| match &g.verdict {
+            Verdict::Fail(detail) => Some(AbortReason::Gate {
+                gate: g.gate.clone(),
+                detail: detail.clone(),
+            }),
+            _ => None,
+        });
+        if let Some(reason) = failed {
+            self.abort(r, &control, reason);
+            return false;
+        }
+        if r.status.state == PlanState::Paused {
+            return true;
+        }
+        let over = match r.at {
+            At::Mirror => match self.plan.mirror.map(|m| m.until) {
+                Some(MirrorUntil::Elapsed(d)) => r.status.baked >= d,
+                Some(MirrorUntil::Compared(n)) => matched + mismatched >= n,
+                None => true,
+            },
+            At::Step(i) => r.status.baked >= self.plan.steps[i].1,
+            At::Post => r.status.baked >= self.plan.post_bake,
+            At::Done => false,
+        };
+        if !over {
+            return true;
+        }
+        let holding: Vec<String> = r
+            .status
+            .gates
+            .iter()
+            .filter(|g| !g.verdict.is_pass())
+            .map(|g| g.gate.clone())
+            .collect();
+        if holding.is_empty() {
+            r.status.state = PlanState::Running;
+            let next = self.next(r.at);
+            self.enter(r, &control, next);
+        } else if r.status.state != PlanState::Holding {
+            r.status.state = PlanState::Holding;
+            self.emit(r, PlanEvent::Holding { gates: holding });
+        }
+        !r.status.state.is_finished()
+    }
+
+    fn next(&self, at: At) -> At {
+        match at {
+            At::Mirror if !self.plan.steps.is_empty() => At::Step(0),
+            At::Step(i) if i + 1 < self.plan.steps.len() => At::Step(i + 1),
+            At::Mirror | At::Step(_) => At::Post,
+            At::Post | At::Done => At::Done,
+        }
+    }
+
+    /// Makes `at`'s traffic change and starts its window.
+    fn enter(&self, r: &mut Runner, control: &Arc<Control>, at: At) {
+        let handle = RolloutHandle::new(control.clone());
+        let leaving = r.at;
+        r.at = at;
+        if leaving == At::Mirror {
+            // Copies stop before users move.
+            r.generation = mirror(&handle, 0.0);
+        }
+        let phase = match at {
+            At::Mirror => {
+                let fraction = self.plan.mirror.map_or(0.0, |m| m.fraction);
+                r.generation = mirror(&handle, fraction);
+                Phase::Mirror { fraction }
+            }
+            At::Step(i) => {
+                let split = self.plan.steps[i].0;
+                r.generation = handle
+                    .set_split(split)
+                    .expect("splits are checked when the plan is built")
+                    .generation;
+                Phase::Canary {
+                    step: i + 1,
+                    steps: self.plan.steps.len(),
+                    split,
+                }
+            }
+            At::Post => {
+                let measured = control.meter.snapshot();
+                let stable = r.status.stable;
+                r.baseline = Some(measured.since(&r.plan_start).color(stable).clone());
+                r.generation = handle.promote().generation;
+                self.emit(r, PlanEvent::Promoted);
+                Phase::PostPromotion
+            }
+            At::Done => {
+                self.finish(r, PlanState::Promoted, PlanOutcome::Promoted, None);
+                return;
+            }
+        };
+        r.window_start = control.meter.snapshot();
+        r.shadow_start = shadow_counts(control);
+        r.status.baked = Duration::ZERO;
+        r.last_tick = Instant::now();
+        r.status.gates.clear();
+        r.status.phase = phase.clone();
+        self.emit(r, PlanEvent::Phase(phase));
+        if at == At::Post && self.plan.post_bake.is_zero() {
+            self.enter(r, control, At::Done);
+        }
+    }
+
+    fn abort(&self, r: &mut Runner, control: &Arc<Control>, reason: AbortReason) {
+        RolloutHandle::new(control.clone()).abort_to(r.status.stable);
+        self.finish(
+            r,
+            PlanState::Aborted,
+            PlanOutcome::Aborted(reason.clone()),
+            Some(PlanEvent::Aborted(reason)),
+        );
+    }
+
+    fn finish(
+        &self,
+        r: &mut Runner,
+        state: PlanState,
+        outcome: PlanOutcome,
+        event: Option<PlanEvent>,
+    ) {
+        r.at = At::Done;
+        r.status.state = state;
+        r.status.phase = Phase::Done;
+        r.status.elapsed = Instant::now() - self.started;
+        r.status.outcome = Some(outcome.clone());
+        r.measure = None;
+        let event = event.unwrap_or(match &outcome {
+            PlanOutcome::Promoted => PlanEvent::Completed,
+            PlanOutcome::Aborted(reason) => PlanEvent::Aborted(reason.clone()),
+            PlanOutcome::Superseded => PlanEvent::Superseded { generation: 0 },
+        });
+        self.emit(r, event);
+        self.outcome.send_replace(Some(outcome));
+    }
+
+    /// Stops the plan if someone else changed the rollout state.
+    fn superseded(&self, r: &mut Runner, control: &Control) -> bool {
+        let generation = control.state().generation;
+        if generation == r.generation {
+            return false;
+        }
+        self.finish(
+            r,
+            PlanState::Superseded,
+            PlanOutcome::Superseded,
+            Some(PlanEvent::Superseded { generation }),
+        );
+        true
+    }
+
+    /// Runs `f` on a live plan; false when it has finished (or just was
+    /// superseded).
+    fn manual(&self, f: impl FnOnce(&Shared, &mut Runner, &Arc<Control>)) -> bool {
+        let mut r = self.lock();
+        if r.status.state.is_finished() {
+            return false;
+        }
+        let Some(control) = self.control.upgrade() else {
+            return false;
+        };
+        if self.superseded(&mut r, &control) {
+            return false;
+        }
+        f(self, &mut r, &control);
+        true
+    }
+}
+
+fn mirror(handle: &RolloutHandle, fraction: f64) -> u64 {
+    handle
+        .mirror_standby(fraction)
+        .expect("checked when the plan started: the router can mirror, the fraction is valid")
+        .generation
+}
+
+fn shadow_counts(control: &Control) -> (u64, u64) {
+    match &control.judge {
+        Some(judge) => {
+            let report = judge.report.snapshot();
+            (report.matched, report.mismatched)
+        }
+        None => (0, 0),
+    }
+}
+
+/// A gate's verdict in the current phase; `None` when it does not apply.
+fn evaluate(gate: &Gate, input: &CheckInput<'_>, baseline: &Measurement) -> Option<Verdict> {
+    let mirror = matches!(input.phase, Phase::Mirror { .. });
+    let live = matches!(input.phase, Phase::Canary { .. } | Phase::PostPromotion);
+    let cand = input.window.color(input.candidate);
+    let need = gate.min_sample;
+    let short = |have: u64, what: &str| Verdict::Inconclusive(format!("{have} of {need} {what}"));
+    let compared = input.matched + input.mismatched;
+    let verdict = match &gate.kind {
+        GateKind::ErrorRate { max } if live => {
+            if cand.finished < need {
+                short(cand.finished, "requests")
+            } else {
+                let rate = cand.failures as f64 / cand.finished as f64;
+                if rate > *max {
+                    Verdict::Fail(format!(
+                        "{} of {} requests failed ({:.2}%, above {:.2}%)",
+                        cand.failures,
+                        cand.finished,
+                        rate * 100.0,
+                        max * 100.0
+                    ))
+                } else {
+                    Verdict::Pass
+                }
+            }
+        }
+        GateKind::Latency {
+            quantile,
+            max_ratio,
+            slack,
+        } if live => {
+            let window = input.window.color(input.stable);
+            let base = match input.phase {
+                Phase::Canary { .. } if window.latency.count() >= need => window,
+                _ => baseline,
+            };
+            let have = cand.latency.count().min(base.latency.count());
+            match (
+                cand.latency.quantile(*quantile),
+                base.latency.quantile(*quantile),
+            ) {
+                (Some(c), Some(b)) if have >= need => {
+                    let limit = b.mul_f64(*max_ratio) + *slack;
+                    if c > limit {
+                        Verdict::Fail(format!(
+                            "p{} {:?} on the candidate, above {:.2} x {:?} on the stable color",
+                            quantile * 100.0,
+                            c,
+                            max_ratio,
+                            b
+                        ))
+                    } else {
+                        Verdict::Pass
+                    }
+                }
+                _ => short(have, "requests on each color"),
+            }
+        }
+        GateKind::Agreement { min } if mirror => {
+            if compared < need {
+                short(compared, "compared requests")
+            } else {
+                let rate = input.matched as f64 / compared as f64;
+                if rate < *min {
+                    Verdict::Fail(format!(
+                        "{} of {} compared requests agreed ({:.2}%, below {:.2}%)",
+                        input.matched,
+                        compared,
+                        rate * 100.0,
+                        min * 100.0
+                    ))
+                } else {
+                    Verdict::Pass
+                }
+            }
+        }
+        GateKind::Mismatches { max } if mirror => {
+            if compared < need {
+                short(compared, "compared requests")
+            } else if input.mismatched > *max {
+                Verdict::Fail(format!(
+                    "{} of {} compared requests differed (at most {max} allowed)",
+                    input.mismatched, compared
+                ))
+            } else {
+                Verdict::Pass
+            }
+        }
+        GateKind::Check(check) if mirror || live => {
+            let have = if mirror { compared } else { cand.finished };
+            if have < need {
+                short(
+                    have,
+                    if mirror {
+                        "compared requests"
+                    } else {
+                        "requests"
+                    },
+                )
+            } else {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(input)))
+                    .unwrap_or_else(|_| Verdict::Fail("the check panicked".into()))
+            }
+        }
+        _ => return None,
+    };
+    Some(verdict)
+}
+
+impl PlanRun {
+    /// A snapshot of the plan.
+    pub fn status(&self) -> PlanStatus {
+        self.shared.status()
+    }
+
+    /// Every event from now on (steps, gate verdict changes, holds, pauses,
+    /// the promote, the abort with its reason, the end). A receiver that
+    /// falls more than 1024 events behind loses the oldest; the full
+    /// timeline stays in [`PlanStatus::history`].
+    pub fn subscribe(&self) -> broadcast::Receiver<PlanRecord> {
+        self.shared.events.subscribe()
+    }
+
+    /// Resolves when the plan has finished.
+    pub fn finished(&self) -> impl Future<Output = PlanOutcome> + Send + 'static {
+        let mut rx = self.shared.outcome.subscribe();
+        async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone().expect("waited for Some"),
+                // The sender lives in `Shared`, which this future's plan holds.
+                Err(_) => PlanOutcome::Superseded,
+            }
+        }
+    }
+
+    /// Stops advancing: the current traffic split stays, bake time stops
+    /// counting, the gates keep evaluating and still abort. False when the
+    /// plan has finished or was already paused.
+    pub fn pause(&self) -> bool {
+        let mut done = false;
+        self.shared.manual(|shared, r, _| {
+            if r.status.state != PlanState::Paused {
+                let now = Instant::now();
+                r.status.baked += now - r.last_tick;
+                r.last_tick = now;
+                r.status.state = PlanState::Paused;
+                shared.emit(r, PlanEvent::Paused);
+                done = true;
+            }
+        }) && done
+    }
+
+    /// Continues a paused plan. False when it was not paused.
+    pub fn resume(&self) -> bool {
+        let mut done = false;
+        self.shared.manual(|shared, r, _| {
+            if r.status.state == PlanState::Paused {
+                r.last_tick = Instant::now();
+                r.status.state = PlanState::Running;
+                shared.emit(r, PlanEvent::Resumed);
+                done = true;
+            }
+        }) && done
+    }
+
+    /// Aborts now: the stable color is active again, split and mirror at
+    /// zero, before this returns. False when the plan had already finished.
+    pub fn abort(&self, why: impl Into<String>) -> bool {
+        let why = why.into();
+        self.shared.manual(|shared, r, control| {
+            shared.abort(r, control, AbortReason::Manual(why));
+        })
+    }
+
+    /// Promotes now, skipping the remaining mirror and canary phases, and
+    /// goes on with the post-promotion bake. False when the plan had already
+    /// promoted or finished.
+    pub fn skip_to_promote(&self) -> bool {
+        let mut done = false;
+        self.shared.manual(|shared, r, control| {
+            if matches!(r.at, At::Mirror | At::Step(_)) {
+                if r.status.state == PlanState::Paused {
+                    shared.emit(r, PlanEvent::Resumed);
+                }
+                r.status.state = PlanState::Running;
+                shared.enter(r, control, At::Post);
+                done = true;
+            }
+        }) && done
+    }
+}
+
+impl std::fmt::Debug for PlanRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.shared.lock();
+        f.debug_struct("PlanRun")
+            .field("state", &r.status.state)
+            .field("phase", &r.status.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
