@@ -11,6 +11,7 @@ use rand::RngExt;
 use super::counters::Block;
 use crate::mirror::Engine;
 use crate::shadow::Judge;
+use crate::telemetry::RouterTelemetry;
 use crate::Color;
 
 /// Fractions are stored as thresholds out of 2^20 (about one in a million).
@@ -153,10 +154,16 @@ pub(crate) struct Control {
     pub(crate) mirror: Option<Arc<Engine>>,
     /// Compares mirrored copies with the active color's answers, if set.
     pub(crate) judge: Option<Arc<Judge>>,
+    /// Metrics and tracing (empty without those features).
+    pub(crate) telemetry: RouterTelemetry,
 }
 
 impl Control {
-    pub(crate) fn new(mirror: Option<Arc<Engine>>, judge: Option<Arc<Judge>>) -> Control {
+    pub(crate) fn new(
+        mirror: Option<Arc<Engine>>,
+        judge: Option<Arc<Judge>>,
+        telemetry: RouterTelemetry,
+    ) -> Control {
         Control {
             word: AtomicU64::new(Word::pack(Color::Blue, 0, 0).0),
             block: Block::acquire(),
@@ -172,6 +179,7 @@ impl Control {
             canary_fallback: AtomicU64::new(0),
             mirror,
             judge,
+            telemetry,
         }
     }
 
@@ -192,6 +200,7 @@ impl Control {
         change: impl FnOnce(&mut State),
     ) -> Transition {
         let mut st = self.state();
+        let from = st.active;
         change(&mut st);
         st.generation += 1;
         self.word.store(
@@ -210,6 +219,7 @@ impl Control {
             st.history.pop_front();
         }
         st.history.push_back(t);
+        self.telemetry.transition(&t, from);
         t
     }
 }

@@ -8,6 +8,7 @@ use crate::control::{Control, RolloutHandle};
 use crate::error::{header_name, ConfigError};
 use crate::mirror::MirrorBuilder;
 use crate::shadow::CompareSettings;
+use crate::telemetry::{Name, RouterTelemetry};
 use crate::{Color, RequestHead};
 
 type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync;
@@ -60,6 +61,7 @@ pub(crate) struct Config {
     pub(crate) override_header: Option<Override>,
     pub(crate) served_by: Option<HeaderName>,
     pub(crate) color_extension: bool,
+    pub(crate) name: Name,
 }
 
 pub(crate) enum StickyKey {
@@ -158,6 +160,18 @@ impl Builder {
         self
     }
 
+    /// The name that labels this router's metrics and tracing (see
+    /// [`telemetry`](crate::telemetry)), and those of its copies to the
+    /// standby and its comparisons: 1 to 64 ASCII letters, digits, `_`, `-`,
+    /// `.`, `:` or `/`. Default `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        match Name::new(name) {
+            Ok(name) => self.config.name = name,
+            Err(e) => self.fail(e),
+        }
+        self
+    }
+
     /// Bounds and header handling for the copies that
     /// [`RolloutHandle::mirror_standby`] sends to the standby; see
     /// [`MirrorBuilder`] (its `sample` is ignored here). Default: the
@@ -224,7 +238,10 @@ impl Builder {
                 None,
             ),
         };
-        Ok((Arc::new(Control::new(mirror, judge)), Arc::new(self.config)))
+        let telemetry =
+            RouterTelemetry::new(&self.config.name, mirror.as_deref(), judge.as_deref());
+        let control = Control::new(mirror, judge, telemetry);
+        Ok((Arc::new(control), Arc::new(self.config)))
     }
 }
 
@@ -282,6 +299,7 @@ impl fmt::Debug for Config {
             )
             .field("served_by", &self.served_by)
             .field("color_extension", &self.color_extension)
+            .field("name", &self.name)
             .finish()
     }
 }

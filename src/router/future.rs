@@ -12,6 +12,7 @@ use super::config::color_header_value;
 use crate::body::RolloutBody;
 use crate::control::InFlight;
 use crate::shadow::PendingCapture;
+use crate::telemetry::{EnteredRequest, RequestTelemetry};
 
 pin_project! {
     /// Response future of [`BlueGreenRouter`](super::BlueGreenRouter).
@@ -27,6 +28,9 @@ pin_project! {
         served_by: Option<HeaderName>,
         // The active color's side of a shadow comparison, when compared.
         pending: Option<Box<PendingCapture>>,
+        // The request's span and response counter (empty without the
+        // `metrics` and `tracing` features).
+        telemetry: RequestTelemetry,
     }
 }
 
@@ -47,8 +51,14 @@ pin_project! {
 }
 
 /// What the router adds to each response future: the in-flight guard, the
-/// served-by header name, and the capture for a shadow comparison.
-pub(crate) type Extra = (InFlight, Option<HeaderName>, Option<Box<PendingCapture>>);
+/// served-by header name, the capture for a shadow comparison, and the
+/// request's telemetry (its span entered while the inner service is called).
+pub(crate) type Extra = (
+    InFlight,
+    Option<HeaderName>,
+    Option<Box<PendingCapture>>,
+    EnteredRequest,
+);
 
 impl<R, SB, SG> ResponseFuture<R, SB, SG>
 where
@@ -56,12 +66,13 @@ where
     SG: Service<R>,
 {
     #[inline]
-    fn new(kind: Kind<R, SB, SG>, (guard, served_by, pending): Extra) -> Self {
+    fn new(kind: Kind<R, SB, SG>, (guard, served_by, pending, telemetry): Extra) -> Self {
         ResponseFuture {
             kind,
             guard: Some(guard),
             served_by,
             pending,
+            telemetry: telemetry.exit(),
         }
     }
 
@@ -94,12 +105,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.telemetry.enter();
         let res = match this.kind.project() {
             KindProj::Blue { fut } => ready!(fut.poll(cx)),
             KindProj::Green { fut } => ready!(fut.poll(cx)),
             KindProj::BlueOneshot { fut } => ready!(fut.as_mut().poll(cx)),
             KindProj::GreenOneshot { fut } => ready!(fut.as_mut().poll(cx)),
         };
+        this.telemetry
+            .respond(res.as_ref().ok().map(http::Response::status));
         // On error the guard is dropped here: the request is no longer in flight.
         let guard = this
             .guard

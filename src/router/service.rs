@@ -183,7 +183,10 @@ where
         };
         let guard = self.control.block.admit(color);
         let served_by = self.config.served_by.clone();
-        let extra = (guard, served_by, pending);
+        // Entered until the response future is made: the inner `call` runs in
+        // the request's span.
+        let telemetry = self.control.telemetry.admit(color);
+        let extra = (guard, served_by, pending, telemetry);
         match (color, polled) {
             (Color::Blue, Color::Blue) => ResponseFuture::blue(self.blue.call(req), extra),
             (Color::Green, Color::Green) => ResponseFuture::green(self.green.call(req), extra),
