@@ -29,7 +29,7 @@
 //!
 //! A name is 1 to 64 ASCII letters, digits, `_`, `-`, `.`, `:` or `/`;
 //! anything else fails at construction with
-//! [`ConfigError::InvalidName`](crate::ConfigError::InvalidName). Names are
+//! [`ConfigError::InvalidName`]. Names are
 //! fixed at construction: a name made from request data would grow the number
 //! of series without bound.
 //!
@@ -92,7 +92,8 @@
 //! use axum::{routing::get, Router};
 //! use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 //! use tower::ServiceExt;
-//! use tower_rollout::BlueGreenRouter;
+//! use tower_rollout::shadow::{Comparator, ShadowComparator};
+//! use tower_rollout::{BlueGreenRouter, MirrorLayer};
 //! # use http::Request;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -110,6 +111,12 @@
 //!         );
 //!         "v2"
 //!     }));
+//!     // Layers are named the same way.
+//!     let (_copies, _) = MirrorLayer::builder(v2.clone()).name("iris").build().unwrap();
+//!     let (_compare, _) = ShadowComparator::builder(v2.clone(), Comparator::bytes())
+//!         .name("iris")
+//!         .build()
+//!         .unwrap();
 //!     BlueGreenRouter::builder().name("iris").build(v1, v2).unwrap()
 //! });
 //! let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
