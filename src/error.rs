@@ -66,6 +66,13 @@ pub enum ConfigError {
     /// Shadow work needs an executor: enable the `tokio` feature or set one
     /// with `spawner`.
     MissingSpawner,
+    /// A name for metrics and tracing that is empty, longer than 64 bytes, or
+    /// has a character other than ASCII letters, digits, `_`, `-`, `.`, `:`
+    /// and `/` (see the [`telemetry`](crate::telemetry) module).
+    InvalidName {
+        /// The rejected name.
+        name: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -100,6 +107,10 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::MissingSpawner => f.write_str(
                 "no executor for shadow work: enable the `tokio` feature or set a spawner",
+            ),
+            ConfigError::InvalidName { name } => write!(
+                f,
+                "invalid name {name:?}: use 1 to 64 ASCII letters, digits, '_', '-', '.', ':' or '/'"
             ),
         }
     }

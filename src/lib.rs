@@ -47,7 +47,9 @@
 //! body; axum's and tonic's routers accept any body.
 //!
 //! Modules: [`router`] ([`BlueGreenRouter`]), [`control`] ([`RolloutHandle`]
-//! and the status it reports), [`mirror`] ([`MirrorLayer`]).
+//! and the status it reports), [`mirror`] ([`MirrorLayer`]), [`shadow`]
+//! ([`ShadowComparator`](shadow::ShadowComparator)), [`telemetry`] (what the
+//! `metrics` and `tracing` features emit).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
@@ -62,6 +64,7 @@ pub mod plan;
 pub mod router;
 pub mod shadow;
 mod stats;
+pub mod telemetry;
 
 pub use color::{Color, ParseColorError};
 #[doc(inline)]

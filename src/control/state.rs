@@ -15,6 +15,7 @@ use super::meter::Meter;
 use super::PlanSlot;
 use crate::mirror::Engine;
 use crate::shadow::Judge;
+use crate::telemetry::RouterTelemetry;
 use crate::Color;
 
 /// Fractions are stored as thresholds out of 2^20 (about one in a million).
@@ -190,6 +191,8 @@ pub(crate) struct Control {
     /// The rollout plan running against this router, if any.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) plan: Mutex<Option<PlanSlot>>,
+    /// Metrics and tracing (empty without those features).
+    pub(crate) telemetry: RouterTelemetry,
 }
 
 impl Control {
@@ -198,6 +201,7 @@ impl Control {
         judge: Option<Arc<Judge>>,
         meter: Meter,
         measure_always: bool,
+        telemetry: RouterTelemetry,
     ) -> Control {
         Control {
             word: AtomicU64::new(Word::pack(Color::Blue, 0, 0).with_measure(measure_always).0),
@@ -218,6 +222,7 @@ impl Control {
             judge,
             meter,
             plan: Mutex::new(None),
+            telemetry,
         }
     }
 
@@ -238,6 +243,7 @@ impl Control {
         change: impl FnOnce(&mut State),
     ) -> Transition {
         let mut st = self.state();
+        let from = st.active;
         change(&mut st);
         st.generation += 1;
         self.word.store(st.word().0, Ordering::Release);
@@ -253,6 +259,7 @@ impl Control {
             st.history.pop_front();
         }
         st.history.push_back(t);
+        self.telemetry.transition(&t, from);
         t
     }
 }

@@ -283,7 +283,7 @@ impl Engine {
             None => MirrorBody::new(body),
         };
         let guard = lane.map(|(block, lane)| block.start(lane));
-        let started = self.spawn(shadow_task(
+        let started = self.spawn(self.stats.telemetry.instrument(shadow_task(
             shadow,
             first_req,
             SettleOnDrop(first_state.clone()),
@@ -291,7 +291,7 @@ impl Engine {
             (self.spawner.clone(), self.timeout),
             self.stats.clone(),
             followup,
-        ));
+        )));
         if !started {
             // The task was dropped with its request: the tee sees the channel
             // closed and stops copying.
@@ -307,7 +307,7 @@ impl Engine {
                 self.stats.clone(),
                 Some(followup),
             );
-            if !started || !self.spawn(task) {
+            if !started || !self.spawn(self.stats.telemetry.instrument(task)) {
                 state.settle(Outcome::NoExecutor);
             }
         }

@@ -10,6 +10,7 @@ use super::service::Mirror;
 use super::spawn::Spawn;
 use super::stats::MirrorStats;
 use crate::error::{header_name, ConfigError};
+use crate::telemetry::{Name, Owner};
 use crate::RequestHead;
 
 /// Copies sampled requests to a shadow service. Made by [`MirrorLayer::new`]
@@ -105,6 +106,7 @@ pub struct MirrorBuilder<T = ()> {
     marker: HeaderName,
     authority_suffix: Option<String>,
     spawner: Option<Arc<dyn Spawn>>,
+    name: Name,
     error: Option<ConfigError>,
 }
 
@@ -134,6 +136,7 @@ impl<T> MirrorBuilder<T> {
             marker: HeaderName::from_static(DEFAULT_MARKER),
             authority_suffix: None,
             spawner: None,
+            name: Name::default(),
             error: None,
         }
     }
@@ -239,6 +242,20 @@ impl<T> MirrorBuilder<T> {
         self
     }
 
+    /// The name that labels this mirror's metrics and tracing events (see
+    /// [`telemetry`](crate::telemetry)): 1 to 64 ASCII letters, digits, `_`,
+    /// `-`, `.`, `:` or `/`. Default `"default"`. Ignored by the router and
+    /// the comparator, which label their copies with their own names.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        match Name::new(name) {
+            Ok(name) => self.name = name,
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
     pub(crate) fn engine(self) -> Result<(T, Engine), ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -275,9 +292,11 @@ impl<T> MirrorBuilder<T> {
     /// # Errors
     /// The first invalid setting: a fraction outside `0..=1`, a zero limit,
     /// budget or timeout, an invalid header name or authority suffix, or no
-    /// executor.
+    /// executor, or an invalid name.
     pub fn build(self) -> Result<(MirrorLayer<T>, MirrorHandle), ConfigError> {
+        let name = self.name.clone();
         let (shadow, engine) = self.engine()?;
+        engine.stats.telemetry.attach(&name, Owner::Mirror);
         let engine = Arc::new(engine);
         let handle = MirrorHandle {
             engine: engine.clone(),
@@ -304,6 +323,7 @@ impl<T: fmt::Debug> fmt::Debug for MirrorBuilder<T> {
             .field("max_in_flight", &self.max_in_flight)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("timeout", &self.timeout)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }

@@ -102,3 +102,4 @@ pub use spawn::IdleSpawner;
 pub use spawn::TokioSpawner;
 pub use spawn::{BoxTask, Spawn, SpawnError};
 pub use stats::MirrorStats;
+pub(crate) use stats::Outcome as CopyOutcome;

@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::stats::{Histogram, Percentiles};
+use crate::telemetry::MirrorTelemetry;
 
 /// How one sampled copy ended. Each copy gets exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub(crate) struct Stats {
     sampled: AtomicU64,
     outcomes: [AtomicU64; OUTCOMES],
     latency: Histogram,
+    /// Metrics and events, when the owning layer names the engine.
+    pub(crate) telemetry: MirrorTelemetry,
 }
 
 impl Stats {
@@ -34,19 +37,23 @@ impl Stats {
             sampled: AtomicU64::new(0),
             outcomes: Default::default(),
             latency: Histogram::new(),
+            telemetry: MirrorTelemetry::default(),
         }
     }
 
     pub(crate) fn sampled(&self) {
         self.sampled.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.sampled();
     }
 
     pub(crate) fn count(&self, outcome: Outcome) {
         self.outcomes[outcome as usize - 1].fetch_add(1, Ordering::Relaxed);
+        self.telemetry.outcome(outcome);
     }
 
     pub(crate) fn latency(&self, d: Duration) {
         self.latency.record(d);
+        self.telemetry.latency(d);
     }
 
     /// `running`: shadow tasks holding a permit now.

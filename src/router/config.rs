@@ -8,6 +8,7 @@ use crate::control::{default_classifier, Classifier, Control, Finished, Meter, R
 use crate::error::{header_name, ConfigError};
 use crate::mirror::MirrorBuilder;
 use crate::shadow::CompareSettings;
+use crate::telemetry::{Name, RouterTelemetry};
 use crate::{Color, RequestHead};
 
 type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync;
@@ -62,6 +63,7 @@ pub(crate) struct Config {
     pub(crate) override_header: Option<Override>,
     pub(crate) served_by: Option<HeaderName>,
     pub(crate) color_extension: bool,
+    pub(crate) name: Name,
 }
 
 pub(crate) enum StickyKey {
@@ -157,6 +159,18 @@ impl Builder {
     /// allocates.
     pub fn color_extension(mut self, on: bool) -> Self {
         self.config.color_extension = on;
+        self
+    }
+
+    /// The name that labels this router's metrics and tracing (see
+    /// [`telemetry`](crate::telemetry)), and those of its copies to the
+    /// standby and its comparisons: 1 to 64 ASCII letters, digits, `_`, `-`,
+    /// `.`, `:` or `/`. Default `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        match Name::new(name) {
+            Ok(name) => self.config.name = name,
+            Err(e) => self.fail(e),
+        }
         self
     }
 
@@ -262,7 +276,9 @@ impl Builder {
             ),
         };
         let classify = self.classifier.unwrap_or_else(default_classifier);
-        let control = Control::new(mirror, judge, Meter::new(classify), self.measure);
+        let telemetry =
+            RouterTelemetry::new(&self.config.name, mirror.as_deref(), judge.as_deref());
+        let control = Control::new(mirror, judge, Meter::new(classify), self.measure, telemetry);
         Ok((Arc::new(control), Arc::new(self.config)))
     }
 }
@@ -322,6 +338,7 @@ impl fmt::Debug for Config {
             )
             .field("served_by", &self.served_by)
             .field("color_extension", &self.color_extension)
+            .field("name", &self.name)
             .finish()
     }
 }

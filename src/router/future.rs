@@ -12,6 +12,7 @@ use super::config::color_header_value;
 use crate::body::RolloutBody;
 use crate::control::{InFlight, Probe};
 use crate::shadow::PendingCapture;
+use crate::telemetry::{EnteredRequest, RequestTelemetry};
 
 pin_project! {
     /// Response future of [`BlueGreenRouter`](super::BlueGreenRouter).
@@ -29,6 +30,9 @@ pin_project! {
         pending: Option<Box<PendingCapture>>,
         // Measures the outcome, while measuring is on.
         probe: Option<Box<Probe>>,
+        // The request's span and response counter (empty without the
+        // `metrics` and `tracing` features).
+        telemetry: RequestTelemetry,
     }
 }
 
@@ -49,13 +53,15 @@ pin_project! {
 }
 
 /// What the router adds to each response future: the in-flight guard, the
-/// served-by header name, the capture for a shadow comparison, and the probe
-/// that measures the outcome.
+/// served-by header name, the capture for a shadow comparison, the probe
+/// that measures the outcome, and the request's telemetry (its span entered
+/// while the inner service is called).
 pub(crate) type Extra = (
     InFlight,
     Option<HeaderName>,
     Option<Box<PendingCapture>>,
     Option<Box<Probe>>,
+    EnteredRequest,
 );
 
 impl<R, SB, SG> ResponseFuture<R, SB, SG>
@@ -64,13 +70,14 @@ where
     SG: Service<R>,
 {
     #[inline]
-    fn new(kind: Kind<R, SB, SG>, (guard, served_by, pending, probe): Extra) -> Self {
+    fn new(kind: Kind<R, SB, SG>, (guard, served_by, pending, probe, telemetry): Extra) -> Self {
         ResponseFuture {
             kind,
             guard: Some(guard),
             served_by,
             pending,
             probe,
+            telemetry: telemetry.exit(),
         }
     }
 
@@ -103,12 +110,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.telemetry.enter();
         let res = match this.kind.project() {
             KindProj::Blue { fut } => ready!(fut.poll(cx)),
             KindProj::Green { fut } => ready!(fut.poll(cx)),
             KindProj::BlueOneshot { fut } => ready!(fut.as_mut().poll(cx)),
             KindProj::GreenOneshot { fut } => ready!(fut.as_mut().poll(cx)),
         };
+        this.telemetry
+            .respond(res.as_ref().ok().map(http::Response::status));
         // On error the guard is dropped here: the request is no longer in flight.
         let guard = this
             .guard

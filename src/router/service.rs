@@ -196,7 +196,10 @@ where
             None
         };
         let served_by = self.config.served_by.clone();
-        let extra = (guard, served_by, pending, probe);
+        // Entered until the response future is made: the inner `call` runs in
+        // the request's span.
+        let telemetry = self.control.telemetry.admit(color);
+        let extra = (guard, served_by, pending, probe, telemetry);
         match (color, polled) {
             (Color::Blue, Color::Blue) => ResponseFuture::blue(self.blue.call(req), extra),
             (Color::Green, Color::Green) => ResponseFuture::green(self.green.call(req), extra),

@@ -10,6 +10,7 @@ use super::report::{Exemplar, OnMismatch, Report, ShadowReport};
 use super::service::Shadowed;
 use crate::error::ConfigError;
 use crate::mirror::{Engine, MirrorBuilder, MirrorLayer, MirrorStats};
+use crate::telemetry::{Name, Owner};
 
 /// Sends sampled requests to a shadow too and compares its answers with the
 /// primary's, off the request path. Made by [`ShadowComparator::new`] or
@@ -67,6 +68,7 @@ impl<T> ShadowComparator<T> {
             secondary: None,
             noise: (0.20, 0.0003),
             settings: CompareSettings::new(comparator),
+            name: Ok(Name::default()),
         }
     }
 }
@@ -252,6 +254,7 @@ pub struct ShadowBuilder<T, U = NoSecondary> {
     secondary: Option<U>,
     noise: (f64, f64),
     settings: CompareSettings,
+    name: Result<Name, ConfigError>,
 }
 
 impl<T, U> ShadowBuilder<T, U> {
@@ -266,6 +269,7 @@ impl<T, U> ShadowBuilder<T, U> {
             secondary: Some(secondary),
             noise: self.noise,
             settings: self.settings,
+            name: self.name,
         }
     }
 
@@ -307,6 +311,15 @@ impl<T, U> ShadowBuilder<T, U> {
         self
     }
 
+    /// The name that labels this comparator's metrics and tracing events,
+    /// and those of its copies to the shadow (see
+    /// [`telemetry`](crate::telemetry)): 1 to 64 ASCII letters, digits, `_`,
+    /// `-`, `.`, `:` or `/`. Default `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Name::new(name);
+        self
+    }
+
     /// See [`CompareSettings::on_mismatch`].
     pub fn on_mismatch<F>(mut self, hook: F) -> Self
     where
@@ -321,8 +334,11 @@ impl<T, U> ShadowBuilder<T, U> {
     /// # Errors
     /// The first invalid setting (see [`MirrorBuilder::build`] for the mirror's).
     pub fn build(self) -> Result<(ShadowComparator<T, U>, ShadowHandle), ConfigError> {
+        let name = self.name?;
         let noise = self.secondary.as_ref().map(|_| self.noise);
         let shared = Arc::new(self.settings.build(noise)?);
+        shared.engine.stats.telemetry.attach(&name, Owner::Shadow);
+        shared.judge.report.telemetry.attach(&name, Owner::Shadow);
         let handle = ShadowHandle {
             shared: shared.clone(),
         };

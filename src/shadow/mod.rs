@@ -74,5 +74,6 @@ pub use compare::{Captured, Comparator, Compare, FieldDiff, Verdict};
 #[cfg(feature = "json")]
 pub use json::JsonCompare;
 pub use layer::{CompareSettings, NoSecondary, ShadowBuilder, ShadowComparator, ShadowHandle};
+pub(crate) use report::Outcome as CompareOutcome;
 pub use report::{Exemplar, FieldNoise, NoiseReport, ShadowReport};
 pub use service::{ResponseFuture, Shadowed};

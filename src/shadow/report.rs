@@ -8,6 +8,7 @@ use http::{Method, Uri};
 
 use super::compare::{Captured, FieldDiff};
 use crate::stats::{Histogram, Percentiles};
+use crate::telemetry::CompareTelemetry;
 
 /// How one sampled comparison ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub(crate) struct Report {
     exemplars: Mutex<VecDeque<Exemplar>>,
     max_exemplars: usize,
     on_mismatch: Option<Arc<OnMismatch>>,
+    /// Metrics and events, when the owning layer names the comparator.
+    pub(crate) telemetry: CompareTelemetry,
 }
 
 impl Report {
@@ -49,21 +52,25 @@ impl Report {
             exemplars: Mutex::new(VecDeque::with_capacity(max_exemplars)),
             max_exemplars,
             on_mismatch,
+            telemetry: CompareTelemetry::default(),
         }
     }
 
     pub(crate) fn count(&self, outcome: Outcome) {
         self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.telemetry.outcome(outcome);
     }
 
     pub(crate) fn latencies(&self, primary: Duration, shadow: Duration) {
         self.primary_latency.record(primary);
         self.shadow_latency.record(shadow);
+        self.telemetry.latencies(primary, shadow);
     }
 
     pub(crate) fn mismatch(&self, mut exemplar: Exemplar) {
         self.count(Outcome::Mismatch);
         exemplar.diffs.truncate(MAX_DIFFS);
+        self.telemetry.mismatch(&exemplar.diffs);
         {
             let mut fields = lock(&self.fields);
             for d in &exemplar.diffs {
