@@ -47,13 +47,15 @@
 //! body; axum's and tonic's routers accept any body.
 //!
 //! Modules: [`router`] ([`BlueGreenRouter`]), [`control`] ([`RolloutHandle`]
-//! and the status it reports), [`mirror`] ([`MirrorLayer`]).
+//! and the status it reports), [`mirror`] ([`MirrorLayer`]), [`fleet`]
+//! ([`Fleet`]: many models per process).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
 mod color;
 pub mod control;
 mod error;
+pub mod fleet;
 mod head;
 pub mod mirror;
 pub mod router;
@@ -64,6 +66,8 @@ pub use color::{Color, ParseColorError};
 #[doc(inline)]
 pub use control::RolloutHandle;
 pub use error::ConfigError;
+#[doc(inline)]
+pub use fleet::Fleet;
 pub use head::RequestHead;
 #[doc(inline)]
 pub use mirror::MirrorLayer;
