@@ -172,7 +172,7 @@ impl fmt::Debug for Fleet {
     }
 }
 
-impl<'a> IntoIterator for &'a Fleet {
+impl IntoIterator for &Fleet {
     type Item = (String, RolloutHandle);
     type IntoIter = Iter;
 
