@@ -48,9 +48,13 @@
 //!
 //! Modules: [`router`] ([`BlueGreenRouter`]), [`control`] ([`RolloutHandle`]
 //! and the status it reports), [`mirror`] ([`MirrorLayer`]), [`fleet`]
-//! ([`Fleet`]: many models per process).
+//! ([`Fleet`]: many models per process), and with the feature `admin`,
+//! `admin` (an HTTP endpoint to watch and steer rollouts).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod body;
 mod color;
 pub mod control;
