@@ -403,7 +403,104 @@ fn get_only(method: &Method, body: impl FnOnce() -> Value) -> Response<Full<Byte
 
 #[cfg(test)]
 mod tests {
+    use futures_util::stream;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+    use proptest::prelude::*;
+    use tower::ServiceExt;
+
     use super::*;
+
+    const TOKEN: &str = "unit-test-token";
+
+    /// An admin for one handle, one for a fleet holding it as `m`, the handle.
+    fn admin() -> (Admin, Admin, RolloutHandle) {
+        let svc = tower::service_fn(|_: Request<crate::mirror::MirrorBody<String>>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let (_, h) = crate::BlueGreenRouter::new(svc, svc);
+        let fleet = Fleet::new();
+        fleet.insert("m", h.clone()).unwrap();
+        let one = Admin::builder()
+            .token(TOKEN)
+            .handle(h.clone())
+            .build()
+            .unwrap();
+        let many = Admin::builder().token(TOKEN).fleet(fleet).build().unwrap();
+        (one, many, h)
+    }
+
+    /// Sends `body` as chunks of a body of unknown length (no content-length).
+    fn streamed(
+        chunks: Vec<Result<Bytes, std::io::Error>>,
+    ) -> Request<impl Body<Data = Bytes, Error = std::io::Error> + Send + 'static> {
+        let body = StreamBody::new(stream::iter(chunks.into_iter().map(|c| c.map(Frame::data))));
+        Request::post("/split")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body)
+            .unwrap()
+    }
+
+    #[test]
+    fn streamed_bodies_are_capped_and_their_errors_are_400() {
+        let (admin, _, h) = admin();
+        let call = |req| futures_executor::block_on(admin.clone().oneshot(req)).unwrap();
+
+        let chunk = Bytes::from(vec![b' '; 16 * 1024]);
+        let mut chunks: Vec<_> = (0..5).map(|_| Ok(chunk.clone())).collect();
+        chunks.push(Ok(Bytes::from_static(br#"{"fraction": 0.5}"#)));
+        assert_eq!(
+            call(streamed(chunks)).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+
+        let failing = vec![
+            Ok(Bytes::from_static(b"{")),
+            Err(std::io::Error::other("reset")),
+        ];
+        assert_eq!(call(streamed(failing)).status(), StatusCode::BAD_REQUEST);
+
+        // Just under the cap (whitespace is valid JSON padding): accepted.
+        let mut chunks: Vec<_> = (0..3).map(|_| Ok(chunk.clone())).collect();
+        chunks.push(Ok(Bytes::from_static(br#"{"fraction": 0.5}"#)));
+        assert_eq!(call(streamed(chunks)).status(), StatusCode::OK);
+        assert_eq!(h.status().split, 0.5);
+    }
+
+    proptest! {
+        /// Whatever the method, path, token and body: an answer with a known
+        /// status and a JSON body, never a panic.
+        #[test]
+        fn any_request_gets_a_json_answer(
+            method in prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD]),
+            segments in prop::collection::vec(prop::sample::select(vec![
+                "status", "promote", "rollback", "split", "mirror", "models", "m", "x", "", "%2e", "..",
+            ]), 0..4),
+            authorized in any::<bool>(),
+            body in prop::collection::vec(any::<u8>(), 0..64),
+            fraction in prop::option::of(any::<f64>()),
+        ) {
+            let (one, many, _) = admin();
+            let path = format!("/{}", segments.join("/"));
+            let body = match fraction {
+                Some(f) => Bytes::from(format!(r#"{{"fraction": {f}}}"#)),
+                None => Bytes::from(body),
+            };
+            for admin in [one, many] {
+                let mut req = Request::builder().method(method.clone()).uri(&path);
+                if authorized {
+                    req = req.header("authorization", format!("Bearer {TOKEN}"));
+                }
+                let req = req.body(Full::new(body.clone())).unwrap();
+                let res = futures_executor::block_on(admin.oneshot(req)).unwrap();
+                let status = res.status().as_u16();
+                prop_assert!([200, 400, 401, 404, 405, 409, 413].contains(&status), "{status}");
+                prop_assert_eq!(status == 401, !authorized);
+                let bytes = futures_executor::block_on(res.into_body().collect()).unwrap().to_bytes();
+                prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
+            }
+        }
+    }
 
     #[test]
     fn fractions_are_parsed_strictly() {
