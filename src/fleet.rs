@@ -6,7 +6,7 @@
 //! model never touches another. The fleet is only a registry of handles: it
 //! is not on the request path, which stays each router's own.
 //!
-//! Names are used as URL path segments (the [admin service](crate::admin)
+//! Names are used as URL path segments (the admin service of feature `admin`
 //! serves `/models/{name}/status`), so they are checked when inserted: not
 //! empty, only ASCII letters, digits, `-`, `.`, `_` and `~`, and neither `.`
 //! nor `..`. Such a name needs no percent-encoding and means the same in a
@@ -69,7 +69,7 @@ use crate::RolloutHandle;
 /// [module docs](crate::fleet).
 ///
 /// Cheap to clone (one `Arc`); clones share one set of models, so a model
-/// inserted after an [admin service](crate::admin) was built from the fleet
+/// inserted after an admin service (feature `admin`) was built from the fleet
 /// is served by it too. Names are kept sorted.
 #[derive(Clone, Default)]
 pub struct Fleet {
