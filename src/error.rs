@@ -73,6 +73,31 @@ pub enum ConfigError {
         /// The rejected name.
         name: String,
     },
+    /// A model name for a [`Fleet`](crate::Fleet) that is empty or not usable
+    /// as one URL path segment as it is: only ASCII letters, digits, `-`,
+    /// `.`, `_` and `~` (RFC 3986's unreserved characters), and neither `.`
+    /// nor `..`.
+    InvalidModelName {
+        /// The rejected name.
+        name: String,
+    },
+    /// A model name already present in the [`Fleet`](crate::Fleet).
+    DuplicateModelName {
+        /// The name given twice.
+        name: String,
+    },
+    /// The admin service was built without a bearer token, or with an empty
+    /// one: it never serves an open endpoint.
+    MissingToken,
+    /// A bearer token with a character other than visible ASCII (`!` to `~`),
+    /// which no `Authorization` header could carry. The token itself is never
+    /// shown.
+    InvalidToken,
+    /// The admin service needs exactly one target: a handle or a fleet.
+    AdminTarget {
+        /// What was wrong: `"none"` or `"both"`.
+        given: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -111,6 +136,24 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidName { name } => write!(
                 f,
                 "invalid name {name:?}: use 1 to 64 ASCII letters, digits, '_', '-', '.', ':' or '/'"
+            ),
+            ConfigError::InvalidModelName { name } => write!(
+                f,
+                "invalid model name {name:?}: must be non-empty, only ASCII letters, \
+                 digits, '-', '.', '_' or '~', and not '.' or '..'"
+            ),
+            ConfigError::DuplicateModelName { name } => {
+                write!(f, "model name {name:?} is already in the fleet")
+            }
+            ConfigError::MissingToken => {
+                f.write_str("the admin service needs a non-empty bearer token")
+            }
+            ConfigError::InvalidToken => {
+                f.write_str("invalid bearer token: only visible ASCII characters are allowed")
+            }
+            ConfigError::AdminTarget { given } => write!(
+                f,
+                "the admin service needs exactly one of a handle or a fleet (given: {given})"
             ),
         }
     }

@@ -48,14 +48,21 @@
 //!
 //! Modules: [`router`] ([`BlueGreenRouter`]), [`control`] ([`RolloutHandle`]
 //! and the status it reports), [`mirror`] ([`MirrorLayer`]), [`shadow`]
-//! ([`ShadowComparator`](shadow::ShadowComparator)), [`telemetry`] (what the
-//! `metrics` and `tracing` features emit).
+//! ([`ShadowComparator`](shadow::ShadowComparator)), [`plan`] (automated
+//! rollouts with guardrails, feature `tokio`), [`fleet`] ([`Fleet`]: many
+//! models per process), [`telemetry`] (what the `metrics` and `tracing`
+//! features emit), and with the feature `admin`, `admin` (an HTTP endpoint to
+//! watch and steer rollouts).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod body;
 mod color;
 pub mod control;
 mod error;
+pub mod fleet;
 mod head;
 pub mod mirror;
 #[cfg(feature = "tokio")]
@@ -70,6 +77,8 @@ pub use color::{Color, ParseColorError};
 #[doc(inline)]
 pub use control::RolloutHandle;
 pub use error::ConfigError;
+#[doc(inline)]
+pub use fleet::Fleet;
 pub use head::RequestHead;
 #[doc(inline)]
 pub use mirror::MirrorLayer;

@@ -1,0 +1,307 @@
+//! The JSON documents the admin service answers with.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Map, Value};
+
+use crate::control::{ColorStatus, Transition, TransitionKind};
+use crate::mirror::MirrorStats;
+use crate::plan::{Phase, PlanEvent, PlanOutcome, PlanStatus, Verdict};
+use crate::shadow::ShadowReport;
+use crate::{Fleet, Percentiles, RolloutHandle};
+
+/// The status of one handle: routing state, counters per color, the last
+/// transitions, the mirror's counters and the comparison report.
+///
+/// The three parts are read one after the other, not as one atomic snapshot.
+pub(crate) fn status_json(handle: &RolloutHandle) -> Value {
+    let status = handle.status();
+    json!({
+        "active": status.active.as_str(),
+        "standby": status.standby().as_str(),
+        "split": status.split,
+        "mirror": status.mirror,
+        "generation": status.generation,
+        "colors": {
+            "blue": color_json(&status.blue),
+            "green": color_json(&status.green),
+        },
+        "unknown_override": status.unknown_override,
+        "canary_fallback": status.canary_fallback,
+        "transitions": status.history.iter().map(transition_json).collect::<Vec<_>>(),
+        "mirror_stats": mirror_json(&handle.mirror_stats()),
+        "comparison": report_json(&handle.shadow_report()),
+        "measuring": status.measuring,
+        "plan": status.plan.as_ref().map(plan_json),
+    })
+}
+
+/// A rollout plan's state, gates and timeline.
+fn plan_json(p: &PlanStatus) -> Value {
+    let gates: Vec<Value> = p
+        .gates
+        .iter()
+        .map(|g| {
+            let (verdict, detail) = verdict_json(&g.verdict);
+            json!({ "gate": g.gate, "verdict": verdict, "detail": detail })
+        })
+        .collect();
+    let history: Vec<Value> = p
+        .history
+        .iter()
+        .map(|r| json!({ "at_ms": millis(r.at), "event": event_text(&r.event) }))
+        .collect();
+    json!({
+        "state": format!("{:?}", p.state).to_lowercase(),
+        "phase": phase_text(&p.phase),
+        "stable": p.stable.as_str(),
+        "candidate": p.candidate.as_str(),
+        "elapsed_ms": millis(p.elapsed),
+        "baked_ms": millis(p.baked),
+        "gates": gates,
+        "outcome": p.outcome.as_ref().map(|o| match o {
+            PlanOutcome::Promoted => "promoted".to_string(),
+            PlanOutcome::Aborted(why) => format!("aborted: {why}"),
+            _ => "superseded".to_string(),
+        }),
+        "history": history,
+    })
+}
+
+fn verdict_json(v: &Verdict) -> (&'static str, Option<&str>) {
+    match v {
+        Verdict::Pass => ("pass", None),
+        Verdict::Fail(why) => ("fail", Some(why)),
+        Verdict::Inconclusive(why) => ("inconclusive", Some(why)),
+    }
+}
+
+fn phase_text(p: &Phase) -> String {
+    match p {
+        Phase::Mirror { fraction } => format!("mirror {fraction}"),
+        Phase::Canary { step, steps, split } => format!("canary {step}/{steps} at {split}"),
+        Phase::PostPromotion => "post-promotion".into(),
+        _ => "done".into(),
+    }
+}
+
+fn event_text(e: &PlanEvent) -> String {
+    match e {
+        PlanEvent::Started { stable, candidate } => {
+            format!("started: {candidate} rolls out, {stable} is stable")
+        }
+        PlanEvent::Phase(p) => format!("phase: {}", phase_text(p)),
+        PlanEvent::Gate { gate, verdict } => match verdict_json(verdict) {
+            (v, Some(why)) => format!("gate {gate}: {v} ({why})"),
+            (v, None) => format!("gate {gate}: {v}"),
+        },
+        PlanEvent::Holding { gates } => format!("holding on {}", gates.join(", ")),
+        PlanEvent::Paused => "paused".into(),
+        PlanEvent::Resumed => "resumed".into(),
+        PlanEvent::Promoted => "promoted".into(),
+        PlanEvent::Aborted(why) => format!("aborted: {why}"),
+        PlanEvent::Completed => "completed".into(),
+        PlanEvent::Superseded { generation } => {
+            format!("superseded by another control call (generation {generation})")
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Every model's status, by name.
+pub(crate) fn fleet_status_json(fleet: &Fleet) -> Value {
+    let models: Map<String, Value> = fleet
+        .iter()
+        .map(|(name, handle)| (name, status_json(&handle)))
+        .collect();
+    json!({ "models": models })
+}
+
+/// The model names, sorted.
+pub(crate) fn models_json(fleet: &Fleet) -> Value {
+    json!({ "models": fleet.names() })
+}
+
+/// An error document: `{"error": message}`.
+pub(crate) fn error_json(message: &str) -> Value {
+    json!({ "error": message })
+}
+
+fn color_json(c: &ColorStatus) -> Value {
+    json!({
+        "in_flight": c.in_flight,
+        "mirrored_in_flight": c.mirrored_in_flight,
+        "served": c.served,
+        "finished": c.finished,
+        "failures": c.failures,
+        "latency": percentiles_json(&c.latency),
+    })
+}
+
+fn transition_json(t: &Transition) -> Value {
+    let kind = match t.kind {
+        TransitionKind::Promote => "promote",
+        TransitionKind::Rollback => "rollback",
+        TransitionKind::Split => "split",
+        TransitionKind::Mirror => "mirror",
+        TransitionKind::Abort => "abort",
+    };
+    json!({
+        "generation": t.generation,
+        "at_unix_ms": unix_ms(t.at),
+        "kind": kind,
+        "active": t.active.as_str(),
+        "split": t.split,
+        "mirror": t.mirror,
+    })
+}
+
+fn mirror_json(s: &MirrorStats) -> Value {
+    json!({
+        "sampled": s.sampled,
+        "in_flight": s.in_flight,
+        "completed": s.completed,
+        "errors": s.errors,
+        "timeouts": s.timeouts,
+        "panics": s.panics,
+        "dropped": {
+            "saturated": s.dropped_saturated,
+            "over_budget": s.dropped_over_budget,
+            "shadow_slow": s.dropped_shadow_slow,
+            "primary_early": s.dropped_primary_early,
+        },
+        "skipped_no_executor": s.skipped_no_executor,
+        "latency": percentiles_json(&s.latency),
+    })
+}
+
+fn report_json(r: &ShadowReport) -> Value {
+    let fields: Vec<Value> = r
+        .field_mismatches
+        .iter()
+        .map(|(field, count)| json!({ "field": field, "count": count }))
+        .collect();
+    json!({
+        "total": r.total(),
+        "matched": r.matched,
+        "mismatched": r.mismatched,
+        "agreement_rate": r.agreement_rate(),
+        "shadow_errors": r.shadow_errors,
+        "shadow_timeouts": r.shadow_timeouts,
+        "skipped": {
+            "over_cap": r.skipped_over_cap,
+            "primary_failed": r.skipped_primary_failed,
+            "not_started": r.skipped_not_started,
+            "dropped": r.skipped_dropped,
+        },
+        "comparator_panics": r.comparator_panics,
+        "primary_latency": percentiles_json(&r.primary_latency),
+        "shadow_latency": percentiles_json(&r.shadow_latency),
+        "field_mismatches": fields,
+    })
+}
+
+fn percentiles_json(p: &Percentiles) -> Value {
+    json!({
+        "count": p.count,
+        "p50_us": p.p50.map(micros),
+        "p90_us": p.p90.map(micros),
+        "p99_us": p.p99.map(micros),
+    })
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Color;
+
+    fn handle() -> RolloutHandle {
+        let svc = tower::service_fn(
+            |_: http::Request<crate::mirror::MirrorBody<String>>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+            },
+        );
+        crate::BlueGreenRouter::new(svc, svc).1
+    }
+
+    #[test]
+    fn status_follows_the_handle() {
+        let h = handle();
+        let v = status_json(&h);
+        assert_eq!(v["active"], "blue");
+        assert_eq!(v["standby"], "green");
+        assert_eq!(v["generation"], 0);
+        assert_eq!(v["transitions"], json!([]));
+        assert_eq!(v["comparison"]["agreement_rate"], Value::Null);
+        assert_eq!(v["comparison"]["primary_latency"]["p50_us"], Value::Null);
+        assert_eq!(v["colors"]["blue"]["served"], 0);
+
+        h.set_split(0.25).unwrap();
+        h.mirror_standby(0.5).unwrap();
+        h.promote();
+        let v = status_json(&h);
+        assert_eq!(
+            (v["active"].as_str(), v["standby"].as_str()),
+            (Some("green"), Some("blue"))
+        );
+        assert_eq!(v["split"], 0.0, "a promote resets the split");
+        assert_eq!(v["mirror"], 0.5);
+        assert_eq!(v["generation"], 3);
+        let kinds: Vec<&str> = v["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["split", "mirror", "promote"]);
+        let last = &v["transitions"][2];
+        assert_eq!(last["active"], "green");
+        assert_eq!(last["generation"], 3);
+        let at = h.status().history[2].at;
+        assert_eq!(last["at_unix_ms"], unix_ms(at));
+        assert!(last["at_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
+        assert_eq!(h.active(), Color::Green);
+    }
+
+    #[test]
+    fn report_fields_and_percentiles() {
+        let report = ShadowReport {
+            matched: 3,
+            mismatched: 1,
+            skipped_not_started: 2,
+            field_mismatches: vec![("/label".into(), 1)],
+            primary_latency: Percentiles {
+                count: 4,
+                p50: Some(Duration::from_micros(120)),
+                p90: Some(Duration::from_millis(2)),
+                p99: Some(Duration::from_secs(1)),
+            },
+            ..Default::default()
+        };
+        let v = report_json(&report);
+        assert_eq!(v["total"], 6);
+        assert_eq!(v["agreement_rate"], 0.75);
+        assert_eq!(v["skipped"]["not_started"], 2);
+        assert_eq!(
+            v["field_mismatches"],
+            json!([{ "field": "/label", "count": 1 }])
+        );
+        assert_eq!(
+            v["primary_latency"],
+            json!({ "count": 4, "p50_us": 120, "p90_us": 2000, "p99_us": 1_000_000 })
+        );
+    }
+}

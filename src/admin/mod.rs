@@ -1,0 +1,143 @@
+//! [`Admin`]: an HTTP endpoint to watch and steer rollouts (feature `admin`).
+//!
+//! A tower service over `http::Request<B>` for any body `B`, answering JSON.
+//! Mount it next to the app, for example with axum's
+//! `Router::nest_service("/admin", admin)`. Every request must carry
+//! `Authorization: Bearer <token>`; the token is required to build the service
+//! and compared in constant time.
+//!
+//! # Routes
+//!
+//! For one [`RolloutHandle`](crate::RolloutHandle)
+//! ([`AdminBuilder::handle`]):
+//!
+//! | route | effect |
+//! |---|---|
+//! | `GET /status` | the status document (below) |
+//! | `POST /promote` | [`promote`](crate::RolloutHandle::promote) |
+//! | `POST /rollback` | [`rollback`](crate::RolloutHandle::rollback) |
+//! | `POST /split` with `{"fraction": 0.1}` | [`set_split`](crate::RolloutHandle::set_split) |
+//! | `POST /mirror` with `{"fraction": 0.1}` | [`mirror_standby`](crate::RolloutHandle::mirror_standby) |
+//!
+//! Every `POST` answers with the new status document. For a
+//! [`Fleet`](crate::Fleet) ([`AdminBuilder::fleet`]): `GET /models` (`{"models":
+//! [names]}`), `GET /status` (`{"models": {name: status}}`), and the routes
+//! above under `/models/{name}/`, e.g. `POST /models/vision/promote`.
+//!
+//! Errors are JSON too, `{"error": "..."}`: 401 without the token or with a
+//! wrong one (with `WWW-Authenticate: Bearer`), checked before anything else;
+//! 404 for an unknown path or model; 405 for a wrong method (with `Allow`);
+//! 400 for a body that is not `{"fraction": <number>}` or a fraction outside
+//! `0..=1` (the handle's [`ConfigError`](crate::ConfigError) message); 413 for
+//! a body over [`MAX_BODY_BYTES`]; 409 when the router cannot mirror (no
+//! executor). The service never panics on a request and never fails (its
+//! error type is `Infallible`).
+//!
+//! # The status document
+//!
+//! `active`, `standby`, `split`, `mirror`, `generation`; `colors.blue` and
+//! `colors.green` with `in_flight`, `mirrored_in_flight`, `served`;
+//! `unknown_override`, `canary_fallback`; `transitions` (oldest first, at most
+//! 64: `generation`, `at_unix_ms`, `kind`, `active`, `split`, `mirror`);
+//! `mirror_stats` (the counters of [`MirrorStats`](crate::mirror::MirrorStats),
+//! with `dropped` split by cause); `comparison` (the counts of
+//! [`ShadowReport`](crate::shadow::ShadowReport), `agreement_rate` or `null`,
+//! `primary_latency` and `shadow_latency` as `count`, `p50_us`, `p90_us`,
+//! `p99_us`, and `field_mismatches` as `[{"field", "count"}]`). Mismatch
+//! exemplars are left out: they hold users' requests and answers. The routing
+//! state, the mirror counters and the report are read one after the other,
+//! not as one atomic snapshot.
+//!
+//! # Security
+//!
+//! Serve it only where the token cannot be sniffed (TLS, or a private
+//! interface). The service does not limit attempts: use a long random token
+//! (32 bytes or more), and a rate limit in front if the endpoint is reachable
+//! by untrusted clients. Answers carry `Cache-Control: no-store`.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_rollout::{admin::Admin, BlueGreenRouter, Color};
+//! # use http_body_util::BodyExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let v1 = Router::new().route("/predict", post(|| async { "cat" }));
+//! let v2 = Router::new().route("/predict", post(|| async { "tiger" }));
+//! let (router, handle) = BlueGreenRouter::new(v1, v2);
+//!
+//! let admin = Admin::builder()
+//!     .token("0123456789abcdef0123456789abcdef") // from a secret store in real life
+//!     .handle(handle.clone())
+//!     .build()?;
+//! let app = Router::new()
+//!     .nest_service("/admin", admin)
+//!     .fallback_service(router);
+//! # let call = |req: Request<axum::body::Body>| {
+//! #     let app = app.clone();
+//! #     async move {
+//! #         let res = app.oneshot(req).await.unwrap();
+//! #         let status = res.status();
+//! #         let body = res.into_body().collect().await.unwrap().to_bytes();
+//! #         (status, body)
+//! #     }
+//! # };
+//! # let empty = axum::body::Body::empty;
+//!
+//! // Without the token: 401.
+//! let req = Request::post("/admin/promote").body(empty())?;
+//! assert_eq!(call(req).await.0, StatusCode::UNAUTHORIZED);
+//! assert_eq!(handle.active(), Color::Blue);
+//!
+//! // With it: promoted, and the answer is the new status.
+//! let req = Request::post("/admin/promote")
+//!     .header("authorization", "Bearer 0123456789abcdef0123456789abcdef")
+//!     .body(empty())?;
+//! let (code, body) = call(req).await;
+//! assert_eq!(code, StatusCode::OK);
+//! let status: serde_json::Value = serde_json::from_slice(&body)?;
+//! assert_eq!(status["active"], "green");
+//! assert_eq!(call(Request::post("/predict").body(empty())?).await.1, "tiger");
+//!
+//! // A canary of 150% is refused with the handle's message.
+//! let req = Request::post("/admin/split")
+//!     .header("authorization", "Bearer 0123456789abcdef0123456789abcdef")
+//!     .body(r#"{"fraction": 1.5}"#.into())?;
+//! let (code, body) = call(req).await;
+//! assert_eq!(code, StatusCode::BAD_REQUEST);
+//! let error: serde_json::Value = serde_json::from_slice(&body)?;
+//! assert_eq!(error["error"], "invalid split: 1.5 is not a fraction between 0 and 1");
+//!
+//! // Building without a token is an error, never an open endpoint.
+//! assert!(Admin::builder().handle(handle).build().is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For many models, build it from a [`Fleet`](crate::Fleet):
+//!
+//! ```
+//! # use tower_rollout::{admin::Admin, BlueGreenRouter, Fleet};
+//! # let svc = tower::service_fn(|_req: http::Request<tower_rollout::mirror::MirrorBody<String>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//! # });
+//! # let (_, sentiment) = BlueGreenRouter::new(svc.clone(), svc.clone());
+//! # let (_, vision) = BlueGreenRouter::new(svc.clone(), svc);
+//! let fleet = Fleet::new();
+//! fleet.insert("sentiment", sentiment)?;
+//! fleet.insert("vision", vision)?;
+//! // GET /models, GET /status, POST /models/vision/promote, ...
+//! let admin = Admin::builder().token("0123456789abcdef0123456789abcdef").fleet(fleet).build()?;
+//! # drop(admin);
+//! # Ok::<(), tower_rollout::ConfigError>(())
+//! ```
+
+mod auth;
+mod json;
+mod service;
+
+pub use service::{Admin, AdminBuilder, ResponseFuture, MAX_BODY_BYTES};

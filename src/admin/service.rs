@@ -1,0 +1,622 @@
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde_json::Value;
+
+use super::auth::{Token, Verdict};
+use super::json::{error_json, fleet_status_json, models_json, status_json};
+use crate::error::ConfigError;
+use crate::{Fleet, RolloutHandle};
+
+/// The largest request body read (the JSON of `POST /split` and `/mirror`);
+/// a larger one is answered with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A tower service with JSON status and control routes for one
+/// [`RolloutHandle`] or a [`Fleet`], behind a bearer token. Made by
+/// [`Admin::builder`]; see the [module docs](super) for the routes.
+///
+/// Cheap to clone (one `Arc`). Its `Debug` output never shows the token.
+#[derive(Clone)]
+pub struct Admin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    token: Token,
+    target: Target,
+}
+
+enum Target {
+    Handle(RolloutHandle),
+    Fleet(Fleet),
+}
+
+impl Admin {
+    /// A builder: set the [`token`](AdminBuilder::token) and one of
+    /// [`handle`](AdminBuilder::handle) or [`fleet`](AdminBuilder::fleet).
+    pub fn builder() -> AdminBuilder {
+        AdminBuilder::default()
+    }
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Admin");
+        match &self.inner.target {
+            Target::Handle(h) => d.field("handle", h),
+            Target::Fleet(fleet) => d.field("fleet", fleet),
+        };
+        d.field("token", &self.inner.token).finish()
+    }
+}
+
+/// Builds an [`Admin`]. Made by [`Admin::builder`].
+#[derive(Default)]
+pub struct AdminBuilder {
+    token: Option<String>,
+    handle: Option<RolloutHandle>,
+    fleet: Option<Fleet>,
+}
+
+impl AdminBuilder {
+    /// The bearer token every request must present
+    /// (`Authorization: Bearer <token>`). Required and non-empty; visible
+    /// ASCII only. Use a long random secret (32 bytes or more): the service
+    /// compares it in constant time but does not limit attempts.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Serves the routes for one handle: `/status`, `/promote`, `/rollback`,
+    /// `/split`, `/mirror`.
+    pub fn handle(mut self, handle: RolloutHandle) -> Self {
+        self.handle = Some(handle);
+        self
+    }
+
+    /// Serves the routes for a fleet: `/models`, `/status`, and the handle's
+    /// routes under `/models/{name}/`. Models inserted into the fleet later
+    /// are served too.
+    pub fn fleet(mut self, fleet: Fleet) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// Builds the service.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingToken`] without a token or with an empty one,
+    /// [`ConfigError::InvalidToken`] for a token with other than visible
+    /// ASCII characters, [`ConfigError::AdminTarget`] unless exactly one of a
+    /// handle or a fleet was given.
+    pub fn build(self) -> Result<Admin, ConfigError> {
+        let token = Token::new(self.token)?;
+        let target = match (self.handle, self.fleet) {
+            (Some(h), None) => Target::Handle(h),
+            (None, Some(f)) => Target::Fleet(f),
+            (None, None) => return Err(ConfigError::AdminTarget { given: "none" }),
+            (Some(_), Some(_)) => return Err(ConfigError::AdminTarget { given: "both" }),
+        };
+        Ok(Admin {
+            inner: Arc::new(Inner { token, target }),
+        })
+    }
+}
+
+impl fmt::Debug for AdminBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminBuilder")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("handle", &self.handle)
+            .field("fleet", &self.fleet)
+            .finish()
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for Admin
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        let inner = self.inner.clone();
+        ResponseFuture {
+            inner: Box::pin(async move { Ok(inner.respond(req).await) }),
+        }
+    }
+}
+
+type AdminResult = Result<Response<Full<Bytes>>, Infallible>;
+
+/// Response future of [`Admin`].
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = AdminResult> + Send>>,
+}
+
+impl Future for ResponseFuture {
+    type Output = AdminResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+// === routes ===
+
+/// What a route does to a handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Status,
+    Promote,
+    Rollback,
+    Split,
+    Mirror,
+}
+
+impl Action {
+    fn parse(segment: &str) -> Option<Action> {
+        Some(match segment {
+            "status" => Action::Status,
+            "promote" => Action::Promote,
+            "rollback" => Action::Rollback,
+            "split" => Action::Split,
+            "mirror" => Action::Mirror,
+            _ => return None,
+        })
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Action::Status => Method::GET,
+            _ => Method::POST,
+        }
+    }
+}
+
+enum Route<'a> {
+    Handle(RolloutHandle, Action),
+    /// `GET /models`
+    Models(&'a Fleet),
+    /// `GET /status` of a fleet.
+    FleetStatus(&'a Fleet),
+    UnknownModel(&'a str),
+}
+
+/// The route for `path`, `None` for an unknown path.
+fn route<'a>(target: &'a Target, path: &'a str) -> Option<Route<'a>> {
+    let rest = path.strip_prefix('/')?;
+    let mut segments = rest.split('/');
+    let first = segments.next()?;
+    let second = segments.next();
+    let third = segments.next();
+    if segments.next().is_some() {
+        return None;
+    }
+    match target {
+        Target::Handle(h) => match (second, third) {
+            (None, None) => Action::parse(first).map(|a| Route::Handle(h.clone(), a)),
+            _ => None,
+        },
+        Target::Fleet(fleet) => match (first, second, third) {
+            ("models", None, None) => Some(Route::Models(fleet)),
+            ("status", None, None) => Some(Route::FleetStatus(fleet)),
+            ("models", Some(name), Some(action)) => {
+                let action = Action::parse(action)?;
+                Some(match fleet.get(name) {
+                    Some(h) => Route::Handle(h, action),
+                    None => Route::UnknownModel(name),
+                })
+            }
+            _ => None,
+        },
+    }
+}
+
+impl Inner {
+    async fn respond<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        match self.token.check(req.headers()) {
+            Verdict::Allowed => {}
+            Verdict::Missing => return unauthorized("missing bearer token", "Bearer"),
+            Verdict::Invalid => {
+                return unauthorized("invalid bearer token", r#"Bearer error="invalid_token""#)
+            }
+        }
+        let (parts, body) = req.into_parts();
+        let (handle, action) = match route(&self.target, parts.uri.path()) {
+            None => return error(StatusCode::NOT_FOUND, "not found"),
+            Some(Route::UnknownModel(name)) => {
+                return error(StatusCode::NOT_FOUND, &format!("unknown model {name:?}"))
+            }
+            Some(Route::Models(fleet)) => return get_only(&parts.method, || models_json(fleet)),
+            Some(Route::FleetStatus(fleet)) => {
+                return get_only(&parts.method, || fleet_status_json(fleet))
+            }
+            Some(Route::Handle(handle, action)) => (handle, action),
+        };
+        if parts.method != action.method() {
+            return method_not_allowed(action.method());
+        }
+        let changed = match action {
+            Action::Status => Ok(()),
+            Action::Promote => {
+                handle.promote();
+                Ok(())
+            }
+            Action::Rollback => {
+                handle.rollback();
+                Ok(())
+            }
+            Action::Split | Action::Mirror => {
+                let fraction = match read_fraction(&parts.headers, body).await {
+                    Ok(f) => f,
+                    Err(res) => return res,
+                };
+                if action == Action::Split {
+                    handle.set_split(fraction).map(drop)
+                } else {
+                    handle.mirror_standby(fraction).map(drop)
+                }
+            }
+        };
+        match changed {
+            Ok(()) => json(StatusCode::OK, &status_json(&handle)),
+            Err(e @ ConfigError::InvalidFraction { .. }) => {
+                error(StatusCode::BAD_REQUEST, &e.to_string())
+            }
+            // The request was fine; the router cannot do it (no executor).
+            Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
+        }
+    }
+}
+
+/// Reads `{"fraction": <number>}`, at most [`MAX_BODY_BYTES`].
+async fn read_fraction<B>(headers: &http::HeaderMap, body: B) -> Result<f64, Response<Full<Bytes>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+        Err(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+            ))
+        }
+    };
+    parse_fraction(&bytes).map_err(|msg| error(StatusCode::BAD_REQUEST, &msg))
+}
+
+/// Parses `{"fraction": <number>}`; any other field is an error, so a typo
+/// never goes unnoticed. The range is checked by the handle.
+fn parse_fraction(bytes: &[u8]) -> Result<f64, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err(r#"expected a JSON object such as {"fraction": 0.1}"#.into());
+    };
+    if let Some(unknown) = fields.keys().find(|k| *k != "fraction") {
+        return Err(format!(
+            "unknown field {unknown:?}: expected only \"fraction\""
+        ));
+    }
+    match fields.get("fraction") {
+        None => Err(r#"missing field "fraction""#.into()),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| format!("\"fraction\" must be a number, got {v}")),
+    }
+}
+
+// === responses ===
+
+fn json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+    // Serializing a `Value` cannot fail: its map keys are strings.
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Status changes with every request; control answers must not be cached.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json(status, &error_json(message))
+}
+
+fn unauthorized(message: &str, challenge: &'static str) -> Response<Full<Bytes>> {
+    let mut res = error(StatusCode::UNAUTHORIZED, message);
+    res.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    res
+}
+
+fn method_not_allowed(allowed: Method) -> Response<Full<Bytes>> {
+    let mut res = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed: use {allowed}"),
+    );
+    let allow = match allowed {
+        Method::GET => HeaderValue::from_static("GET"),
+        _ => HeaderValue::from_static("POST"),
+    };
+    res.headers_mut().insert(ALLOW, allow);
+    res
+}
+
+fn get_only(method: &Method, body: impl FnOnce() -> Value) -> Response<Full<Bytes>> {
+    if method == Method::GET {
+        json(StatusCode::OK, &body())
+    } else {
+        method_not_allowed(Method::GET)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+    use proptest::prelude::*;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const TOKEN: &str = "unit-test-token";
+
+    /// An admin for one handle, one for a fleet holding it as `m`, the handle.
+    fn admin() -> (Admin, Admin, RolloutHandle) {
+        let svc = tower::service_fn(|_: Request<crate::mirror::MirrorBody<String>>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let (_, h) = crate::BlueGreenRouter::new(svc, svc);
+        let fleet = Fleet::new();
+        fleet.insert("m", h.clone()).unwrap();
+        let one = Admin::builder()
+            .token(TOKEN)
+            .handle(h.clone())
+            .build()
+            .unwrap();
+        let many = Admin::builder().token(TOKEN).fleet(fleet).build().unwrap();
+        (one, many, h)
+    }
+
+    /// Sends `body` as chunks of a body of unknown length (no content-length).
+    fn streamed(
+        chunks: Vec<Result<Bytes, std::io::Error>>,
+    ) -> Request<impl Body<Data = Bytes, Error = std::io::Error> + Send + 'static> {
+        let body = StreamBody::new(stream::iter(chunks.into_iter().map(|c| c.map(Frame::data))));
+        Request::post("/split")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body)
+            .unwrap()
+    }
+
+    #[test]
+    fn streamed_bodies_are_capped_and_their_errors_are_400() {
+        let (admin, _, h) = admin();
+        let call = |req| futures_executor::block_on(admin.clone().oneshot(req)).unwrap();
+
+        let chunk = Bytes::from(vec![b' '; 16 * 1024]);
+        let mut chunks: Vec<_> = (0..5).map(|_| Ok(chunk.clone())).collect();
+        chunks.push(Ok(Bytes::from_static(br#"{"fraction": 0.5}"#)));
+        assert_eq!(
+            call(streamed(chunks)).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+
+        let failing = vec![
+            Ok(Bytes::from_static(b"{")),
+            Err(std::io::Error::other("reset")),
+        ];
+        assert_eq!(call(streamed(failing)).status(), StatusCode::BAD_REQUEST);
+
+        // Just under the cap (whitespace is valid JSON padding): accepted.
+        let mut chunks: Vec<_> = (0..3).map(|_| Ok(chunk.clone())).collect();
+        chunks.push(Ok(Bytes::from_static(br#"{"fraction": 0.5}"#)));
+        assert_eq!(call(streamed(chunks)).status(), StatusCode::OK);
+        assert_eq!(h.status().split, 0.5);
+    }
+
+    proptest! {
+        /// Whatever the method, path, token and body: an answer with a known
+        /// status and a JSON body, never a panic.
+        #[test]
+        fn any_request_gets_a_json_answer(
+            method in prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD]),
+            segments in prop::collection::vec(prop::sample::select(vec![
+                "status", "promote", "rollback", "split", "mirror", "models", "m", "x", "", "%2e", "..",
+            ]), 0..4),
+            authorized in any::<bool>(),
+            body in prop::collection::vec(any::<u8>(), 0..64),
+            fraction in prop::option::of(any::<f64>()),
+        ) {
+            let (one, many, _) = admin();
+            let path = format!("/{}", segments.join("/"));
+            let body = match fraction {
+                Some(f) => Bytes::from(format!(r#"{{"fraction": {f}}}"#)),
+                None => Bytes::from(body),
+            };
+            for admin in [one, many] {
+                let mut req = Request::builder().method(method.clone()).uri(&path);
+                if authorized {
+                    req = req.header("authorization", format!("Bearer {TOKEN}"));
+                }
+                let req = req.body(Full::new(body.clone())).unwrap();
+                let res = futures_executor::block_on(admin.oneshot(req)).unwrap();
+                let status = res.status().as_u16();
+                prop_assert!([200, 400, 401, 404, 405, 409, 413].contains(&status), "{status}");
+                prop_assert_eq!(status == 401, !authorized);
+                let bytes = futures_executor::block_on(res.into_body().collect()).unwrap().to_bytes();
+                prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn fractions_are_parsed_strictly() {
+        assert_eq!(parse_fraction(br#"{"fraction": 0.1}"#), Ok(0.1));
+        assert_eq!(parse_fraction(br#"{"fraction": 1}"#), Ok(1.0));
+        assert_eq!(
+            parse_fraction(br#"{"fraction": 7}"#),
+            Ok(7.0),
+            "range: the handle's"
+        );
+        for (body, says) in [
+            (&b""[..], "invalid JSON"),
+            (b"{", "invalid JSON"),
+            (b"{\"fraction\": NaN}", "invalid JSON"),
+            (b"{\"fraction\": 1e999}", "invalid JSON"),
+            (b"[0.1]", "expected a JSON object"),
+            (b"0.1", "expected a JSON object"),
+            (b"{}", "missing field"),
+            (b"{\"fracton\": 0.1}", "unknown field \"fracton\""),
+            (b"{\"fraction\": 0.1, \"x\": 1}", "unknown field \"x\""),
+            (b"{\"fraction\": \"0.1\"}", "must be a number"),
+            (b"{\"fraction\": null}", "must be a number"),
+        ] {
+            let err = parse_fraction(body).unwrap_err();
+            assert!(err.contains(says), "{body:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn routes_for_a_handle_and_a_fleet() {
+        let svc = tower::service_fn(|_: Request<crate::mirror::MirrorBody<String>>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let (_, h) = crate::BlueGreenRouter::new(svc, svc);
+        let one = Target::Handle(h.clone());
+        let action = |r: Option<Route<'_>>| match r {
+            Some(Route::Handle(_, a)) => Some(a),
+            _ => None,
+        };
+        assert_eq!(action(route(&one, "/status")), Some(Action::Status));
+        assert_eq!(action(route(&one, "/split")), Some(Action::Split));
+        for unknown in [
+            "",
+            "/",
+            "/status/",
+            "/Status",
+            "//status",
+            "/models",
+            "/x/status",
+        ] {
+            assert!(route(&one, unknown).is_none(), "{unknown:?}");
+        }
+
+        let fleet = Fleet::new();
+        fleet.insert("m1", h).unwrap();
+        let many = Target::Fleet(fleet);
+        assert!(matches!(route(&many, "/models"), Some(Route::Models(_))));
+        assert!(matches!(
+            route(&many, "/status"),
+            Some(Route::FleetStatus(_))
+        ));
+        assert_eq!(
+            action(route(&many, "/models/m1/promote")),
+            Some(Action::Promote)
+        );
+        assert!(matches!(
+            route(&many, "/models/m2/promote"),
+            Some(Route::UnknownModel("m2"))
+        ));
+        for unknown in [
+            "/promote",
+            "/models/m1",
+            "/models/m1/",
+            "/models/m1/x",
+            "/models/m1/status/x",
+        ] {
+            assert!(route(&many, unknown).is_none(), "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn building_needs_a_token_and_one_target() {
+        let svc = tower::service_fn(|_: Request<crate::mirror::MirrorBody<String>>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let (_, h) = crate::BlueGreenRouter::new(svc, svc);
+        let err = |b: AdminBuilder| b.build().unwrap_err();
+        assert_eq!(
+            err(Admin::builder().handle(h.clone())),
+            ConfigError::MissingToken
+        );
+        assert_eq!(
+            err(Admin::builder().token("").handle(h.clone())),
+            ConfigError::MissingToken
+        );
+        assert_eq!(
+            err(Admin::builder().token("a b").handle(h.clone())),
+            ConfigError::InvalidToken
+        );
+        assert_eq!(
+            err(Admin::builder().token("t")),
+            ConfigError::AdminTarget { given: "none" }
+        );
+        assert_eq!(
+            err(Admin::builder()
+                .token("t")
+                .handle(h.clone())
+                .fleet(Fleet::new())),
+            ConfigError::AdminTarget { given: "both" }
+        );
+        let admin = Admin::builder()
+            .token("very-secret")
+            .handle(h)
+            .build()
+            .unwrap();
+        let shown = format!("{admin:?} {:?}", Admin::builder().token("very-secret"));
+        assert!(!shown.contains("very-secret"), "{shown}");
+    }
+}
