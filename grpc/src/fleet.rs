@@ -226,7 +226,7 @@ pub fn comparator() -> Result<Comparator, ConfigError> {
 // === the demo ===
 
 /// How much [`fleet_demo`] sends. Inputs come from
-/// [`samples`](tower_rollout_models::samples): a step with `n` unary calls
+/// [`samples`]: a step with `n` unary calls
 /// sends `samples(n)`, and `k` streams of `b` flowers send `samples(k * b)`
 /// in consecutive batches.
 #[derive(Debug, Clone)]
