@@ -13,6 +13,11 @@
 //! shadow saw, and can hold its streamed replies back until released
 //! ([`ModelServer::paced`]), so a test can look at a stream half-way through.
 //!
+//! [`fleet`] serves the real iris models of `tower-rollout-models` over gRPC
+//! (`proto/iris.proto`) and runs the fleet story end to end
+//! ([`fleet::fleet_demo`], `cargo run -p tower-rollout-grpc --example
+//! grpc_fleet`).
+//!
 //! [`serve`] runs a tonic [`Router`] on `127.0.0.1:0` and [`Running::client`]
 //! connects a client to it:
 //!
@@ -41,16 +46,17 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::body::Body;
-use tonic::transport::server::Router;
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 use tower::{Layer, Service};
 
 use pb::model_client::ModelClient;
 use pb::{PredictReply, PredictRequest};
+
+pub mod fleet;
 
 /// Code generated from `proto/model.proto`: messages, `model_server` and
 /// `model_client`.
@@ -334,7 +340,9 @@ where
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let incoming = TcpListenerStream::new(listener);
+    // TCP_NODELAY, as tonic's own `serve` sets it: without it each small
+    // reply can wait for the client's delayed ACK (milliseconds per call).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(router.serve_with_incoming(incoming));
     Ok(Running { addr, task })
 }
