@@ -36,10 +36,15 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+
+use tower_rollout::admin::Admin;
+use tower_rollout::plan::{Gate, Phase, PlanError, PlanEvent, PlanOutcome, RolloutPlan, Verdict};
 use tower_rollout::shadow::{Comparator, CompareSettings, JsonCompare, ShadowReport};
 use tower_rollout::{BlueGreenRouter, Color, ConfigError, RolloutHandle};
 use tower_rollout_models::{app, samples, Features, Model, Prediction};
@@ -66,12 +71,16 @@ pub(crate) enum Mode {
     Walkthrough,
     /// Serve on this address until Ctrl-C.
     Serve(SocketAddr),
+    /// Run a rollout plan with a good v2, then with a bad one.
+    Plan,
     /// Print the usage.
     Help,
 }
 
-const USAGE: &str = "usage: model_fleet [--serve ADDR]
+const USAGE: &str = "usage: model_fleet [--serve ADDR | --plan]
   (no arguments)   run the walkthrough against a server on 127.0.0.1:0, then exit
+  --plan           run an automated rollout plan with a good v2, then a bad one,
+                   and print each timeline
   --serve ADDR     serve /predict on ADDR (e.g. 127.0.0.1:3000) until Ctrl-C
   --help           this text";
 
@@ -100,6 +109,7 @@ where
                 })?;
                 mode = Mode::Serve(addr);
             }
+            "--plan" => mode = Mode::Plan,
             "-h" | "--help" => return Ok(Mode::Help),
             _ => return Err(format!("unknown argument {arg:?}")),
         }
@@ -137,6 +147,7 @@ async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Mode::Serve(addr) => serve(addr, &mut out).await,
+        Mode::Plan => plans(&mut out).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +155,39 @@ async fn main() -> ExitCode {
             eprintln!("model_fleet: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--plan`: the plan with a good v2 (expected: promoted, no failure) and a
+/// bad one (expected: rolled back, no failure after the abort).
+async fn plans(out: &mut dyn Write) -> Result<(), DemoError> {
+    let good = run_plan(true, out).await?;
+    let bad = run_plan(false, out).await?;
+    let mut problems = Vec::new();
+    if good.outcome != Some(PlanOutcome::Promoted) || good.failed > 0 {
+        problems.push(format!(
+            "good v2: {:?}, {} failed requests",
+            good.outcome, good.failed
+        ));
+    }
+    if !matches!(bad.outcome, Some(PlanOutcome::Aborted(_)))
+        || bad.active_at_end != Some(Color::Blue)
+        || bad.failed_after_abort > 0
+    {
+        problems.push(format!(
+            "bad v2: {:?}, active {:?}, {} failed after the abort",
+            bad.outcome, bad.active_at_end, bad.failed_after_abort
+        ));
+    }
+    if problems.is_empty() {
+        writeln!(
+            out,
+            "checks passed: the good v2 was promoted with no failed request; the bad v2 was rolled back \
+             automatically and no request sent after the abort failed"
+        )?;
+        Ok(())
+    } else {
+        Err(format!("something is wrong:\n  - {}", problems.join("\n  - ")).into())
     }
 }
 
@@ -170,6 +214,7 @@ impl Fleet {
         listener: TcpListener,
         v1: &Model,
         v2: &Model,
+        admin_token: Option<&str>,
         shutdown: F,
     ) -> Result<Fleet, DemoError>
     where
@@ -181,9 +226,15 @@ impl Fleet {
             .compare(CompareSettings::new(comparator()?))
             .build(app(v1.clone()), app(v2.clone()))?;
         // axum::serve wants axum's own response type: mount the router as the
-        // fallback of an axum Router (other routes, e.g. an admin API, can be
-        // added beside it here).
-        let app = axum::Router::new().fallback_service(router);
+        // fallback of an axum Router, with the admin routes beside it.
+        let mut app = axum::Router::new().fallback_service(router);
+        if let Some(token) = admin_token {
+            let admin = Admin::builder()
+                .token(token)
+                .handle(handle.clone())
+                .build()?;
+            app = app.nest_service("/admin", admin);
+        }
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -215,7 +266,15 @@ async fn serve(addr: SocketAddr, out: &mut dyn Write) -> Result<(), DemoError> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let fleet = Fleet::start(listener, &v1, &v2, ctrl_c).await?;
+    // The admin token: from ROLLOUT_ADMIN_TOKEN, or a random one printed below.
+    let token = std::env::var("ROLLOUT_ADMIN_TOKEN").unwrap_or_else(|_| {
+        use rand::RngExt;
+        let mut rng = rand::rng();
+        (0..32)
+            .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+            .collect()
+    });
+    let fleet = Fleet::start(listener, &v1, &v2, Some(&token), ctrl_c).await?;
     fleet.handle.mirror_standby(1.0)?;
     fleet.handle.set_split(0.1)?;
     let addr = fleet.addr;
@@ -234,6 +293,12 @@ try:
        -d '{{\"features\": [6.3, 2.8, 5.1, 1.5]}}'
   curl -si http://{addr}/predict -H 'content-type: application/json' -d '{{\"features\": [1e39, 1, 1, 1]}}'
 (the {SERVED_BY} response header names the color that answered; about one {USER} in ten gets green)
+
+admin (bearer token {token}):
+  curl -s http://{addr}/admin/status -H 'authorization: Bearer {token}'
+  curl -s -X POST http://{addr}/admin/split -H 'authorization: Bearer {token}' -d '{{\"fraction\": 0.5}}'
+  curl -s -X POST http://{addr}/admin/promote -H 'authorization: Bearer {token}'
+  curl -s -X POST http://{addr}/admin/rollback -H 'authorization: Bearer {token}'
 
 Ctrl-C prints the comparison report and stops.",
         describe(&v1),
@@ -579,7 +644,7 @@ pub(crate) async fn run_walkthrough(
     let (v1, v2) = Model::train_both()?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let fleet = Fleet::start(listener, &v1, &v2, async {
+    let fleet = Fleet::start(listener, &v1, &v2, None, async {
         let _ = stopped.await;
     })
     .await?;
@@ -770,4 +835,260 @@ pub(crate) async fn run_walkthrough(
         return Err("the server did not shut down".into());
     }
     Ok(summary)
+}
+
+// === the rollout plan mode (`--plan`) ===
+
+/// The plan the `--plan` mode runs: a mirror phase until 100 requests are
+/// compared, canary steps of 10%, 25% and 50% for a second each, promote, and
+/// one second of post-promotion bake; gates on agreement (the two models
+/// really differ on about 15% of inputs), error rate and p99 latency,
+/// evaluated every 100 ms.
+pub(crate) fn demo_plan() -> Result<RolloutPlan, PlanError> {
+    let bake = Duration::from_secs(1);
+    RolloutPlan::builder()
+        .mirror_until_compared(1.0, 100)
+        .step(0.10, bake)
+        .step(0.25, bake)
+        .step(0.50, bake)
+        .post_promotion_bake(bake)
+        .gate(Gate::agreement(0.75).min_sample(50))
+        .gate(Gate::error_rate(0.02).min_sample(30))
+        .gate(
+            Gate::latency(0.99, 3.0)
+                .slack(Duration::from_millis(5))
+                .min_sample(30),
+        )
+        .interval(Duration::from_millis(100))
+        .build()
+}
+
+/// What one plan run saw.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlanSummary {
+    /// How the plan ended.
+    pub(crate) outcome: Option<PlanOutcome>,
+    /// Requests the clients sent, and how many of them failed (status not 200
+    /// or no answer).
+    pub(crate) requests: u64,
+    pub(crate) failed: u64,
+    /// Requests sent after the abort was announced, and how many failed.
+    pub(crate) sent_after_abort: u64,
+    pub(crate) failed_after_abort: u64,
+    /// Failed requests v2 answered (while it was broken, before the abort).
+    pub(crate) failed_on_green: u64,
+    /// The active color at the end.
+    pub(crate) active_at_end: Option<Color>,
+    /// The plan's timeline, one line per event.
+    pub(crate) timeline: Vec<String>,
+}
+
+/// One request's record: when it was sent and whether it succeeded.
+struct Sent {
+    at: std::time::Instant,
+    ok: bool,
+    green: bool,
+}
+
+/// Runs [`demo_plan`] against a fresh server while four clients send
+/// requests (each stops at the plan's end plus half a second, at most 60 s).
+/// With `good == false`, v2 starts answering every fourth request with a 500
+/// when the plan reaches its second canary step.
+pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSummary, DemoError> {
+    let (v1, v2) = Model::train_both()?;
+    let broken = Arc::new(AtomicBool::new(false));
+    let (router, handle) = BlueGreenRouter::builder()
+        .sticky_header(USER)
+        .served_by_header(SERVED_BY)
+        .compare(CompareSettings::new(comparator()?))
+        .build(app(v1.clone()), faulty(app(v2.clone()), broken.clone()))?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback_service(router))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    writeln!(
+        out,
+        "rollout plan with a {} v2: mirror until 100 compared, canary 10% / 25% / 50% (1 s each), promote, bake 1 s",
+        if good { "good" } else { "bad" }
+    )?;
+
+    let run = demo_plan()?.start(&handle)?;
+    let mut events = run.subscribe();
+    let aborted_at = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let watcher = {
+        let (aborted_at, broken) = (aborted_at.clone(), broken.clone());
+        tokio::spawn(async move {
+            while let Ok(record) = events.recv().await {
+                match record.event {
+                    PlanEvent::Phase(Phase::Canary { step: 2, .. }) if !good => {
+                        broken.store(true, Ordering::SeqCst);
+                    }
+                    PlanEvent::Aborted(_) => {
+                        *aborted_at.lock().unwrap() = Some(std::time::Instant::now());
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    let finished = Arc::new(AtomicBool::new(false));
+    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let inputs = samples(500);
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (client, finished, inputs) = (client.clone(), finished.clone(), inputs.clone());
+        let uri = format!("http://{addr}/predict");
+        clients.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut end = None;
+            for i in 0usize.. {
+                let now = tokio::time::Instant::now();
+                if now > deadline || end.is_some_and(|e| now > e) {
+                    break;
+                }
+                if end.is_none() && finished.load(Ordering::SeqCst) {
+                    end = Some(now + Duration::from_millis(500));
+                }
+                let x = inputs[i % inputs.len()];
+                let body = serde_json::to_vec(&Features { features: x }).unwrap_or_default();
+                let req = http::Request::post(&uri)
+                    .header("content-type", "application/json")
+                    .header(USER, format!("user-{c}-{}", i % 1000))
+                    .body(Full::new(Bytes::from(body)).boxed());
+                let at = std::time::Instant::now();
+                let (ok, green) = match req {
+                    Ok(req) => match tokio::time::timeout(DEADLINE, client.request(req)).await {
+                        Ok(Ok(res)) => {
+                            let green = res.headers().get(SERVED_BY).is_some_and(|v| v == "green");
+                            let ok = res.status() == http::StatusCode::OK;
+                            (res.into_body().collect().await.is_ok() && ok, green)
+                        }
+                        _ => (false, false),
+                    },
+                    Err(_) => (false, false),
+                };
+                sent.push(Sent { at, ok, green });
+            }
+            sent
+        }));
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run.finished())
+        .await
+        .map_err(|_| "the plan did not finish within 60 s")?;
+    finished.store(true, Ordering::SeqCst);
+    let mut sent = Vec::new();
+    for c in clients {
+        sent.extend(c.await?);
+    }
+    watcher.abort();
+
+    let aborted_at = *aborted_at.lock().unwrap();
+    let mut summary = PlanSummary {
+        outcome: Some(outcome.clone()),
+        requests: sent.len() as u64,
+        failed: sent.iter().filter(|s| !s.ok).count() as u64,
+        failed_on_green: sent.iter().filter(|s| !s.ok && s.green).count() as u64,
+        active_at_end: Some(handle.active()),
+        ..PlanSummary::default()
+    };
+    if let Some(t) = aborted_at {
+        let after: Vec<&Sent> = sent.iter().filter(|s| s.at > t).collect();
+        summary.sent_after_abort = after.len() as u64;
+        summary.failed_after_abort = after.iter().filter(|s| !s.ok).count() as u64;
+    }
+    let status = run.status();
+    for r in &status.history {
+        let line = format!(
+            "{:>7.3} s  {}",
+            r.at.as_secs_f64(),
+            describe_event(&r.event)
+        );
+        writeln!(out, "  {line}")?;
+        summary.timeline.push(line);
+    }
+    let measured = handle.measurements();
+    writeln!(
+        out,
+        "  outcome: {}; active at the end: {}
+  clients: {} requests, {} failed ({} of them answered by a broken v2){}
+  measured during the plan: blue {} finished / {} failed, green {} finished / {} failed\n",
+        match &outcome {
+            PlanOutcome::Promoted => "promoted".to_string(),
+            PlanOutcome::Aborted(why) => format!("rolled back ({why})"),
+            other => format!("{other:?}"),
+        },
+        handle.active(),
+        summary.requests,
+        summary.failed,
+        summary.failed_on_green,
+        match aborted_at {
+            Some(_) => format!(
+                "; after the abort: {} requests, {} failed",
+                summary.sent_after_abort, summary.failed_after_abort
+            ),
+            None => String::new(),
+        },
+        measured.blue.finished,
+        measured.blue.failures,
+        measured.green.finished,
+        measured.green.failures,
+    )?;
+    let _ = stop.send(());
+    drop(client);
+    if tokio::time::timeout(DEADLINE, server).await.is_err() {
+        return Err("the server did not shut down".into());
+    }
+    Ok(summary)
+}
+
+/// v2 behind a switch: once `broken` is set, every fourth response becomes
+/// a 500 (the model still ran; its answer is lost).
+fn faulty(app: axum::Router, broken: Arc<AtomicBool>) -> axum::Router {
+    let count = Arc::new(AtomicU64::new(0));
+    app.layer(tower::util::MapResponseLayer::new(
+        move |res: axum::response::Response| {
+            let n = count.fetch_add(1, Ordering::Relaxed);
+            if broken.load(Ordering::Relaxed) && n % 4 == 0 {
+                let mut res = axum::response::Response::new(axum::body::Body::from("v2 broke"));
+                *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                res
+            } else {
+                res
+            }
+        },
+    ))
+}
+
+fn describe_event(e: &PlanEvent) -> String {
+    match e {
+        PlanEvent::Started { stable, candidate } => {
+            format!("started: {candidate} (v2) rolls out, {stable} (v1) is stable")
+        }
+        PlanEvent::Phase(Phase::Mirror { fraction }) => {
+            format!(
+                "mirror {:.0}% of requests to the candidate",
+                fraction * 100.0
+            )
+        }
+        PlanEvent::Phase(Phase::Canary { step, steps, split }) => {
+            format!("canary step {step}/{steps}: {:.0}% of users", split * 100.0)
+        }
+        PlanEvent::Phase(Phase::PostPromotion) => "post-promotion bake (v1 kept warm)".into(),
+        PlanEvent::Gate { gate, verdict } => match verdict {
+            Verdict::Pass => format!("  gate {gate}: pass"),
+            Verdict::Fail(why) => format!("  gate {gate}: FAIL, {why}"),
+            Verdict::Inconclusive(why) => format!("  gate {gate}: waiting ({why})"),
+        },
+        PlanEvent::Promoted => "promoted".into(),
+        PlanEvent::Aborted(why) => format!("ABORTED, rolled back to the stable color: {why}"),
+        PlanEvent::Completed => "completed".into(),
+        other => format!("{other:?}"),
+    }
 }

@@ -6,7 +6,8 @@
 #[path = "../examples/model_fleet.rs"]
 mod demo;
 
-use demo::{parse_args, run_walkthrough, Mode, Options};
+use demo::{parse_args, run_plan, run_walkthrough, Mode, Options};
+use tower_rollout::plan::{AbortReason, PlanOutcome};
 use tower_rollout::Color;
 use tower_rollout_models::{samples, Model};
 
@@ -122,6 +123,7 @@ fn arguments() {
     assert_eq!(args(&["--serve", "127.0.0.1:3000"]), Ok(Mode::Serve(addr)));
     assert_eq!(args(&["--serve=127.0.0.1:3000"]), Ok(Mode::Serve(addr)));
     assert_eq!(args(&["--help"]), Ok(Mode::Help));
+    assert_eq!(args(&["--plan"]), Ok(Mode::Plan));
     assert!(args(&["--serve"]).unwrap_err().contains("needs an address"));
     assert!(args(&["--serve", "localhost"])
         .unwrap_err()
@@ -129,4 +131,50 @@ fn arguments() {
     assert!(args(&["--verbose"])
         .unwrap_err()
         .contains("unknown argument"));
+}
+
+/// Issue 6's end-to-end case, with real axum servers and HTTP clients: v2
+/// starts answering every fourth request with a 500 when the plan reaches its
+/// second canary step. The plan rolls back by itself, and no request sent
+/// after the abort was announced fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_rolls_a_failing_v2_back_by_itself() {
+    let mut out = Vec::new();
+    let s = run_plan(false, &mut out).await.unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    match &s.outcome {
+        Some(PlanOutcome::Aborted(AbortReason::Gate { gate, .. })) => {
+            assert_eq!(gate, "error_rate", "{printed}")
+        }
+        other => panic!("expected an error-rate abort, got {other:?}\n{printed}"),
+    }
+    assert_eq!(s.active_at_end, Some(Color::Blue));
+    // Users did see v2's failures before the abort: the gate needs its sample.
+    assert!(s.failed > 0 && s.failed == s.failed_on_green, "{printed}");
+    // Traffic went on after the abort, and none of it failed.
+    assert!(s.sent_after_abort > 100, "{printed}");
+    assert_eq!(s.failed_after_abort, 0, "{printed}");
+    assert!(printed.contains("ABORTED"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_promotes_a_good_v2() {
+    let mut out = Vec::new();
+    let s = run_plan(true, &mut out).await.unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    assert_eq!(s.outcome, Some(PlanOutcome::Promoted), "{printed}");
+    assert_eq!(s.failed, 0, "{printed}");
+    assert_eq!(s.active_at_end, Some(Color::Green));
+    for step in [
+        "canary step 1/3",
+        "canary step 2/3",
+        "canary step 3/3",
+        "promoted",
+        "completed",
+    ] {
+        assert!(
+            s.timeline.iter().any(|l| l.contains(step)),
+            "{step}: {printed}"
+        );
+    }
 }
