@@ -506,4 +506,70 @@ mod live {
         assert_eq!(speech.active(), Color::Green);
         server.abort();
     }
+
+    #[tokio::test]
+    async fn the_rollout_plan_shows_in_status_and_is_steered_from_it() {
+        use tower_rollout::plan::{AbortReason, Gate, PlanOutcome, PlanState, RolloutPlan};
+        let (addr, handle, server) = one_model().await;
+        let client = support::client();
+
+        // No plan yet: the plan routes have nothing to steer.
+        let r = admin_post(&client, addr, "/plan-pause", "").await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert!(r.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("no rollout plan"));
+
+        let run = RolloutPlan::linear(0.25, Duration::from_secs(600), 1.0)
+            .gate(Gate::error_rate(0.05).min_sample(1000))
+            .build()
+            .unwrap()
+            .start(&handle)
+            .unwrap();
+        let s = admin_get(&client, addr, "/status").await;
+        assert_eq!(s.json["measuring"], json!(true));
+        let plan = &s.json["plan"];
+        assert_eq!(
+            (&plan["state"], &plan["phase"], &plan["candidate"]),
+            (
+                &json!("running"),
+                &json!("canary 1/4 at 0.25"),
+                &json!("green")
+            )
+        );
+        assert_eq!(s.json["split"], json!(0.25));
+        let events: Vec<&str> = plan["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(events[0], "started: green rolls out, blue is stable");
+
+        let r = admin_post(&client, addr, "/plan-pause", "").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json["plan"]["state"], json!("paused"));
+        assert_eq!(run.status().state, PlanState::Paused);
+        let r = admin_post(&client, addr, "/plan-pause", "").await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "already paused");
+        let r = admin_post(&client, addr, "/plan-resume", "").await;
+        assert_eq!(r.json["plan"]["state"], json!("running"));
+
+        let r = admin_post(&client, addr, "/plan-abort", "").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            (&r.json["active"], &r.json["split"]),
+            (&json!("blue"), &json!(0.0))
+        );
+        assert_eq!(r.json["plan"]["state"], json!("aborted"));
+        assert!(matches!(
+            run.finished().await,
+            PlanOutcome::Aborted(AbortReason::Manual(_))
+        ));
+        let r = admin_post(&client, addr, "/plan-promote", "").await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "the plan has finished");
+        assert_eq!(predict(&client, addr, "/predict").await.0, "v1");
+        server.abort();
+    }
 }

@@ -600,3 +600,78 @@ async fn measurements_classify_outcomes_per_color() {
     send(&s.router).await;
     assert_eq!(s.handle.measurements().blue.finished, 0);
 }
+
+/// gRPC answers 200 and carries its status in the trailers (or, for a
+/// trailers-only answer, in the headers): the classifier sees both.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn grpc_statuses_are_classified_from_trailers_and_headers() {
+    use http_body_util::{combinators::UnsyncBoxBody, StreamBody};
+    type GrpcBody = UnsyncBoxBody<Bytes, Infallible>;
+    type GrpcReq = Request<MirrorBody<Full<Bytes>>>;
+
+    // The request body says which status to answer and where to put it.
+    let grpc = service_fn(|req: GrpcReq| async move {
+        let ask = req.into_body().collect().await.unwrap().to_bytes();
+        let ask = std::str::from_utf8(&ask).unwrap().to_owned();
+        let (place, code) = ask.split_once(':').unwrap();
+        let mut builder = Response::builder().header("content-type", "application/grpc");
+        let body: GrpcBody = if place == "headers" {
+            builder = builder.header("grpc-status", code);
+            Full::new(Bytes::new()).boxed_unsync()
+        } else {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", code.parse().unwrap());
+            let frames = vec![
+                Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok(http_body::Frame::trailers(trailers)),
+            ];
+            StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+        };
+        Ok::<_, Infallible>(builder.body(body).unwrap())
+    });
+    let (router, handle) = BlueGreenRouter::builder()
+        .measure(true)
+        .build(grpc, grpc)
+        .unwrap();
+    for ask in [
+        "trailers:0",
+        "trailers:3",  // INVALID_ARGUMENT: the caller's fault
+        "trailers:13", // INTERNAL
+        "trailers:14", // UNAVAILABLE
+        "headers:0",
+        "headers:2", // UNKNOWN, trailers-only
+    ] {
+        let res = router
+            .clone()
+            .oneshot(Request::new(Full::from(ask)))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.into_body().collect().await.unwrap();
+    }
+    let m = handle.measurements();
+    assert_eq!((m.blue.finished, m.blue.failures), (6, 3));
+
+    // A user classifier replaces the default: only UNAVAILABLE fails here.
+    let grpc = service_fn(|_: GrpcReq| async {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "13".parse().unwrap());
+        let frames = vec![Ok::<_, Infallible>(http_body::Frame::trailers(trailers))];
+        let body: GrpcBody = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header("content-type", "application/grpc")
+                .body(body)
+                .unwrap(),
+        )
+    });
+    let (router, handle) = BlueGreenRouter::builder()
+        .measure(true)
+        .failure_classifier(|f| f.grpc_status == Some(14))
+        .build(grpc, grpc)
+        .unwrap();
+    let res = router.oneshot(Request::new(Full::from("x"))).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    let m = handle.measurements();
+    assert_eq!((m.blue.finished, m.blue.failures), (1, 0));
+}

@@ -18,6 +18,7 @@
 //! | `POST /rollback` | [`rollback`](crate::RolloutHandle::rollback) |
 //! | `POST /split` with `{"fraction": 0.1}` | [`set_split`](crate::RolloutHandle::set_split) |
 //! | `POST /mirror` with `{"fraction": 0.1}` | [`mirror_standby`](crate::RolloutHandle::mirror_standby) |
+//! | `POST /plan-pause`, `/plan-resume`, `/plan-abort`, `/plan-promote` | the running [rollout plan](crate::plan)'s [`pause`](crate::plan::PlanRun::pause), [`resume`](crate::plan::PlanRun::resume), [`abort`](crate::plan::PlanRun::abort), [`skip_to_promote`](crate::plan::PlanRun::skip_to_promote); 409 when no plan has run or it cannot (already finished, not paused) |
 //!
 //! Every `POST` answers with the new status document. For a
 //! [`Fleet`](crate::Fleet) ([`AdminBuilder::fleet`]): `GET /models` (`{"models":
@@ -44,7 +45,12 @@
 //! [`ShadowReport`](crate::shadow::ShadowReport), `agreement_rate` or `null`,
 //! `primary_latency` and `shadow_latency` as `count`, `p50_us`, `p90_us`,
 //! `p99_us`, and `field_mismatches` as `[{"field", "count"}]`). Mismatch
-//! exemplars are left out: they hold users' requests and answers. The routing
+//! exemplars are left out: they hold users' requests and answers. Also
+//! `measuring`, the per-color `finished`, `failures` and `latency` (see
+//! [`RolloutHandle::measurements`](crate::RolloutHandle::measurements)), and
+//! `plan`: `null`, or the running (or last) rollout plan's `state`, `phase`,
+//! `stable`, `candidate`, `elapsed_ms`, `baked_ms`, `gates` (`gate`,
+//! `verdict`, `detail`), `outcome` and `history` (`at_ms`, `event`). The routing
 //! state, the mirror counters and the report are read one after the other,
 //! not as one atomic snapshot.
 //!

@@ -181,6 +181,10 @@ enum Action {
     Rollback,
     Split,
     Mirror,
+    PlanPause,
+    PlanResume,
+    PlanAbort,
+    PlanPromote,
 }
 
 impl Action {
@@ -191,6 +195,10 @@ impl Action {
             "rollback" => Action::Rollback,
             "split" => Action::Split,
             "mirror" => Action::Mirror,
+            "plan-pause" => Action::PlanPause,
+            "plan-resume" => Action::PlanResume,
+            "plan-abort" => Action::PlanAbort,
+            "plan-promote" => Action::PlanPromote,
             _ => return None,
         })
     }
@@ -278,6 +286,28 @@ impl Inner {
             }
             Action::Rollback => {
                 handle.rollback();
+                Ok(())
+            }
+            Action::PlanPause | Action::PlanResume | Action::PlanAbort | Action::PlanPromote => {
+                let Some(run) = handle.plan() else {
+                    return error(
+                        StatusCode::CONFLICT,
+                        "no rollout plan has run on this router",
+                    );
+                };
+                let done = match action {
+                    Action::PlanPause => run.pause(),
+                    Action::PlanResume => run.resume(),
+                    Action::PlanAbort => run.abort("aborted through the admin endpoint"),
+                    _ => run.skip_to_promote(),
+                };
+                if !done {
+                    let state = format!("{:?}", run.status().state).to_lowercase();
+                    return error(
+                        StatusCode::CONFLICT,
+                        &format!("the rollout plan is {state}: nothing to do"),
+                    );
+                }
                 Ok(())
             }
             Action::Split | Action::Mirror => {

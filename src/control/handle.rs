@@ -237,6 +237,14 @@ impl RolloutHandle {
         }
     }
 
+    /// The rollout plan running (or last run) on this router, to watch or
+    /// steer it (pause, resume, abort, skip to promote).
+    #[cfg(feature = "tokio")]
+    pub fn plan(&self) -> Option<crate::plan::PlanRun> {
+        let slot = self.control.plan.lock().unwrap_or_else(|e| e.into_inner());
+        slot.clone().map(crate::plan::PlanRun::from_shared)
+    }
+
     /// The status of the rollout plan running (or last run) on this router.
     #[cfg(feature = "tokio")]
     pub fn plan_status(&self) -> Option<crate::plan::PlanStatus> {

@@ -558,6 +558,10 @@ fn evaluate(gate: &Gate, input: &CheckInput<'_>, baseline: &Measurement) -> Opti
 }
 
 impl PlanRun {
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> PlanRun {
+        PlanRun { shared }
+    }
+
     /// A snapshot of the plan.
     pub fn status(&self) -> PlanStatus {
         self.shared.status()
