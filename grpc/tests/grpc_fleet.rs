@@ -91,3 +91,94 @@ async fn grpc_fleet_rolls_out_and_back() {
     assert_eq!(s.problems(), Vec::<String>::new());
     assert!(printed.contains("5. rollback"), "{printed}");
 }
+
+/// The standalone `ShadowComparator` layer (not the router's `compare`)
+/// applied with tonic's `Server::builder().layer(..)`: v1 answers, v2 is the
+/// shadow, unary and server-streaming calls are both compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_comparator_layer_on_a_tonic_server() {
+    use std::time::Duration;
+    use tokio_stream::StreamExt;
+    use tonic::transport::Server;
+    use tower_rollout::shadow::ShadowComparator;
+    use tower_rollout_grpc::fleet::{comparator, pb, to_pb, IrisServer};
+    use tower_rollout_grpc::serve;
+
+    let (v1, v2) = Model::train_both().unwrap();
+    let (layer, shadow) = ShadowComparator::new(
+        IrisServer::new(v2.clone()).into_service(),
+        comparator().unwrap(),
+    );
+    let server = serve(
+        Server::builder()
+            .layer(layer)
+            .add_service(IrisServer::new(v1.clone()).into_service()),
+    )
+    .await
+    .unwrap();
+    let mut client = pb::iris_client::IrisClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+
+    let unary = samples(60);
+    for x in &unary {
+        let got = client
+            .predict(pb::Flower {
+                features: x.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // The client always gets the primary's (v1's) answer.
+        assert_eq!(got, to_pb(&v1.predict(*x)));
+    }
+    let batches: Vec<Vec<[f32; 4]>> = samples(40).chunks(4).map(|c| c.to_vec()).collect();
+    for batch in &batches {
+        let msg = pb::Batch {
+            flowers: batch
+                .iter()
+                .map(|x| pb::Flower {
+                    features: x.to_vec(),
+                })
+                .collect(),
+        };
+        let mut stream = client.predict_stream(msg).await.unwrap().into_inner();
+        let mut got = Vec::new();
+        while let Some(p) = stream.next().await {
+            got.push(p.unwrap());
+        }
+        let want: Vec<_> = batch.iter().map(|x| to_pb(&v1.predict(*x))).collect();
+        assert_eq!(got, want);
+    }
+
+    // Every call compared, once.
+    let calls = (unary.len() + batches.len()) as u64;
+    let wait = async {
+        while shadow.report().total() < calls {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("every call compared within 30 s");
+    let r = shadow.report();
+    assert_eq!(
+        (r.matched + r.mismatched, r.total()),
+        (calls, calls),
+        "{r:?}"
+    );
+    // The label mismatches are exactly the flowers on which v1 and v2 differ.
+    let disagree = unary
+        .iter()
+        .chain(batches.iter().flatten())
+        .filter(|x| v1.predict(**x).label != v2.predict(**x).label)
+        .count() as u64;
+    let label_mismatches: u64 = r
+        .field_mismatches
+        .iter()
+        .filter(|(f, _)| f.ends_with("/label"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(disagree > 0);
+    assert_eq!(label_mismatches, disagree, "{:?}", r.field_mismatches);
+}
