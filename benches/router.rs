@@ -158,6 +158,18 @@ fn router(c: &mut Criterion) {
         bench_service(b, &mut sticky, &mut ring)
     });
 
+    // Measuring on (what a running rollout plan turns on): a clock read at
+    // call and at the response head, a boxed probe, the classification at the
+    // end of the body.
+    let (mut measured, measured_handle) = BlueGreenRouter::builder()
+        .measure(true)
+        .build(Echo, Echo)
+        .expect("valid configuration");
+    measured_handle.set_split(0.1).expect("valid split");
+    group.bench_function("router_split_10_measured", |b| {
+        bench_service(b, &mut measured, &mut ring)
+    });
+
     // The floor for any layer that wraps the response body (as the router must,
     // to count a request in flight until its body ends): tower's MapResponse
     // putting the body in a newtype, nothing else.
@@ -174,7 +186,19 @@ fn router(c: &mut Criterion) {
     group.finish();
 
     // Every response body was dropped: nothing may be left in flight.
-    for handle in [&active_handle, &split_handle, &sticky_handle] {
+    // Measured: every request classified or counted abandoned, once.
+    let m = measured_handle.measurements();
+    let status = measured_handle.status();
+    assert_eq!(
+        m.blue.finished + m.blue.abandoned + m.green.finished + m.green.abandoned,
+        status.blue.served + status.green.served
+    );
+    for handle in [
+        &active_handle,
+        &split_handle,
+        &sticky_handle,
+        &measured_handle,
+    ] {
         let status = handle.status();
         assert_eq!(
             (status.blue.in_flight, status.green.in_flight),
