@@ -17,6 +17,8 @@
 //!   (`IdleSpawner`, feature `idle`);
 //! - `mirror10-noop`: 10% copied to a shadow that reads the body and answers at
 //!   once (the cost of the mirroring itself, without a second model's work);
+//! - `router-measured`: the router measuring every request's outcome (what a
+//!   running rollout plan turns on);
 //! - `router-mirror10`: the router with `mirror_standby(0.1)`;
 //! - `compare10`: a `ShadowComparator` comparing 10% of requests with v2 on
 //!   the predicted label (JSON);
@@ -163,6 +165,13 @@ fn app(mode: &str) -> Option<Router> {
                 .layer(model("v2", &V2, Delay::None))
                 .expect("valid settings");
             handle.mirror_standby(0.1).expect("valid fraction");
+            model("v1", &V1, Delay::None).layer(layer)
+        }
+        "router-measured" => {
+            let (layer, _handle) = BlueGreenRouter::builder()
+                .measure(true)
+                .layer(model("v2", &V2, Delay::None))
+                .expect("valid settings");
             model("v1", &V1, Delay::None).layer(layer)
         }
         "router-mirror10" => {
