@@ -253,6 +253,12 @@ proptest! {
         let mut k = 0;
         let moved_abs = map_numbers(&v, &mut |x| {
             k += 1;
+            // Beyond 2^52 the float sum itself rounds by up to half an ulp
+            // (8 at 2^56), more than the tolerance: such a number cannot be
+            // moved "within tolerance" in f64, so it is left as it is.
+            if x.abs() >= 4_503_599_627_370_496.0 {
+                return x;
+            }
             x + noise[k % noise.len()] * abs
         });
         prop_assert_eq!(cmp.diff_values(&v, &moved_abs), vec![]);

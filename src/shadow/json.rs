@@ -697,8 +697,9 @@ impl<'c> Walk<'c> {
         let (Some(a), Some(b)) = (x.as_f64(), y.as_f64()) else {
             return false;
         };
-        let d = (a - b).abs();
-        // Zero means exact: `d` can be 0 for distinct integers beyond 2^53.
+        let d = distance(x, y, a, b);
+        // Zero means exact: distinct values never compare within a zero
+        // tolerance, even integers beyond 2^53 that convert to one float.
         (abs > 0.0 && d <= abs) || (rel > 0.0 && d <= rel * a.abs().max(b.abs()))
     }
 
@@ -1280,6 +1281,35 @@ fn invalid(err: &serde_json::Error, body: &[u8]) -> String {
     format!("<invalid JSON: {err}> {}", lossy(body))
 }
 
+/// `|x - y|`, exact for integers beyond 2^53 (where `as_f64` rounds by up
+/// to 2^(e-53)): an integer is compared with the other side's integer part
+/// in `i128`, and only the fraction (exact in `f64`) is subtracted after.
+fn distance(x: &Number, y: &Number, a: f64, b: f64) -> f64 {
+    fn int(n: &Number) -> Option<i128> {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    }
+    // An integer `i` against a float `f`: (i - trunc f) exactly, then the
+    // fraction of `f` (every f64 beyond 2^53 is an integer, so large values
+    // have none).
+    fn against(i: i128, f: f64) -> f64 {
+        const LIMIT: f64 = 1e38; // well inside i128
+        if !f.is_finite() || f.abs() >= LIMIT {
+            return (i as f64 - f).abs();
+        }
+        let whole = f.trunc();
+        let fraction = f - whole;
+        ((i - whole as i128) as f64 - fraction).abs()
+    }
+    match (int(x), int(y)) {
+        (Some(i), Some(j)) => (i - j).unsigned_abs() as f64,
+        (Some(i), None) => against(i, b),
+        (None, Some(j)) => against(j, a),
+        (None, None) => (a - b).abs(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http::StatusCode;
@@ -1374,6 +1404,30 @@ mod tests {
         ));
         let p: Value = serde_json::from_str("[1e0, 1E2, 2.50]").unwrap();
         assert!(same(&cmp, p, json!([1, 100, 2.5])));
+    }
+
+    #[test]
+    fn tolerances_beyond_2_pow_53_use_the_exact_distance() {
+        // Found by the tolerance proptest: 2^56 + 9 against the float 2^56 is
+        // 9 apart, but 2^56 + 9 rounds to the float 2^56 + 16 (16 apart).
+        let abs = |t: f64| JsonCompare::new().abs_tolerance(t);
+        let big = 72_057_594_037_927_945_u64; // 2^56 + 9
+        let float = 72_057_594_037_927_936.0_f64; // 2^56
+        assert!(same(&abs(10.0), json!(big), json!(float)));
+        assert!(same(&abs(10.0), json!(float), json!(big)), "symmetric");
+        assert!(!same(&abs(8.0), json!(big), json!(float)));
+        // Integer against integer.
+        assert!(same(&abs(9.0), json!(big), json!(big - 9)));
+        assert!(!same(&abs(8.9), json!(big), json!(big - 9)));
+        // 2^53 + 1 rounds to the float 2^53: against 2^53 - 1 it is 2 apart,
+        // not 1.
+        let near = 9_007_199_254_740_993_i64;
+        assert!(!same(
+            &abs(1.5),
+            json!(near),
+            json!(9_007_199_254_740_991.0)
+        ));
+        assert!(same(&abs(2.0), json!(near), json!(9_007_199_254_740_991.0)));
     }
 
     #[test]
