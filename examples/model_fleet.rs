@@ -472,6 +472,14 @@ impl Summary {
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// `POST uri` with a JSON body, as user `user` (the sticky key).
+fn predict_request(uri: &str, user: &str, body: Body) -> Result<http::Request<Body>, DemoError> {
+    Ok(http::Request::post(uri)
+        .header("content-type", "application/json")
+        .header(USER, user)
+        .body(body)?)
+}
+
 /// The walkthrough's client and bookkeeping.
 struct Tour<'a> {
     out: &'a mut dyn Write,
@@ -491,10 +499,7 @@ impl Tour<'_> {
     }
 
     fn request(&self, user: &str, body: Body) -> Result<http::Request<Body>, DemoError> {
-        Ok(http::Request::post(&self.uri)
-            .header("content-type", "application/json")
-            .header(USER, user)
-            .body(body)?)
+        predict_request(&self.uri, user, body)
     }
 
     /// Reads a response: the serving color and the prediction, checked
@@ -958,10 +963,8 @@ pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSumm
                 }
                 let x = inputs[i % inputs.len()];
                 let body = serde_json::to_vec(&Features { features: x }).unwrap_or_default();
-                let req = http::Request::post(&uri)
-                    .header("content-type", "application/json")
-                    .header(USER, format!("user-{c}-{}", i % 1000))
-                    .body(Full::new(Bytes::from(body)).boxed());
+                let user = format!("user-{c}-{}", i % 1000);
+                let req = predict_request(&uri, &user, Full::new(Bytes::from(body)).boxed());
                 let at = std::time::Instant::now();
                 let (ok, green) = match req {
                     Ok(req) => match tokio::time::timeout(DEADLINE, client.request(req)).await {

@@ -2,9 +2,26 @@
 //! `cargo run -p tower-rollout-grpc --example grpc_fleet` prints), checked
 //! against the models themselves.
 
+use tower_rollout::shadow::ShadowReport;
 use tower_rollout::Color;
 use tower_rollout_grpc::fleet::{fleet_demo, FleetOptions};
 use tower_rollout_models::{samples, Model};
+
+/// How many of `flowers` the two models label differently.
+fn disagreements<'a>(v1: &Model, v2: &Model, flowers: impl Iterator<Item = &'a [f32; 4]>) -> u64 {
+    flowers
+        .filter(|x| v1.predict(**x).label != v2.predict(**x).label)
+        .count() as u64
+}
+
+/// The report's mismatches on a `label` field, over every message.
+fn label_mismatches(r: &ShadowReport) -> u64 {
+    r.field_mismatches
+        .iter()
+        .filter(|(f, _)| f.ends_with("/label"))
+        .map(|(_, n)| n)
+        .sum()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_fleet_rolls_out_and_back() {
@@ -38,20 +55,13 @@ async fn grpc_fleet_rolls_out_and_back() {
         "{r:?}"
     );
     let (v1, v2) = Model::train_both().unwrap();
-    let flowers = samples(opts.mirrored_unary)
+    let flowers: Vec<[f32; 4]> = samples(opts.mirrored_unary)
         .into_iter()
-        .chain(samples(opts.mirrored_streams * opts.batch));
-    let disagree = flowers
-        .filter(|x| v1.predict(*x).label != v2.predict(*x).label)
-        .count() as u64;
+        .chain(samples(opts.mirrored_streams * opts.batch))
+        .collect();
+    let disagree = disagreements(&v1, &v2, flowers.iter());
     assert!(disagree > 0);
-    let label_mismatches: u64 = r
-        .field_mismatches
-        .iter()
-        .filter(|(f, _)| f.ends_with("/label"))
-        .map(|(_, n)| n)
-        .sum();
-    assert_eq!(label_mismatches, disagree, "{:?}", r.field_mismatches);
+    assert_eq!(label_mismatches(r), disagree, "{:?}", r.field_mismatches);
     // Stream answers are compared message by message.
     assert!(r
         .field_mismatches
@@ -168,17 +178,7 @@ async fn shadow_comparator_layer_on_a_tonic_server() {
         "{r:?}"
     );
     // The label mismatches are exactly the flowers on which v1 and v2 differ.
-    let disagree = unary
-        .iter()
-        .chain(batches.iter().flatten())
-        .filter(|x| v1.predict(**x).label != v2.predict(**x).label)
-        .count() as u64;
-    let label_mismatches: u64 = r
-        .field_mismatches
-        .iter()
-        .filter(|(f, _)| f.ends_with("/label"))
-        .map(|(_, n)| n)
-        .sum();
+    let disagree = disagreements(&v1, &v2, unary.iter().chain(batches.iter().flatten()));
     assert!(disagree > 0);
-    assert_eq!(label_mismatches, disagree, "{:?}", r.field_mismatches);
+    assert_eq!(label_mismatches(&r), disagree, "{:?}", r.field_mismatches);
 }

@@ -577,13 +577,15 @@ impl PlanRun {
 
     /// Resolves when the plan has finished.
     pub fn finished(&self) -> impl Future<Output = PlanOutcome> + Send + 'static {
-        let mut rx = self.shared.outcome.subscribe();
+        let shared = self.shared.clone();
         async move {
-            match rx.wait_for(Option::is_some).await {
+            let mut rx = shared.outcome.subscribe();
+            let outcome = match rx.wait_for(Option::is_some).await {
                 Ok(outcome) => outcome.clone().expect("waited for Some"),
-                // The sender lives in `Shared`, which this future's plan holds.
+                // Unreachable: `shared`, held here, owns the sender.
                 Err(_) => PlanOutcome::Superseded,
-            }
+            };
+            outcome
         }
     }
 
