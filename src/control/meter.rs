@@ -1,17 +1,24 @@
-//! Per-color outcome measurements: how many requests each color finished,
+//! Outcome measurements per version: how many requests each version finished,
 //! how many of them failed, and how long each took to answer. Kept only while
 //! measuring is on (a rollout plan runs, or the router was built with
 //! [`Builder::measure`](crate::router::Builder::measure)); otherwise the
 //! request path does not read the clock.
+//!
+//! Nothing here allocates per request: a measured request carries a
+//! [`Probe`] (its start time) in its response future, and its
+//! [`Admission`] (the in-flight guard) holds the status and gRPC facts until
+//! the body ends; both record into the counters of the version's
+//! [`Block`](super::counters::Block).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, StatusCode};
 
-use super::state::Control;
+use super::counters::{Admission, Block, CLASSIFIED, GRPC, MEASURING, NO_CODE};
 use crate::stats::{Histogram, Latencies};
 use crate::Color;
 
@@ -57,10 +64,6 @@ impl Finished {
 
 pub(crate) type Classifier = dyn Fn(&Finished) -> bool + Send + Sync;
 
-pub(crate) fn default_classifier() -> Arc<Classifier> {
-    Arc::new(Finished::is_failure_by_default)
-}
-
 /// The current instant, on tokio's clock when the `tokio` feature is on (so a
 /// paused test clock moves measured latencies too).
 #[inline]
@@ -75,168 +78,184 @@ pub(crate) fn now() -> Instant {
     }
 }
 
-#[derive(Debug)]
-struct ColorMeter {
+/// The measurement counters of one version (in its block).
+pub(crate) struct Meter {
     finished: AtomicU64,
     failures: AtomicU64,
     abandoned: AtomicU64,
     latency: Histogram,
-}
-
-pub(crate) struct Meter {
-    colors: [ColorMeter; 2],
-    pub(crate) classify: Arc<Classifier>,
+    /// Whether the version's router has its own classifier (read before
+    /// looking it up, so the default costs no lookup).
+    custom: AtomicBool,
 }
 
 impl Meter {
-    pub(crate) fn new(classify: Arc<Classifier>) -> Self {
-        let color = || ColorMeter {
+    pub(crate) fn new() -> Self {
+        Meter {
             finished: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             latency: Histogram::new(),
-        };
-        Meter {
-            colors: [color(), color()],
-            classify,
+            custom: AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn snapshot(&self) -> Measurements {
-        let one = |c: &ColorMeter| Measurement {
-            finished: c.finished.load(Ordering::Acquire),
-            failures: c.failures.load(Ordering::Acquire),
-            abandoned: c.abandoned.load(Ordering::Acquire),
-            latency: c.latency.latencies(),
-        };
-        Measurements {
-            blue: one(&self.colors[Color::Blue.index()]),
-            green: one(&self.colors[Color::Green.index()]),
+    pub(crate) fn reset(&self) {
+        self.finished.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        self.abandoned.store(0, Ordering::Relaxed);
+        self.latency.reset();
+        self.custom.store(false, Ordering::Relaxed);
+    }
+
+    /// A measured response dropped before it was classified.
+    pub(crate) fn abandoned(&self) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Measurement {
+        Measurement {
+            finished: self.finished.load(Ordering::Acquire),
+            failures: self.failures.load(Ordering::Acquire),
+            abandoned: self.abandoned.load(Ordering::Acquire),
+            latency: self.latency.latencies(),
         }
     }
+}
+
+/// Installs `classify` as the failure classifier of the version counted in
+/// `block` (`None`: the default).
+pub(crate) fn set_classifier(block: &Block, classify: Option<Arc<Classifier>>) {
+    block.meter.custom.store(classify.is_some(), Ordering::Release);
+    block.classify.store(classify.map(Arc::new));
 }
 
 impl fmt::Debug for Meter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Meter")
-            .field("colors", &self.colors)
-            .finish_non_exhaustive()
+        f.debug_tuple("Meter").field(&self.snapshot()).finish()
     }
 }
 
-/// One measured request, from the router's `call` to its classification.
+/// A measured request in its response future: when it was called.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Probe {
-    control: Arc<Control>,
-    color: Color,
     start: Instant,
-    grpc: bool,
-    grpc_code: Option<i32>,
-    status: Option<StatusCode>,
-    done: bool,
 }
 
 impl Probe {
-    pub(crate) fn start(control: Arc<Control>, color: Color) -> Box<Probe> {
-        Box::new(Probe {
-            control,
-            color,
-            start: now(),
-            grpc: false,
-            grpc_code: None,
-            status: None,
-            done: false,
-        })
+    #[inline]
+    pub(crate) fn start() -> Probe {
+        Probe { start: now() }
     }
 
-    fn meter(&self) -> &ColorMeter {
-        &self.control.meter.colors[self.color.index()]
+    #[inline]
+    fn elapsed(self) -> Duration {
+        now().saturating_duration_since(self.start)
     }
 
     /// The service failed: no response.
-    pub(crate) fn error(&mut self) {
-        self.meter().latency.record(now() - self.start);
-        self.finish(None, false);
+    pub(crate) fn error(self, admission: &mut Admission) {
+        let block = admission.block();
+        block.meter.latency.record(self.elapsed());
+        admission.state = (admission.state & GRPC) | CLASSIFIED;
+        finish(
+            block,
+            Finished {
+                status: None,
+                grpc_status: None,
+                grpc: false,
+                body_error: false,
+            },
+        );
     }
 
-    /// The response head arrived. Returns the probe back unless the body
-    /// has already ended: the outcome is decided at the end of the body (a
-    /// failed body, or a gRPC status in the trailers, is a failure).
+    /// The response head arrived: the admission now carries what the end of
+    /// the body needs to classify the outcome (classified at once when the
+    /// body already ended).
     pub(crate) fn head(
-        mut self: Box<Self>,
+        self,
+        admission: &mut Admission,
         status: StatusCode,
         headers: &HeaderMap,
         body_ended: bool,
-    ) -> Option<Box<Self>> {
-        self.meter().latency.record(now() - self.start);
-        self.status = Some(status);
-        self.grpc = headers
-            .get(http::header::CONTENT_TYPE)
+    ) {
+        admission.block().meter.latency.record(self.elapsed());
+        let grpc = crate::head::header(headers, &CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        // A trailers-only gRPC response carries its status in the headers.
-        self.grpc_code = grpc_status(headers);
-        if body_ended {
-            self.finish(None, false);
-            return None;
-        }
-        Some(self)
-    }
-
-    /// The body ended: `trailers` are the trailers it carried, if any.
-    pub(crate) fn end(&mut self, trailers: Option<&HeaderMap>, body_error: bool) {
-        let code = trailers.and_then(grpc_status);
-        self.finish(code, body_error);
-    }
-
-    fn finish(&mut self, grpc_status: Option<i32>, body_error: bool) {
-        self.done = true;
-        let finished = Finished {
-            status: self.status,
-            grpc_status: grpc_status.or(self.grpc_code),
-            grpc: self.grpc,
-            body_error,
+        admission.status = status.as_u16();
+        admission.state = MEASURING | if grpc { GRPC } else { 0 };
+        // A trailers-only gRPC response carries its status in the headers;
+        // only gRPC responses are searched for it.
+        admission.code = if grpc {
+            grpc_status(headers).unwrap_or(NO_CODE)
+        } else {
+            NO_CODE
         };
-        // A panicking user classifier must not take the request down with it.
-        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (self.control.meter.classify)(&finished)
-        }))
-        .unwrap_or(true);
-        let m = self.meter();
-        if failed {
-            m.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        m.finished.fetch_add(1, Ordering::Release);
-    }
-}
-
-impl Drop for Probe {
-    /// Dropped unfinished: the response (or its body) was dropped before it
-    /// ended, the client went away. Counted apart, neither success nor failure.
-    fn drop(&mut self) {
-        if !self.done {
-            self.meter().abandoned.fetch_add(1, Ordering::Relaxed);
+        if body_ended {
+            end(admission, None, false);
         }
     }
 }
 
-impl fmt::Debug for Probe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probe")
-            .field("color", &self.color)
-            .finish_non_exhaustive()
+/// The body of a measured response ended: `trailers` are the trailers it
+/// carried, if any. Classifies the outcome once.
+pub(crate) fn end(admission: &mut Admission, trailers: Option<&HeaderMap>, body_error: bool) {
+    if !admission.measuring() {
+        return;
     }
+    let grpc = admission.state & GRPC != 0;
+    admission.state = (admission.state & GRPC) | CLASSIFIED;
+    let from_head = (admission.code != NO_CODE).then_some(admission.code);
+    let code = if grpc {
+        trailers.and_then(grpc_status).or(from_head)
+    } else {
+        None
+    };
+    finish(
+        admission.block(),
+        Finished {
+            status: StatusCode::from_u16(admission.status).ok(),
+            grpc_status: code,
+            grpc,
+            body_error,
+        },
+    );
 }
+
+fn finish(block: &'static Block, finished: Finished) {
+    let meter = &block.meter;
+    let failed = if meter.custom.load(Ordering::Acquire) {
+        match block.classify.load_full() {
+            // A panicking user classifier must not take the request down.
+            Some(classify) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (**classify)(&finished)
+            }))
+            .unwrap_or(true),
+            None => finished.is_failure_by_default(),
+        }
+    } else {
+        finished.is_failure_by_default()
+    };
+    if failed {
+        meter.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    meter.finished.fetch_add(1, Ordering::Release);
+}
+
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    std::str::from_utf8(headers.get("grpc-status")?.as_bytes())
+    std::str::from_utf8(crate::head::header(headers, &GRPC_STATUS)?.as_bytes())
         .ok()?
         .trim()
         .parse()
         .ok()
 }
 
-/// Outcome measurements of both colors, from
+/// Outcome measurements of both colors' current versions, from
 /// [`RolloutHandle::measurements`](crate::RolloutHandle::measurements).
-/// Counters only move while measuring is on.
+/// Counters only move while measuring is on, and start at zero when a new
+/// version is deployed into a color.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Measurements {
@@ -264,7 +283,7 @@ impl Measurements {
     }
 }
 
-/// Outcome measurements of one color.
+/// Outcome measurements of one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Measurement {

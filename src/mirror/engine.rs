@@ -19,12 +19,15 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::body::{BoxError, CopyState, MirrorBody, RequestSample, Tee};
+use tower::BoxError;
+
+use super::body::{CopyState, MirrorBody, RequestSample, Tee};
 use super::spawn::Spawn;
 use super::stats::{Outcome, Stats};
-use crate::control::{state_threshold, Block, InFlight, Lane};
+use crate::control::{threshold as state_threshold, InFlight};
+use crate::router::CopyLane;
 use crate::error::ConfigError;
-use crate::shadow::Captured;
+use super::captured::Captured;
 use crate::RequestHead;
 
 type Predicate = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
@@ -147,12 +150,13 @@ impl Engine {
     /// same head and exactly the same body frames.
     ///
     /// With `lane`, the running copy is counted there (the router counts
-    /// copies to its standby, so `drained` waits for them).
+    /// copies on its standby's version, so `drained` and a retirement wait
+    /// for them); a lane that can no longer be counted on means no copy.
     pub(crate) fn copy<B, T, TB>(
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<(&'static Block, Lane)>,
+        lane: Option<CopyLane<'_>>,
     ) -> Request<MirrorBody<B>>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -173,7 +177,7 @@ impl Engine {
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<(&'static Block, Lane)>,
+        lane: Option<CopyLane<'_>>,
         followup: Option<Followup>,
     ) -> (Request<MirrorBody<B>>, CopyStart)
     where
@@ -189,7 +193,7 @@ impl Engine {
             shadow,
             lane,
             followup,
-            None::<(crate::shadow::NoSecondary, Followup)>,
+            None::<(NoSecond, Followup)>,
         )
     }
 
@@ -200,7 +204,7 @@ impl Engine {
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<(&'static Block, Lane)>,
+        lane: Option<CopyLane<'_>>,
         followup: Option<Followup>,
         second: Option<(U, Followup)>,
     ) -> (Request<MirrorBody<B>>, CopyStart)
@@ -221,6 +225,12 @@ impl Engine {
                 return (req.map(MirrorBody::new), CopyStart::NotChosen);
             }
         }
+        let guard = match lane.map(CopyLane::start) {
+            // The routing state moved since the request was admitted.
+            Some(None) => return (req.map(MirrorBody::new), CopyStart::NotChosen),
+            Some(Some(guard)) => Some(guard),
+            None => None,
+        };
         self.stats.sampled();
         let hint = req.body().size_hint();
         if hint.lower() > self.max_body_bytes {
@@ -282,7 +292,6 @@ impl Engine {
             Some(tee) => MirrorBody::tee(body, tee),
             None => MirrorBody::new(body),
         };
-        let guard = lane.map(|(block, lane)| block.start(lane));
         let started = self.spawn(self.stats.telemetry.instrument(shadow_task(
             shadow,
             first_req,
@@ -376,6 +385,26 @@ fn rewrite_authority(req: &mut Request<()>, suffix: &str) {
         .and_then(with_suffix);
     if let Some(host) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
         req.headers_mut().insert(header::HOST, host);
+    }
+}
+
+/// The second service of a copy without one. Never called.
+pub(crate) struct NoSecond;
+
+impl<R> Service<R> for NoSecond {
+    type Response = Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: R) -> Self::Future {
+        std::future::ready(Ok(Response::new(String::new())))
     }
 }
 

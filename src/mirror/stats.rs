@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::stats::{Histogram, Percentiles};
-use crate::telemetry::MirrorTelemetry;
+use super::telemetry::MirrorTelemetry;
 
 /// How one sampled copy ended. Each copy gets exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

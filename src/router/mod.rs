@@ -66,12 +66,19 @@
 //! # }
 //! ```
 
+mod body;
 mod config;
 mod future;
 mod layer;
+mod mode;
 mod service;
 
+pub use body::RolloutBody;
 pub use config::{sticky_hash, Builder};
 pub use future::ResponseFuture;
 pub use layer::BlueGreenLayer;
+#[doc(hidden)]
+pub use mode::{Capture, CopyLane, NoCapture};
+pub(crate) use mode::sealed;
+pub use mode::{CopyTo, Mode, ModeFor, Plain};
 pub use service::BlueGreenRouter;

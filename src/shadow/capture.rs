@@ -289,8 +289,10 @@ impl Drop for CountOnDrop {
 }
 
 /// Made when a copy starts; becomes a [`Capture`] when the primary answers.
+/// (Public only as a router mode's per-request state.)
+#[doc(hidden)]
 #[derive(Debug)]
-pub(crate) struct PendingCapture {
+pub struct PendingCapture {
     tx: oneshot::Sender<Primary>,
     cap: u64,
     start: Instant,
@@ -316,8 +318,10 @@ impl PendingCapture {
 }
 
 /// Keeps a copy of the primary's response body (up to the cap) as it streams.
+/// (Public only as a router mode's per-response state.)
+#[doc(hidden)]
 #[derive(Debug)]
-pub(crate) struct Capture {
+pub struct Capture {
     tx: Option<oneshot::Sender<Primary>>,
     cap: u64,
     start: Instant,

@@ -8,7 +8,7 @@ use http::{Method, Uri};
 
 use super::compare::{Captured, FieldDiff};
 use crate::stats::{Histogram, Percentiles};
-use crate::telemetry::CompareTelemetry;
+use super::telemetry::CompareTelemetry;
 
 /// How one sampled comparison ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

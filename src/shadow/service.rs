@@ -12,7 +12,9 @@ use tower_service::Service;
 
 use super::capture::{CompareBody, PendingCapture};
 use super::layer::{NoSecondary, Shared};
-use crate::mirror::{BoxError, CopyStart, MirrorBody};
+use tower::BoxError;
+
+use crate::mirror::{CopyStart, MirrorBody};
 
 /// A primary service whose sampled requests are also sent to a shadow and
 /// compared. Made by [`ShadowComparator`](super::ShadowComparator); see the

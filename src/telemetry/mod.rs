@@ -135,19 +135,15 @@
 //! # }
 //! ```
 
-mod compare;
 #[cfg(feature = "metrics")]
-mod handles;
+pub(crate) mod handles;
 mod labels;
-mod mirror;
 mod name;
 mod router;
 
-pub(crate) use compare::CompareTelemetry;
-pub(crate) use mirror::MirrorTelemetry;
 pub use name::DEFAULT_NAME;
 pub(crate) use name::{Name, Owner};
-pub(crate) use router::{EnteredRequest, RequestTelemetry, RouterTelemetry};
+pub(crate) use router::{request, RequestTelemetry, RouterTelemetry};
 
 #[cfg(test)]
 mod tests {
@@ -156,14 +152,13 @@ mod tests {
     #[cfg(not(any(feature = "metrics", feature = "tracing")))]
     #[test]
     fn empty_without_the_features() {
-        use super::router::Entered;
+        use super::router::{Entered, EnteredRequest};
         use super::*;
         use std::mem::size_of;
         assert_eq!(size_of::<RouterTelemetry>(), 0);
         assert_eq!(size_of::<EnteredRequest>(), 0);
         assert_eq!(size_of::<RequestTelemetry>(), 0);
         assert_eq!(size_of::<Entered<'_>>(), 0);
-        assert_eq!(size_of::<MirrorTelemetry>(), 0);
-        assert_eq!(size_of::<CompareTelemetry>(), 0);
+        assert!(RouterTelemetry::new(&Name::default()).is_none());
     }
 }

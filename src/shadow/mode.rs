@@ -1,0 +1,154 @@
+//! The router's comparing mode: copies of the active color's requests to the
+//! standby, whose answers are compared with the active color's.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use tower::BoxError;
+use tower_service::Service;
+
+use super::capture::{Capture, Judge, PendingCapture};
+use super::layer::CompareSettings;
+use super::report::ShadowReport;
+use crate::control::RolloutHandle;
+use crate::mirror::{CopyStart, Engine, MirrorBody};
+use crate::router::{self, sealed, CopyLane, CopyTo, Mode, ModeFor, Plain};
+use crate::telemetry::Owner;
+
+/// The [`Mode`] of a router built with
+/// [`Builder::compare`](crate::router::Builder::compare): what
+/// [`RolloutHandle::mirror_standby`] copies to the standby is compared with
+/// the active color's answers; [`RolloutHandle::shadow_report`] reads the
+/// results. Inner services receive [`MirrorBody`] request bodies.
+#[derive(Clone, Debug)]
+pub struct Comparing {
+    engine: Arc<Engine>,
+    judge: Arc<Judge>,
+}
+
+impl sealed::Sealed for Comparing {}
+
+impl Mode for Comparing {
+    type Pending = Option<Box<PendingCapture>>;
+    type Capture = Option<Box<Capture>>;
+    const COMPARES: bool = true;
+
+    fn can_mirror(&self) -> bool {
+        true
+    }
+
+    fn attachments(&self) -> Vec<Arc<dyn std::any::Any + Send + Sync>> {
+        vec![self.engine.clone(), self.judge.clone()]
+    }
+
+    fn begin(pending: Self::Pending, status: StatusCode, headers: &HeaderMap) -> Self::Capture {
+        pending.map(|p| p.begin(status, headers))
+    }
+
+    fn failed(pending: Self::Pending) {
+        if let Some(p) = pending {
+            p.failed();
+        }
+    }
+}
+
+impl<B> ModeFor<B> for Comparing
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Body = MirrorBody<B>;
+
+    #[inline]
+    fn plain(req: Request<B>) -> Request<MirrorBody<B>> {
+        req.map(MirrorBody::new)
+    }
+}
+
+impl<B, S, TB> CopyTo<B, S> for Comparing
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    S: Service<Request<MirrorBody<B>>, Response = Response<TB>> + Send + 'static,
+    S::Future: Send + 'static,
+    TB: Body + Send + 'static,
+    TB::Data: Send,
+{
+    fn copy(
+        &self,
+        req: Request<B>,
+        standby: S,
+        lane: CopyLane<'_>,
+    ) -> (Request<MirrorBody<B>>, Self::Pending)
+    {
+        // No noise floor through the router: it has no secondary.
+        let (followup, pending, _) = self.judge.start(req.method(), req.uri());
+        let (req, started) = self
+            .engine
+            .copy_with(req, standby, Some(lane), Some(followup));
+        match started {
+            CopyStart::Started => (req, Some(pending)),
+            // Counted by the dropped follow-up (skipped_not_started).
+            CopyStart::NotChosen | CopyStart::NotStarted => (req, None),
+        }
+    }
+}
+
+impl router::Capture for Option<Box<Capture>> {
+    #[inline]
+    fn active(&self) -> bool {
+        self.is_some()
+    }
+
+    fn frame<D: Buf>(&mut self, frame: &Frame<D>) {
+        if let Some(c) = self {
+            c.frame(frame);
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some(c) = self {
+            c.end();
+        }
+    }
+
+    fn fail(&mut self) {
+        if let Some(c) = self {
+            c.fail();
+        }
+    }
+}
+
+impl router::Builder<Plain> {
+    /// Compares what [`RolloutHandle::mirror_standby`] copies to the standby
+    /// with the active color's answers; read the results with
+    /// [`RolloutHandle::shadow_report`]. The copies' bounds come from
+    /// [`CompareSettings::mirror`]. Inner services then receive
+    /// [`MirrorBody`] request bodies.
+    pub fn compare(self, settings: CompareSettings) -> router::Builder<Comparing> {
+        self.with_mode(move |name| {
+            let shared = settings.build(None)?;
+            shared.engine.stats.telemetry.attach(name, Owner::Router);
+            shared.judge.report.telemetry.attach(name, Owner::Router);
+            Ok(Comparing {
+                engine: Arc::new(shared.engine),
+                judge: shared.judge,
+            })
+        })
+    }
+}
+
+impl RolloutHandle {
+    /// The results of comparing mirrored copies with the active color's
+    /// answers, when the router was built with
+    /// [`Builder::compare`](crate::router::Builder::compare); an empty report
+    /// otherwise.
+    pub fn shadow_report(&self) -> ShadowReport {
+        self.control
+            .attached::<Judge>()
+            .map(|j| j.report.snapshot())
+            .unwrap_or_default()
+    }
+}
