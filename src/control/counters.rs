@@ -537,6 +537,29 @@ impl Admission {
     pub(crate) fn measuring(&self) -> bool {
         self.state & 3 == MEASURING
     }
+
+    /// Takes the admission back, as if the request had never been admitted
+    /// (the router picked again, or the pick was never called): the start is
+    /// removed rather than matched by an end, so the served count stays the
+    /// number of requests dispatched. Called on the thread that admitted.
+    #[cold]
+    pub(crate) fn cancel(self) {
+        let block = self.block;
+        std::mem::forget(self);
+        let i = slot_index();
+        let c = &block.slots[i].started[Lane::Admitted as usize];
+        if i == OVERFLOW {
+            c.fetch_sub(1, Ordering::Release);
+        } else {
+            let n = c.load(Ordering::Relaxed);
+            c.store(n.wrapping_sub(1), Ordering::Release);
+        }
+        fence(Ordering::SeqCst);
+        let state = block.state.load(Ordering::Relaxed);
+        if state & (WAITING | ORPHANED) != 0 {
+            block.end_watched(Lane::Admitted, state);
+        }
+    }
 }
 
 impl Drop for Admission {

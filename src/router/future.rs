@@ -233,21 +233,3 @@ impl<FB, FG, M: Mode> fmt::Debug for ResponseFuture<FB, FG, M> {
             .finish_non_exhaustive()
     }
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        type Res = http::Response<http_body_util::Full<bytes::Bytes>>;
-        type Fut = std::future::Ready<Result<Res, std::convert::Infallible>>;
-        eprintln!("req {}", size_of::<http::Request<http_body_util::Empty<bytes::Bytes>>>());
-        eprintln!("res {}", size_of::<Res>());
-        eprintln!("parts {}", size_of::<http::response::Parts>());
-        eprintln!("inner fut {}", size_of::<Fut>());
-        eprintln!("our fut {}", size_of::<super::ResponseFuture<Fut, Fut, super::Plain>>());
-        eprintln!("admitted {}", size_of::<super::Admitted<super::Plain>>());
-        eprintln!("extra {}", size_of::<super::Extra<super::Plain>>());
-        eprintln!("body {}", size_of::<super::RolloutBody<http_body_util::Full<bytes::Bytes>>>());
-        eprintln!("probe {}", size_of::<Option<crate::control::Probe>>());
-    }
-}

@@ -262,10 +262,10 @@ where
             match self.poll_color::<Req<M, B>>(pick.color, cx) {
                 Polled::Ready => return Poll::Ready(Ok(())),
                 Polled::Failed(e) => {
-                    self.picked = None;
+                    self.cancel_pick();
                     return Poll::Ready(Err(e));
                 }
-                Polled::Pending | Polled::Stale => self.picked = None,
+                Polled::Pending | Polled::Stale => self.cancel_pick(),
             }
         }
         loop {
@@ -290,6 +290,7 @@ where
             // `drained`).
             let guard = self.block(color).admit_request();
             if self.control.word() != word {
+                guard.cancel();
                 continue;
             }
             if self.parked.is_some() {
@@ -534,12 +535,14 @@ impl<SB, SG, M: Mode> BlueGreenRouter<SB, SG, M> {
         if self.try_ready::<R>(want) {
             let guard = self.block(want).admit_request();
             if self.control.word() == pick.word {
+                pick.guard.cancel();
                 return Pick {
                     color: want,
                     word: pick.word,
                     guard,
                 };
             }
+            guard.cancel();
         }
         self.control.fallbacks.fetch_add(1, Ordering::Relaxed);
         pick
@@ -810,6 +813,13 @@ impl<SB, SG, M> BlueGreenRouter<SB, SG, M> {
         }
     }
 
+    /// Takes back an admission that will not be called.
+    fn cancel_pick(&mut self) {
+        if let Some(pick) = self.picked.take() {
+            pick.guard.cancel();
+        }
+    }
+
     fn unpark(&mut self) {
         if let Some(id) = self.parked.take() {
             self.control.unpark(id);
@@ -843,6 +853,8 @@ impl<SB: Clone, SG: Clone, M> Clone for BlueGreenRouter<SB, SG, M> {
 
 impl<SB, SG, M> Drop for BlueGreenRouter<SB, SG, M> {
     fn drop(&mut self) {
+        // Polled ready and never called: no request was served.
+        self.cancel_pick();
         self.unpark();
     }
 }
