@@ -364,7 +364,7 @@ fn check_deploy(
             version: st.version(color).label.clone(),
         });
     }
-    if st.split > 0.0 {
+    if super::word::threshold(st.split) > 0 {
         return Err(DeployError::CanaryRunning { split: st.split });
     }
     if st.plan.is_some() {

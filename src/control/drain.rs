@@ -26,7 +26,9 @@ struct Watch {
     done: bool,
 }
 
-/// Future returned by [`RolloutHandle::drained`](super::RolloutHandle::drained).
+/// Future returned by [`RolloutHandle::drained`](super::RolloutHandle::drained):
+/// waits for the versions the color holds when it is first polled (the
+/// current one, and replaced ones still running).
 #[must_use = "futures do nothing unless polled"]
 pub struct Drained {
     control: Arc<Control>,
@@ -72,14 +74,26 @@ impl Future for Drained {
             }
             watches
         });
+        // The replaced versions first (no new request reaches them: once
+        // idle they stay idle), then the current one, from its first idle
+        // moment after they drained: so it resolves when nothing of the
+        // color runs at all.
+        let (current, replaced) = watches.split_at_mut(1);
         let mut all = true;
-        for w in watches.iter_mut().filter(|w| !w.done) {
+        for w in replaced.iter_mut().filter(|w| !w.done) {
             w.done = w
                 .block
                 .watch_drain(w.epoch, this.id, cx.waker(), &mut w.registered);
             all &= w.done;
         }
-        if all {
+        if !all {
+            return Poll::Pending;
+        }
+        let w = &mut current[0];
+        w.done = w.done
+            || w.block
+                .watch_drain(w.epoch, this.id, cx.waker(), &mut w.registered);
+        if w.done {
             Poll::Ready(())
         } else {
             Poll::Pending

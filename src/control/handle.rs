@@ -189,9 +189,10 @@ impl RolloutHandle {
     /// running on `color` count too: set
     /// [`mirror_standby`](Self::mirror_standby) to 0 before unloading a
     /// standby that receives copies. Versions replaced in `color` by a deploy
-    /// and still running count as well. The future does not stop new
-    /// requests from reaching `color`; it resolves at the first moment
-    /// nothing is in flight after it is first polled.
+    /// and still running count as well (the versions the color holds when
+    /// the future is first polled). The future does not stop new requests
+    /// from reaching `color`; it resolves at the first moment nothing is in
+    /// flight after it is first polled.
     pub fn drained(&self, color: Color) -> Drained {
         Drained::new(self.control.clone(), color)
     }
