@@ -157,7 +157,7 @@ async fn mirror_standby_follows_the_standby_and_drain_waits_for_copies() {
     assert_eq!(green_seen.lock().unwrap().len(), 5);
 
     // Promote: green serves, blue is the standby and receives the copies.
-    handle.promote();
+    handle.promote().unwrap();
     gate.add_permits(100);
     for i in 0..5 {
         let a = support::send(&client, predict(addr, &format!("g{i}")), "x-served-by")

@@ -295,7 +295,7 @@ fn a_failing_inner_service_counts_as_error() {
             .build(model("blue", 404, Arc::default()), failing())
             .unwrap();
         assert_eq!(send(&router, get("/")).await, Some(StatusCode::NOT_FOUND));
-        handle.promote();
+        handle.promote().unwrap();
         assert_eq!(send(&router, get("/")).await, None);
         assert_eq!(send(&router, get("/")).await, None);
 
@@ -421,13 +421,13 @@ fn transitions_are_counted_and_gauges_follow_the_state() {
         assert_eq!(state(&m), (1.0, 0.0, 0.25, 0.0, 1.0));
         assert_eq!(transitions(&m), [0, 0, 1, 0]);
 
-        handle.promote();
+        handle.promote().unwrap();
         let m = metrics.read();
         assert_eq!(state(&m), (0.0, 1.0, 0.0, 0.0, 2.0));
         assert_eq!(transitions(&m), [1, 0, 0, 0]);
 
         handle.mirror_standby(0.5).unwrap();
-        handle.rollback();
+        handle.rollback().unwrap();
         let m = metrics.read();
         assert_eq!(state(&m), (1.0, 0.0, 0.0, 0.5, 4.0));
         assert_eq!(transitions(&m), [0, 1, 0, 1]);
@@ -480,7 +480,7 @@ fn spans_carry_the_color_that_served() {
                     .insert("x-user", format!("user-{i}").parse().unwrap());
             }
             if i == 40 {
-                handle.promote();
+                handle.promote().unwrap();
             }
             send(&router, req).await;
         }

@@ -25,7 +25,6 @@ use super::body::{CopyState, MirrorBody, RequestSample, Tee};
 use super::spawn::Spawn;
 use super::stats::{Outcome, Stats};
 use crate::control::{threshold as state_threshold, InFlight};
-use crate::router::CopyLane;
 use crate::error::ConfigError;
 use super::captured::Captured;
 use crate::RequestHead;
@@ -149,14 +148,14 @@ impl Engine {
     /// and the bounds allow, and returns the request for the primary: the
     /// same head and exactly the same body frames.
     ///
-    /// With `lane`, the running copy is counted there (the router counts
-    /// copies on its standby's version, so `drained` and a retirement wait
-    /// for them); a lane that can no longer be counted on means no copy.
+    /// With `lane`, the running copy is counted there until it ends (the
+    /// router counts copies on its standby's version, so `drained` and a
+    /// retirement wait for them).
     pub(crate) fn copy<B, T, TB>(
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<CopyLane<'_>>,
+        lane: Option<InFlight>,
     ) -> Request<MirrorBody<B>>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -177,7 +176,7 @@ impl Engine {
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<CopyLane<'_>>,
+        lane: Option<InFlight>,
         followup: Option<Followup>,
     ) -> (Request<MirrorBody<B>>, CopyStart)
     where
@@ -204,7 +203,7 @@ impl Engine {
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<CopyLane<'_>>,
+        lane: Option<InFlight>,
         followup: Option<Followup>,
         second: Option<(U, Followup)>,
     ) -> (Request<MirrorBody<B>>, CopyStart)
@@ -225,12 +224,7 @@ impl Engine {
                 return (req.map(MirrorBody::new), CopyStart::NotChosen);
             }
         }
-        let guard = match lane.map(CopyLane::start) {
-            // The routing state moved since the request was admitted.
-            Some(None) => return (req.map(MirrorBody::new), CopyStart::NotChosen),
-            Some(Some(guard)) => Some(guard),
-            None => None,
-        };
+        let guard = lane;
         self.stats.sampled();
         let hint = req.body().size_hint();
         if hint.lower() > self.max_body_bytes {

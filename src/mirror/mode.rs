@@ -77,6 +77,10 @@ where
         lane: CopyLane<'_>,
     ) -> (Request<MirrorBody<B>>, ())
     {
+        // The state moved since the request was admitted: no copy.
+        let Some(lane) = lane.start() else {
+            return (req.map(MirrorBody::new), ());
+        };
         (self.engine.copy_with(req, standby, Some(lane), None).0, ())
     }
 }

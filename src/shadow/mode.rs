@@ -83,6 +83,11 @@ where
         lane: CopyLane<'_>,
     ) -> (Request<MirrorBody<B>>, Self::Pending)
     {
+        // The state moved since the request was admitted: no copy (and no
+        // comparison counted).
+        let Some(lane) = lane.start() else {
+            return (req.map(MirrorBody::new), None);
+        };
         // No noise floor through the router: it has no secondary.
         let (followup, pending, _) = self.judge.start(req.method(), req.uri());
         let (req, started) = self
