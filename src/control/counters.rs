@@ -590,14 +590,6 @@ pub(crate) struct InFlight {
     lane: Lane,
 }
 
-impl InFlight {
-    /// The block this guard counts on.
-    #[inline]
-    pub(crate) fn block(&self) -> &'static Block {
-        self.block
-    }
-}
-
 impl Drop for InFlight {
     #[inline]
     fn drop(&mut self) {

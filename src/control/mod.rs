@@ -88,7 +88,9 @@ pub use handle::{ColorStatus, ControlCall, RetiringStatus, RolloutHandle, Rollou
 pub(crate) use meter::{end as end_measured, Classifier, Probe};
 pub use meter::{Finished, Measurement, Measurements, DEFAULT_GRPC_FAILURES};
 pub(crate) use slots::{attach_prober, Cached, Slots};
-pub use state::{Change, ColorVersion, ControlError, Target, Transition, TransitionKind};
+pub use state::{
+    Change, ColorVersion, ControlError, ParseServedByError, Target, Transition, TransitionKind,
+};
 pub(crate) use version::Tags;
 pub use version::{Readiness, VersionLabel};
 pub(crate) use word::{hit, threshold, Word};

@@ -72,6 +72,61 @@ impl fmt::Display for ColorVersion {
     }
 }
 
+impl ColorVersion {
+    /// Reads the value of the router's
+    /// [served-by header](crate::router::Builder::served_by_header),
+    /// `green; version=iris-v3`, as a client or a test would.
+    ///
+    /// ```
+    /// use tower_rollout::control::ColorVersion;
+    /// use tower_rollout::Color;
+    ///
+    /// let served = ColorVersion::from_served_by("green; version=iris-v3")?;
+    /// assert_eq!((served.color, served.version.as_str()), (Color::Green, "iris-v3"));
+    /// assert!(ColorVersion::from_served_by("green").is_err());
+    /// # Ok::<(), tower_rollout::control::ParseServedByError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ParseServedByError`] when the value is not a color, `;` and
+    /// `version=` with a valid [`VersionLabel`].
+    pub fn from_served_by(value: &str) -> Result<ColorVersion, ParseServedByError> {
+        let bad = || ParseServedByError {
+            value: value.chars().take(80).collect(),
+        };
+        let (color, rest) = value.split_once(';').ok_or_else(bad)?;
+        let label = rest.trim().strip_prefix("version=").ok_or_else(bad)?;
+        Ok(ColorVersion {
+            color: color.trim().parse().map_err(|_| bad())?,
+            version: VersionLabel::new(label).map_err(|_| bad())?,
+        })
+    }
+
+    /// The served-by header's value for this color and version.
+    pub fn served_by_value(&self) -> String {
+        format!("{}; version={}", self.color, self.version)
+    }
+}
+
+/// The error of [`ColorVersion::from_served_by`]: the value it could not read
+/// (its first 80 characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseServedByError {
+    value: String,
+}
+
+impl fmt::Display for ParseServedByError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "expected a served-by value such as `green; version=iris-v3`, got {:?}",
+            self.value
+        )
+    }
+}
+
+impl std::error::Error for ParseServedByError {}
+
 /// One entry of the transition history: the state right after a control call.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -117,6 +117,7 @@ pub(crate) struct Tags {
     /// `green; version=iris-v3`, when the router adds it.
     pub(crate) served_by: Option<(HeaderName, HeaderValue)>,
     /// Whatever the observer keeps per version (metric handles).
+    #[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
     pub(crate) telemetry: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -127,16 +128,17 @@ impl Tags {
         served_by: Option<&HeaderName>,
         telemetry: Option<Arc<dyn std::any::Any + Send + Sync>>,
     ) -> Arc<Tags> {
+        let served = ColorVersion {
+            color,
+            version: label.clone(),
+        };
         let served_by = served_by.and_then(|name| {
             // Labels are checked to be header-safe: this always parses.
-            let value = HeaderValue::from_str(&format!("{color}; version={label}")).ok()?;
+            let value = HeaderValue::from_str(&served.served_by_value()).ok()?;
             Some((name.clone(), value))
         });
         Arc::new(Tags {
-            served: ColorVersion {
-                color,
-                version: label.clone(),
-            },
+            served,
             served_by,
             telemetry,
         })
