@@ -17,8 +17,9 @@ use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use tokio::time::Instant;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower::BoxError;
 use tower_rollout::mirror::{
-    BoxError, CopyAborted, MirrorBody, MirrorLayer, MirrorStats, Mirrored,
+    CopyAborted, MirrorBody, MirrorLayer, MirrorStats, Mirrored,
 };
 
 type TestBody = BoxBody<Bytes, Infallible>;

@@ -118,6 +118,8 @@ async fn mirror_standby_follows_the_standby_and_drain_waits_for_copies() {
     };
     let (layer, handle) = BlueGreenRouter::builder()
         .served_by_header("x-served-by")
+        .versions("v1", "v2")
+        .mirror(MirrorLayer::settings())
         .layer(green)
         .unwrap();
     let app = version("v1", blue_seen.clone()).layer(layer);
@@ -131,7 +133,7 @@ async fn mirror_standby_follows_the_standby_and_drain_waits_for_copies() {
             .unwrap();
         assert_eq!(
             (a.header.as_deref(), &a.body[..]),
-            (Some("blue"), &b"v1:2"[..])
+            (Some("blue; version=v1"), &b"v1:2"[..])
         );
     }
     // Five copies are held on green: green is busy, blue is not.
@@ -165,7 +167,7 @@ async fn mirror_standby_follows_the_standby_and_drain_waits_for_copies() {
             .unwrap();
         assert_eq!(
             (a.header.as_deref(), &a.body[..]),
-            (Some("green"), &b"v2:2"[..])
+            (Some("green; version=v2"), &b"v2:2"[..])
         );
     }
     let stats = settled(|| handle.mirror_stats()).await;

@@ -14,7 +14,8 @@ use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, StreamBody};
 use proptest::prelude::*;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-use tower_rollout::mirror::{BoxError, CopyAborted, MirrorBody, MirrorLayer};
+use tower::BoxError;
+use tower_rollout::mirror::{CopyAborted, MirrorBody, MirrorLayer};
 
 type TestBody = BoxBody<Bytes, Infallible>;
 type Req = Request<MirrorBody<TestBody>>;

@@ -17,7 +17,8 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-use tower_rollout::mirror::{BoxError, CopyAborted, MirrorBody, MirrorLayer};
+use tower::BoxError;
+use tower_rollout::mirror::{CopyAborted, MirrorBody, MirrorLayer};
 use tower_rollout::ConfigError;
 
 #[derive(Debug, Clone, Default)]
