@@ -58,7 +58,10 @@ impl<M: Mode> Extra<M> {
     /// Nothing beyond the admission: no probe, no header, no comparison.
     #[inline(always)]
     fn is_plain(&self) -> bool {
-        self.probe.is_none() && self.served_by.is_none() && !M::COMPARES
+        self.probe.is_none()
+            && self.served_by.is_none()
+            && !M::COMPARES
+            && self.telemetry.is_empty()
     }
 
     /// Only the probe, if the request is measured.

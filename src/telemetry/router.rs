@@ -193,6 +193,20 @@ impl RequestTelemetry {
         }
     }
 
+    /// Nothing to count or enter (always, without the features).
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        if self.version.is_some() {
+            return false;
+        }
+        #[cfg(feature = "tracing")]
+        if !self.span.is_none() {
+            return false;
+        }
+        true
+    }
+
     /// Enters the request's span until the guard is dropped.
     #[inline]
     pub(crate) fn enter(&self) -> Entered<'_> {
