@@ -95,21 +95,21 @@ impl router::Builder<Plain> {
     /// part of its own).
     ///
     /// ```
-    /// use tower_rollout::{mirror::MirrorLayer, BlueGreenRouter};
-    /// # use tower_rollout::mirror::MirrorBody;
-    /// # let svc = tower::service_fn(|_req: http::Request<MirrorBody<String>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// # });
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let svc = svc.clone();
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower_rollout::mirror::{MirrorBody, MirrorLayer};
+    /// use tower_rollout::BlueGreenRouter;
+    ///
+    /// // With mirroring on, the inner services take `MirrorBody` bodies.
+    /// let svc = tower::service_fn(|_req: Request<MirrorBody<String>>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::new()))
+    /// });
     /// let (router, handle) = BlueGreenRouter::builder()
     ///     .mirror(MirrorLayer::settings().max_in_flight(16))
-    ///     .build(svc.clone(), svc)?;
+    ///     .build(svc, svc)?;
     /// handle.mirror_standby(0.25)?;
     /// # drop(router);
-    /// # Ok(())
-    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn mirror(self, settings: MirrorBuilder<()>) -> router::Builder<Mirroring> {
         self.with_mode(move |name| {

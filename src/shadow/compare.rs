@@ -86,7 +86,8 @@ where
 /// Built-in comparators.
 ///
 /// ```
-/// /// use tower_rollout::shadow::{Captured, Compare, Comparator};
+/// use http::StatusCode;
+/// use tower_rollout::shadow::{Captured, Compare, Comparator};
 ///
 /// let ok = Captured::new(StatusCode::OK, "cat");
 /// let other = Captured::new(StatusCode::OK, "dog");
