@@ -333,7 +333,7 @@ fn run(sticky: bool, ops: &[Op]) -> Result<(), TestCaseError> {
         .unwrap();
     let mut sut = Sut {
         handles: [handle, router.handle()],
-        deployer: router.deployer(),
+        deployer: router.deployer::<String>(),
         router,
         runtime,
         tracks: HashMap::from([("v1", blue_track), ("v2", green_track)]),

@@ -524,7 +524,7 @@ fn a_deploy_labels_the_new_versions_series_and_marks_the_old_one_replaced() {
 
         // v3 replaces v2 in the standby (green), then goes live.
         let deployed = router
-            .deployer::<Request<String>>()
+            .deployer::<String>()
             .deploy("v3", model("v3", 200, Arc::default()))
             .await
             .unwrap();

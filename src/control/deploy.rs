@@ -32,7 +32,7 @@ type WarmUp<S> =
 /// Made by [`BlueGreenRouter::deployer`](crate::BlueGreenRouter::deployer) for a
 /// router built over two services of the same type; `R` is the request type
 /// the services are driven to readiness with (the inner services' request
-/// type, for example `axum::extract::Request`). Cheap to clone.
+/// type, for example `Request<axum::body::Body>`). Cheap to clone.
 ///
 /// A deploy ([`deploy`](Self::deploy)) takes the new service and its version
 /// label, drives it to readiness (and runs an optional warm-up) within a

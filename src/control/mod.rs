@@ -41,7 +41,7 @@
 //! let (router, handle) = BlueGreenRouter::builder()
 //!     .versions("v1", "v2")
 //!     .build(version("v1"), version("v2"))?;
-//! let deployer = router.deployer::<Req>();
+//! let deployer = router.deployer::<String>(); // the request body type
 //! let ask = |router: BlueGreenRouter<Svc, Svc>| async move {
 //!     let res = router.oneshot(Request::new(String::new())).await.unwrap();
 //!     res.into_body().into_inner()

@@ -226,12 +226,18 @@ impl<SB, SG, M> BlueGreenRouter<SB, SG, M> {
 #[cfg(feature = "tokio")]
 impl<S, M> BlueGreenRouter<S, S, M> {
     /// A [`Deployer`](crate::control::Deployer) that loads new versions of
-    /// type `S` into this router's standby color; `R` is the request type
-    /// the inner services take (for example `axum::extract::Request`), which
-    /// a deploy drives the new service to readiness with. A router made by a
-    /// [`BlueGreenLayer`] has no slots: its deploys fail with
+    /// type `S` into this router's standby color. `B` is the request body
+    /// type the router serves (for example `axum::body::Body`); the new
+    /// service is driven to readiness as the router's inner services are,
+    /// with requests of `M::Body` (`B` itself, or a
+    /// [`MirrorBody`](crate::mirror::MirrorBody) of it when the router
+    /// mirrors or compares). A router made by a [`BlueGreenLayer`] has no
+    /// slots: its deploys fail with
     /// [`DeployError::NotDeployable`](crate::control::DeployError::NotDeployable).
-    pub fn deployer<R>(&self) -> crate::control::Deployer<S, R> {
+    pub fn deployer<B>(&self) -> crate::control::Deployer<S, Request<M::Body>>
+    where
+        M: ModeFor<B>,
+    {
         crate::control::Deployer::new(self.control.clone(), self.shared.slots.clone())
     }
 }
