@@ -332,7 +332,7 @@ mod tests {
         let names: Vec<String> = snapshot.map(|(name, _)| name).collect();
         assert_eq!(names, ["alpha", "zeta"], "taken before the remove");
 
-        h2.promote();
+        h2.promote().unwrap();
         let seen: Vec<(String, Color)> = (&shared)
             .into_iter()
             .map(|(n, h)| (n, h.active()))

@@ -358,6 +358,10 @@ fn check_deploy(
     expect: Option<u64>,
 ) -> Result<(), super::DeployError> {
     use super::DeployError;
+    // A running plan owns the state (it also sets the split): named first.
+    if st.plan.is_some() {
+        return Err(DeployError::PlanRunning);
+    }
     if color == st.active {
         return Err(DeployError::ActiveColor {
             color,
@@ -366,9 +370,6 @@ fn check_deploy(
     }
     if super::word::threshold(st.split) > 0 {
         return Err(DeployError::CanaryRunning { split: st.split });
-    }
-    if st.plan.is_some() {
-        return Err(DeployError::PlanRunning);
     }
     if st.version(st.active).label == *label {
         return Err(DeployError::DuplicateVersion {
