@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::Waker;
 
 use super::counters::Block;
-use super::meter::{set_classifier, Classifier};
+use super::meter::Classifier;
+use super::probe::set_classifier;
 use super::state::{Decision, Op, State, Target, Transition, TransitionKind, HISTORY};
 use super::sync::{fence, lock, AtomicU64, Mutex, MutexGuard, Ordering};
 use super::version::{next_version_id, Live, Readiness, Tags, VersionLabel};
@@ -46,7 +47,7 @@ pub(crate) struct Control {
     state: Mutex<State>,
     /// Router clones whose `poll_ready` is pending: woken by every
     /// transition, so a waiting request picks again.
-    parked: std::sync::Mutex<Vec<(u64, Waker)>>,
+    parked: Mutex<Vec<(u64, Waker)>>,
     pub(crate) unknown_override: std::sync::atomic::AtomicU64,
     pub(crate) fallbacks: std::sync::atomic::AtomicU64,
     observer: OnceLock<Arc<dyn Observer>>,
@@ -77,7 +78,9 @@ impl Control {
         let load = |color: Color, label: VersionLabel| {
             let block = Block::acquire();
             set_classifier(block, initial.classify.clone());
-            let telemetry = observer.as_ref().and_then(|o| o.loaded(color, &label, None));
+            let telemetry = observer
+                .as_ref()
+                .and_then(|o| o.loaded(color, &label, None));
             let tags = Tags::new(color, &label, initial.served_by.as_ref(), telemetry);
             Live::new(label, next_version_id(), block, tags)
         };
@@ -88,7 +91,10 @@ impl Control {
             generation: 0,
             epoch: 0,
             previous: None,
-            versions: [load(Color::Blue, initial.blue), load(Color::Green, initial.green)],
+            versions: [
+                load(Color::Blue, initial.blue),
+                load(Color::Green, initial.green),
+            ],
             retiring: Vec::new(),
             history: VecDeque::with_capacity(HISTORY),
             measure_always: initial.measure_always,
@@ -103,7 +109,7 @@ impl Control {
         Control {
             word: AtomicU64::new(state.word().0),
             state: Mutex::new(state),
-            parked: std::sync::Mutex::new(Vec::new()),
+            parked: Mutex::new(Vec::new()),
             unknown_override: Default::default(),
             fallbacks: Default::default(),
             observer: cell,
@@ -323,7 +329,7 @@ impl Control {
 
     /// Registers a router clone whose `poll_ready` is pending.
     pub(crate) fn park(&self, id: u64, waker: &Waker) {
-        let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parked = lock(&self.parked);
         match parked.iter_mut().find(|(i, _)| *i == id) {
             Some((_, w)) => w.clone_from(waker),
             None => parked.push((id, waker.clone())),
@@ -331,13 +337,13 @@ impl Control {
     }
 
     pub(crate) fn unpark(&self, id: u64) {
-        let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parked = lock(&self.parked);
         parked.retain(|(i, _)| *i != id);
     }
 
     fn wake_parked(&self) {
         let woken: Vec<Waker> = {
-            let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let mut parked = lock(&self.parked);
             parked.drain(..).map(|(_, w)| w).collect()
         };
         for w in woken {

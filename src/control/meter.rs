@@ -4,23 +4,28 @@
 //! [`Builder::measure`](crate::router::Builder::measure)); otherwise the
 //! request path does not read the clock.
 //!
-//! Nothing here allocates per request: a measured request carries a
-//! [`Probe`] (its start time) in its response future, and its
-//! [`Admission`] (the in-flight guard) holds the status and gRPC facts until
-//! the body ends; both record into the counters of the version's
-//! [`Block`](super::counters::Block).
+//! The counters live in each version's block; the request path records into
+//! them through `probe`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::StatusCode;
 
-use super::counters::{Admission, Block, CLASSIFIED, GRPC, MEASURING, NO_CODE};
 use crate::stats::{Histogram, Latencies};
 use crate::Color;
+
+/// [`Admission::code`](super::counters::Admission) when there is no gRPC status.
+pub(crate) const NO_CODE: i32 = i32::MIN;
+/// An admission's measuring state: not measured at all.
+pub(crate) const UNMEASURED: u8 = 0;
+/// Measured, the response head seen, the outcome not classified yet.
+pub(crate) const MEASURING: u8 = 1;
+/// Measured and classified.
+pub(crate) const CLASSIFIED: u8 = 2;
+/// Set in the state of a gRPC response.
+pub(crate) const GRPC: u8 = 4;
 
 /// What the router saw of one finished request; the input of a failure
 /// classifier (see [`Builder::failure_classifier`](crate::router::Builder::failure_classifier)).
@@ -80,13 +85,13 @@ pub(crate) fn now() -> Instant {
 
 /// The measurement counters of one version (in its block).
 pub(crate) struct Meter {
-    finished: AtomicU64,
-    failures: AtomicU64,
+    pub(super) finished: AtomicU64,
+    pub(super) failures: AtomicU64,
     abandoned: AtomicU64,
-    latency: Histogram,
+    pub(super) latency: Histogram,
     /// Whether the version's router has its own classifier (read before
     /// looking it up, so the default costs no lookup).
-    custom: AtomicBool,
+    pub(super) custom: AtomicBool,
 }
 
 impl Meter {
@@ -123,133 +128,10 @@ impl Meter {
     }
 }
 
-/// Installs `classify` as the failure classifier of the version counted in
-/// `block` (`None`: the default).
-pub(crate) fn set_classifier(block: &Block, classify: Option<Arc<Classifier>>) {
-    block.meter.custom.store(classify.is_some(), Ordering::Release);
-    block.classify.store(classify.map(Arc::new));
-}
-
 impl fmt::Debug for Meter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Meter").field(&self.snapshot()).finish()
     }
-}
-
-/// A measured request in its response future: when it was called.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Probe {
-    start: Instant,
-}
-
-impl Probe {
-    #[inline]
-    pub(crate) fn start() -> Probe {
-        Probe { start: now() }
-    }
-
-    #[inline]
-    fn elapsed(self) -> Duration {
-        now().saturating_duration_since(self.start)
-    }
-
-    /// The service failed: no response.
-    pub(crate) fn error(self, admission: &mut Admission) {
-        let block = admission.block();
-        block.meter.latency.record(self.elapsed());
-        admission.state = (admission.state & GRPC) | CLASSIFIED;
-        finish(
-            block,
-            Finished {
-                status: None,
-                grpc_status: None,
-                grpc: false,
-                body_error: false,
-            },
-        );
-    }
-
-    /// The response head arrived: the admission now carries what the end of
-    /// the body needs to classify the outcome (classified at once when the
-    /// body already ended).
-    pub(crate) fn head(
-        self,
-        admission: &mut Admission,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body_ended: bool,
-    ) {
-        admission.block().meter.latency.record(self.elapsed());
-        let grpc = crate::head::header(headers, &CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        admission.status = status.as_u16();
-        admission.state = MEASURING | if grpc { GRPC } else { 0 };
-        // A trailers-only gRPC response carries its status in the headers;
-        // only gRPC responses are searched for it.
-        admission.code = if grpc {
-            grpc_status(headers).unwrap_or(NO_CODE)
-        } else {
-            NO_CODE
-        };
-        if body_ended {
-            end(admission, None, false);
-        }
-    }
-}
-
-/// The body of a measured response ended: `trailers` are the trailers it
-/// carried, if any. Classifies the outcome once.
-pub(crate) fn end(admission: &mut Admission, trailers: Option<&HeaderMap>, body_error: bool) {
-    if !admission.measuring() {
-        return;
-    }
-    let grpc = admission.state & GRPC != 0;
-    admission.state = (admission.state & GRPC) | CLASSIFIED;
-    let from_head = (admission.code != NO_CODE).then_some(admission.code);
-    let code = if grpc {
-        trailers.and_then(grpc_status).or(from_head)
-    } else {
-        None
-    };
-    finish(
-        admission.block(),
-        Finished {
-            status: StatusCode::from_u16(admission.status).ok(),
-            grpc_status: code,
-            grpc,
-            body_error,
-        },
-    );
-}
-
-fn finish(block: &'static Block, finished: Finished) {
-    let meter = &block.meter;
-    let failed = if meter.custom.load(Ordering::Acquire) {
-        match block.classify.load_full() {
-            // A panicking user classifier must not take the request down.
-            Some(classify) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                (**classify)(&finished)
-            }))
-            .unwrap_or(true),
-            None => finished.is_failure_by_default(),
-        }
-    } else {
-        finished.is_failure_by_default()
-    };
-    if failed {
-        meter.failures.fetch_add(1, Ordering::Relaxed);
-    }
-    meter.finished.fetch_add(1, Ordering::Release);
-}
-
-static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-
-fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    std::str::from_utf8(crate::head::header(headers, &GRPC_STATUS)?.as_bytes())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Outcome measurements of both colors' current versions, from
@@ -347,15 +229,5 @@ mod tests {
         let mut f = finished(Some(200), None, false);
         f.body_error = true;
         assert!(f.is_failure_by_default());
-    }
-
-    #[test]
-    fn grpc_status_parses_or_is_none() {
-        let mut h = HeaderMap::new();
-        assert_eq!(grpc_status(&h), None);
-        h.insert("grpc-status", "14".parse().unwrap());
-        assert_eq!(grpc_status(&h), Some(14));
-        h.insert("grpc-status", "x".parse().unwrap());
-        assert_eq!(grpc_status(&h), None);
     }
 }

@@ -73,6 +73,7 @@ mod deploy;
 mod drain;
 mod handle;
 mod meter;
+mod probe;
 mod slots;
 mod state;
 mod sync;
@@ -85,12 +86,12 @@ pub(crate) use counters::{Admission, Block, InFlight, Lane};
 pub use deploy::{Deploy, DeployError, Deployed, Deployer, DEFAULT_DEPLOY_TIMEOUT};
 pub use drain::{Drained, Retired};
 pub use handle::{ColorStatus, ControlCall, RetiringStatus, RolloutHandle, RolloutStatus};
-pub(crate) use meter::{end as end_measured, Classifier, Probe};
+pub(crate) use meter::Classifier;
 pub use meter::{Finished, Measurement, Measurements, DEFAULT_GRPC_FAILURES};
+pub(crate) use probe::{end as end_measured, Probe};
 pub(crate) use slots::{attach_prober, Cached, Slots};
-pub use state::{
-    Change, ColorVersion, ControlError, ParseServedByError, Target, Transition, TransitionKind,
-};
+pub use state::{Change, ControlError, Target, Transition, TransitionKind};
+pub(crate) use sync::spin_wait;
 pub(crate) use version::Tags;
-pub use version::{Readiness, VersionLabel};
+pub use version::{ColorVersion, ParseServedByError, Readiness, VersionLabel};
 pub(crate) use word::{hit, threshold, Word};

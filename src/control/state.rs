@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::SystemTime;
 
-use super::version::{Live, Readiness, Retiring, VersionLabel};
+use super::version::{ColorVersion, Live, Readiness, Retiring, VersionLabel};
 use super::word::{threshold, Word};
 use crate::error::ConfigError;
 use crate::Color;
@@ -56,76 +56,6 @@ impl fmt::Display for TransitionKind {
         f.write_str(self.as_str())
     }
 }
-
-/// A color and the version it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ColorVersion {
-    /// The color.
-    pub color: Color,
-    /// The version in its slot.
-    pub version: VersionLabel,
-}
-
-impl fmt::Display for ColorVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.version, self.color)
-    }
-}
-
-impl ColorVersion {
-    /// Reads the value of the router's
-    /// [served-by header](crate::router::Builder::served_by_header),
-    /// `green; version=iris-v3`, as a client or a test would.
-    ///
-    /// ```
-    /// use tower_rollout::control::ColorVersion;
-    /// use tower_rollout::Color;
-    ///
-    /// let served = ColorVersion::from_served_by("green; version=iris-v3")?;
-    /// assert_eq!((served.color, served.version.as_str()), (Color::Green, "iris-v3"));
-    /// assert!(ColorVersion::from_served_by("green").is_err());
-    /// # Ok::<(), tower_rollout::control::ParseServedByError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`ParseServedByError`] when the value is not a color, `;` and
-    /// `version=` with a valid [`VersionLabel`].
-    pub fn from_served_by(value: &str) -> Result<ColorVersion, ParseServedByError> {
-        let bad = || ParseServedByError {
-            value: value.chars().take(80).collect(),
-        };
-        let (color, rest) = value.split_once(';').ok_or_else(bad)?;
-        let label = rest.trim().strip_prefix("version=").ok_or_else(bad)?;
-        Ok(ColorVersion {
-            color: color.trim().parse().map_err(|_| bad())?,
-            version: VersionLabel::new(label).map_err(|_| bad())?,
-        })
-    }
-
-    /// The served-by header's value for this color and version.
-    pub fn served_by_value(&self) -> String {
-        format!("{}; version={}", self.color, self.version)
-    }
-}
-
-/// The error of [`ColorVersion::from_served_by`]: the value it could not read
-/// (its first 80 characters).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseServedByError {
-    value: String,
-}
-
-impl fmt::Display for ParseServedByError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "expected a served-by value such as `green; version=iris-v3`, got {:?}",
-            self.value
-        )
-    }
-}
-
-impl std::error::Error for ParseServedByError {}
 
 /// One entry of the transition history: the state right after a control call.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,12 +241,17 @@ impl From<ConfigError> for ControlError {
 pub(crate) enum Op {
     /// Promote: to the standby (`None`), or to a target (a no-op when it is
     /// already live).
-    Promote { to: Option<Target>, force: bool },
+    Promote {
+        to: Option<Target>,
+        force: bool,
+    },
     Rollback,
     Split(f64),
     Mirror(f64),
     /// A plan's abort back to `stable`.
-    Abort { stable: Color },
+    Abort {
+        stable: Color,
+    },
 }
 
 impl Op {
@@ -426,10 +361,11 @@ impl State {
                     None => self.active.other(),
                     Some(Target::Color(c)) => *c,
                     Some(Target::Version(label)) => {
-                        self.color_of(label.as_str())
-                            .ok_or_else(|| ControlError::UnknownVersion {
+                        self.color_of(label.as_str()).ok_or_else(|| {
+                            ControlError::UnknownVersion {
                                 version: label.to_string(),
-                            })?
+                            }
+                        })?
                     }
                 };
                 if target == self.active {

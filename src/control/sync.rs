@@ -17,3 +17,14 @@ pub(crate) use loom::sync::{Mutex, MutexGuard};
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// One turn of a wait for another thread's next store (a deploy between its
+/// slot store and its word publish). Under loom, a yield, so the model lets
+/// the other thread run instead of exploring the spin forever.
+#[inline]
+pub(crate) fn spin_wait() {
+    #[cfg(not(all(test, feature = "loom")))]
+    std::hint::spin_loop();
+    #[cfg(all(test, feature = "loom"))]
+    loom::thread::yield_now();
+}

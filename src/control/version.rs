@@ -7,7 +7,6 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use super::counters::{Block, InFlight, Lane};
-use super::state::ColorVersion;
 use crate::error::ConfigError;
 use crate::Color;
 
@@ -102,6 +101,76 @@ impl TryFrom<String> for VersionLabel {
     }
 }
 
+/// A color and the version it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ColorVersion {
+    /// The color.
+    pub color: Color,
+    /// The version in its slot.
+    pub version: VersionLabel,
+}
+
+impl fmt::Display for ColorVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.version, self.color)
+    }
+}
+
+impl ColorVersion {
+    /// Reads the value of the router's
+    /// [served-by header](crate::router::Builder::served_by_header),
+    /// `green; version=iris-v3`, as a client or a test would.
+    ///
+    /// ```
+    /// use tower_rollout::control::ColorVersion;
+    /// use tower_rollout::Color;
+    ///
+    /// let served = ColorVersion::from_served_by("green; version=iris-v3")?;
+    /// assert_eq!((served.color, served.version.as_str()), (Color::Green, "iris-v3"));
+    /// assert!(ColorVersion::from_served_by("green").is_err());
+    /// # Ok::<(), tower_rollout::control::ParseServedByError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ParseServedByError`] when the value is not a color, `;` and
+    /// `version=` with a valid [`VersionLabel`].
+    pub fn from_served_by(value: &str) -> Result<ColorVersion, ParseServedByError> {
+        let bad = || ParseServedByError {
+            value: value.chars().take(80).collect(),
+        };
+        let (color, rest) = value.split_once(';').ok_or_else(bad)?;
+        let label = rest.trim().strip_prefix("version=").ok_or_else(bad)?;
+        Ok(ColorVersion {
+            color: color.trim().parse().map_err(|_| bad())?,
+            version: VersionLabel::new(label).map_err(|_| bad())?,
+        })
+    }
+
+    /// The served-by header's value for this color and version.
+    pub fn served_by_value(&self) -> String {
+        format!("{}; version={}", self.color, self.version)
+    }
+}
+
+/// The error of [`ColorVersion::from_served_by`]: the value it could not read
+/// (its first 80 characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseServedByError {
+    value: String,
+}
+
+impl fmt::Display for ParseServedByError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "expected a served-by value such as `green; version=iris-v3`, got {:?}",
+            self.value
+        )
+    }
+}
+
+impl std::error::Error for ParseServedByError {}
+
 /// Tells loaded versions apart (labels can repeat over time).
 pub(crate) fn next_version_id() -> u64 {
     static IDS: AtomicU64 = AtomicU64::new(1);
@@ -167,7 +236,12 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    pub(crate) fn new(label: VersionLabel, id: u64, block: &'static Block, tags: Arc<Tags>) -> Live {
+    pub(crate) fn new(
+        label: VersionLabel,
+        id: u64,
+        block: &'static Block,
+        tags: Arc<Tags>,
+    ) -> Live {
         Live {
             label,
             id,
@@ -181,7 +255,11 @@ impl Live {
 
     /// Gives up the core's hold; the version is retired with `payload` (its
     /// service value) kept until it is idle.
-    pub(crate) fn retire(self, color: Color, payload: Option<Box<dyn std::any::Any + Send>>) -> Retiring {
+    pub(crate) fn retire(
+        self,
+        color: Color,
+        payload: Option<Box<dyn std::any::Any + Send>>,
+    ) -> Retiring {
         let Live {
             label,
             id,

@@ -40,4 +40,3 @@ impl Captured {
             .or_else(|| from(&self.headers))
     }
 }
-

@@ -22,11 +22,11 @@ use tower_service::Service;
 use tower::BoxError;
 
 use super::body::{CopyState, MirrorBody, RequestSample, Tee};
+use super::captured::Captured;
 use super::spawn::Spawn;
 use super::stats::{Outcome, Stats};
 use crate::control::{threshold as state_threshold, InFlight};
 use crate::error::ConfigError;
-use super::captured::Captured;
 use crate::RequestHead;
 
 type Predicate = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
@@ -187,13 +187,7 @@ impl Engine {
         TB: Body + Send + 'static,
         TB::Data: Send,
     {
-        self.copy_pair(
-            req,
-            shadow,
-            lane,
-            followup,
-            None::<(NoSecond, Followup)>,
-        )
+        self.copy_pair(req, shadow, lane, followup, None::<(NoSecond, Followup)>)
     }
 
     /// [`copy_with`](Self::copy_with), and a second copy of the same request

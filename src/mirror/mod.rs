@@ -90,6 +90,7 @@ pub(crate) mod captured;
 mod engine;
 mod layer;
 mod mode;
+mod outcome;
 mod service;
 mod spawn;
 mod stats;
@@ -97,10 +98,10 @@ mod telemetry;
 
 pub(crate) use body::RequestSample;
 pub use body::{CopyAborted, MirrorBody};
-pub use mode::Mirroring;
 pub use engine::Mirrored;
 pub(crate) use engine::{CopyStart, Engine, Followup, ShadowResult};
 pub use layer::{MirrorBuilder, MirrorHandle, MirrorLayer, DEFAULT_MARKER};
+pub use mode::Mirroring;
 pub use service::Mirror;
 #[cfg(feature = "idle")]
 pub use spawn::IdleSpawner;

@@ -75,8 +75,7 @@ where
         req: Request<B>,
         standby: S,
         lane: CopyLane<'_>,
-    ) -> (Request<MirrorBody<B>>, ())
-    {
+    ) -> (Request<MirrorBody<B>>, ()) {
         // The state moved since the request was admitted: no copy.
         let Some(lane) = lane.start() else {
             return (req.map(MirrorBody::new), ());

@@ -1,25 +1,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::stats::{Histogram, Percentiles};
+pub(crate) use super::outcome::Outcome;
+use super::outcome::OUTCOMES;
 use super::telemetry::MirrorTelemetry;
-
-/// How one sampled copy ended. Each copy gets exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Outcome {
-    Saturated = 1,
-    OverBudget,
-    ShadowSlow,
-    PrimaryEarly,
-    NoExecutor,
-    Completed,
-    Error,
-    Timeout,
-    Panic,
-}
-
-const OUTCOMES: usize = 9;
+use crate::stats::{Histogram, Percentiles};
 
 /// Live counters of one mirror engine.
 #[derive(Debug)]

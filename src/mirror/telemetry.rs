@@ -8,7 +8,7 @@ use std::time::Duration;
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Histogram, Label, Unit};
 
-use super::stats::Outcome as CopyOutcome;
+use super::outcome::Outcome as CopyOutcome;
 #[cfg(feature = "metrics")]
 use crate::telemetry::handles::{counter, histogram, labels};
 use crate::telemetry::{Name, Owner};
@@ -214,7 +214,6 @@ impl MirrorMetrics {
         }
     }
 }
-
 
 impl fmt::Debug for MirrorTelemetry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

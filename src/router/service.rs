@@ -111,7 +111,10 @@ enum NotReady<E> {
 
 /// A version's service, as the router calls it and copies requests to it:
 /// the bounds of the router's `Service` impl, in one place.
-pub(crate) trait Inner<R>: Service<R, Future: Send + 'static> + Clone + Send + 'static {}
+pub(crate) trait Inner<R>:
+    Service<R, Future: Send + 'static> + Clone + Send + 'static
+{
+}
 
 impl<T, R> Inner<R> for T where T: Service<R, Future: Send + 'static> + Clone + Send + 'static {}
 
@@ -194,7 +197,12 @@ impl<SB, SG, M> BlueGreenRouter<SB, SG, M> {
     }
 
     /// A router that owns its two services (made by a layer).
-    pub(crate) fn fixed(blue: SB, green: SG, shared: Arc<Shared<SB, SG, M>>, control: Arc<Control>) -> Self {
+    pub(crate) fn fixed(
+        blue: SB,
+        green: SG,
+        shared: Arc<Shared<SB, SG, M>>,
+        control: Arc<Control>,
+    ) -> Self {
         let flags = Flags::of(&shared.config, shared.telemetry.is_some());
         let (b, g) = {
             let st = control.state();
@@ -280,7 +288,11 @@ where
                 self.refresh(word.epoch());
             }
             // With a sticky key, `call` decides the color of each request.
-            let want = if self.flags.sticky { word.active() } else { word.pick() };
+            let want = if self.flags.sticky {
+                word.active()
+            } else {
+                word.pick()
+            };
             let color = match self.poll_color::<Req<M, B>>(want, cx) {
                 Polled::Ready => want,
                 Polled::Stale => continue,
@@ -309,7 +321,10 @@ where
 
     #[inline(never)]
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let pick = self.picked.as_ref().expect("poll_ready must be called first");
+        let pick = self
+            .picked
+            .as_ref()
+            .expect("poll_ready must be called first");
         if !self.flags.fast || pick.word.extras() {
             return self.call_other(req);
         }
@@ -403,7 +418,10 @@ impl<SB, SG, M: Mode> BlueGreenRouter<SB, SG, M> {
         RB: ResponseBody,
         B: RequestBody,
     {
-        let pick = self.picked.as_ref().expect("poll_ready must be called first");
+        let pick = self
+            .picked
+            .as_ref()
+            .expect("poll_ready must be called first");
         if self.flags.plain && pick.word.mirror() == 0 {
             return self.call_keyed(req);
         }
@@ -652,7 +670,7 @@ impl<SB, SG, M: Mode> BlueGreenRouter<SB, SG, M> {
         if pair.epoch != self.epoch {
             // A deploy stored its slots and has not published its word yet:
             // the caller reads the word again (a deploy publishes at once).
-            std::hint::spin_loop();
+            crate::control::spin_wait();
             return false;
         }
         slots.know_readiness(poll_erased::<SB, R>, poll_erased::<SG, R>);

@@ -7,9 +7,9 @@ use tower_layer::Layer;
 use super::capture::{Judge, Noise};
 use super::compare::Comparator;
 use super::report::{Exemplar, OnMismatch, Report, ShadowReport};
-use super::service::Shadowed;
+use super::service::{NoSecondary, Shadowed, Shared};
 use crate::error::ConfigError;
-use crate::mirror::{Engine, MirrorBuilder, MirrorLayer, MirrorStats};
+use crate::mirror::{MirrorBuilder, MirrorLayer, MirrorStats};
 use crate::telemetry::{Name, Owner};
 
 /// Sends sampled requests to a shadow too and compares its answers with the
@@ -21,34 +21,6 @@ pub struct ShadowComparator<T, U = NoSecondary> {
     shadow: T,
     secondary: Option<U>,
     shared: Arc<Shared>,
-}
-
-/// The secondary of a [`ShadowComparator`] without a noise floor. Never
-/// called.
-#[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
-pub struct NoSecondary;
-
-impl<R> tower_service::Service<R> for NoSecondary {
-    type Response = http::Response<String>;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: R) -> Self::Future {
-        std::future::ready(Ok(http::Response::new(String::new())))
-    }
-}
-
-pub(crate) struct Shared {
-    pub(crate) engine: Engine,
-    pub(crate) judge: Arc<Judge>,
 }
 
 impl<T> ShadowComparator<T> {

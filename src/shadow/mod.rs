@@ -66,6 +66,7 @@ mod compare;
 mod json;
 mod layer;
 mod mode;
+mod outcome;
 mod report;
 mod service;
 mod telemetry;
@@ -77,7 +78,7 @@ pub use capture::{Capture as PrimaryCapture, PendingCapture};
 pub use compare::{Captured, Comparator, Compare, FieldDiff, Verdict};
 #[cfg(feature = "json")]
 pub use json::JsonCompare;
-pub use layer::{CompareSettings, NoSecondary, ShadowBuilder, ShadowComparator, ShadowHandle};
+pub use layer::{CompareSettings, ShadowBuilder, ShadowComparator, ShadowHandle};
 pub use mode::Comparing;
 pub use report::{Exemplar, FieldNoise, NoiseReport, ShadowReport};
-pub use service::{ResponseFuture, Shadowed};
+pub use service::{NoSecondary, ResponseFuture, Shadowed};

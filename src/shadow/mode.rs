@@ -81,8 +81,7 @@ where
         req: Request<B>,
         standby: S,
         lane: CopyLane<'_>,
-    ) -> (Request<MirrorBody<B>>, Self::Pending)
-    {
+    ) -> (Request<MirrorBody<B>>, Self::Pending) {
         // The state moved since the request was admitted: no copy (and no
         // comparison counted).
         let Some(lane) = lane.start() else {

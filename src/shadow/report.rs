@@ -7,24 +7,10 @@ use std::time::{Duration, SystemTime};
 use http::{Method, Uri};
 
 use super::compare::{Captured, FieldDiff};
-use crate::stats::{Histogram, Percentiles};
+pub(crate) use super::outcome::Outcome;
+use super::outcome::OUTCOMES;
 use super::telemetry::CompareTelemetry;
-
-/// How one sampled comparison ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Match,
-    Mismatch,
-    ShadowError,
-    ShadowTimeout,
-    SkippedOverCap,
-    SkippedPrimaryFailed,
-    SkippedNotStarted,
-    SkippedDropped,
-    ComparatorPanic,
-}
-
-const OUTCOMES: usize = 9;
+use crate::stats::{Histogram, Percentiles};
 
 pub(crate) type OnMismatch = dyn Fn(&Exemplar) + Send + Sync;
 

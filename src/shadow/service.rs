@@ -11,10 +11,40 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::capture::{CompareBody, PendingCapture};
-use super::layer::{NoSecondary, Shared};
 use tower::BoxError;
 
-use crate::mirror::{CopyStart, MirrorBody};
+use super::capture::Judge;
+use crate::mirror::{CopyStart, Engine, MirrorBody};
+
+/// The secondary of a [`ShadowComparator`](super::ShadowComparator) without a noise floor. Never
+/// called.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct NoSecondary;
+
+impl<R> tower_service::Service<R> for NoSecondary {
+    type Response = http::Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: R) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(String::new())))
+    }
+}
+
+/// What a comparator's layer and its services share: the copies' engine and
+/// the judge of their answers.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) judge: Arc<Judge>,
+}
 
 /// A primary service whose sampled requests are also sent to a shadow and
 /// compared. Made by [`ShadowComparator`](super::ShadowComparator); see the

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use metrics::{Counter, Histogram, Label, Unit};
 
 use super::compare::FieldDiff;
-use super::report::Outcome as CompareOutcome;
+use super::outcome::Outcome as CompareOutcome;
 #[cfg(feature = "metrics")]
 use crate::telemetry::handles::{counter, histogram, labels};
 use crate::telemetry::{Name, Owner};
