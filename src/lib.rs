@@ -67,6 +67,8 @@ pub mod control;
 mod error;
 pub mod fleet;
 mod head;
+#[cfg(all(test, feature = "loom"))]
+mod loom_models;
 pub mod mirror;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

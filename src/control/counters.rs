@@ -38,14 +38,16 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-use super::meter::{Classifier, Meter};
+use super::meter::{Classifier, Meter, MEASURING, NO_CODE, UNMEASURED};
 use super::sync::{fence, lock, AtomicU64, Mutex, Ordering};
 
 /// Slots owned by one thread each. Threads beyond this share [`OVERFLOW`].
 #[cfg(not(all(test, feature = "loom")))]
 const SLOTS: usize = 64;
+/// In the loom models: one owned slot (the first thread's) and the shared
+/// one, so both paths are explored and the state space stays small.
 #[cfg(all(test, feature = "loom"))]
-const SLOTS: usize = 2;
+const SLOTS: usize = 1;
 /// The shared slot, written only with read-modify-write operations.
 const OVERFLOW: usize = SLOTS;
 
@@ -208,7 +210,9 @@ impl ThreadIndex {
 
 impl Drop for ThreadIndex {
     fn drop(&mut self) {
-        if self.0 < SLOTS {
+        // In the loom models a thread's index is not handed back: the main
+        // thread's would be after the model's statics are gone.
+        if self.0 < SLOTS && !cfg!(all(test, feature = "loom")) {
             lock(&FREE_INDICES).push(self.0);
         }
     }
@@ -409,6 +413,10 @@ impl Block {
     pub(crate) fn retire(&'static self, payload: Option<Box<dyn Any + Send>>) {
         *lock(&self.payload) = payload;
         let seen = self.state.fetch_or(ORPHANED, Ordering::SeqCst) | ORPHANED;
+        // The store-buffering pattern again, with the last end: either that
+        // end sees ORPHANED (and recycles), or the reads below see the end.
+        // Without the fence both could miss each other (found by loom).
+        fence(Ordering::SeqCst);
         self.try_recycle(seen);
     }
 
@@ -473,8 +481,12 @@ impl Block {
         }
         self.meter.reset();
         self.classify.store(None);
+        // A read-modify-write, not a store: it orders after a waiter's
+        // concurrent count change (which then fails its epoch check). loom
+        // needs it too: it can let a plain store slip before another
+        // thread's earlier RMW (tokio-rs/loom#389).
         self.state
-            .store((epoch + 1) << EPOCH_SHIFT, Ordering::SeqCst);
+            .swap((epoch + 1) << EPOCH_SHIFT, Ordering::SeqCst);
         // Waiters of the old owner resolve: nothing of that version is left.
         self.drain.wake(true);
         self.retire.wake(true);
@@ -501,17 +513,6 @@ fn sum(slots: &[Slot; SLOTS + 1], counter: impl Fn(&Slot) -> &AtomicU64) -> u64 
         acc.wrapping_add(counter(s).load(Ordering::Acquire))
     })
 }
-
-/// [`Admission::code`] when there is no gRPC status.
-pub(crate) const NO_CODE: i32 = i32::MIN;
-/// [`Admission::state`]: not measured at all.
-pub(crate) const UNMEASURED: u8 = 0;
-/// Measured, the response head seen, the outcome not classified yet.
-pub(crate) const MEASURING: u8 = 1;
-/// Measured and classified.
-pub(crate) const CLASSIFIED: u8 = 2;
-/// Set in the state of a gRPC response.
-pub(crate) const GRPC: u8 = 4;
 
 /// Counts one admitted request on its version until dropped, and carries what
 /// measuring needs at the end of the response (in the same 16 bytes): its

@@ -61,6 +61,22 @@ impl<S, R> Deployer<S, R> {
     }
 }
 
+impl<S: Send + Sync + 'static, R> Deployer<S, R> {
+    /// Installs `svc` (already ready) into `color` at once: a deploy without
+    /// the readiness wait, for the core's model-checking tests.
+    #[cfg(all(test, feature = "loom"))]
+    pub(crate) fn install_ready(
+        &self,
+        color: Color,
+        version: &str,
+        svc: S,
+    ) -> Result<Deployed, DeployError> {
+        let slots = self.slots.as_ref().ok_or(DeployError::NotDeployable)?;
+        let version = VersionLabel::new(version).map_err(DeployError::InvalidVersion)?;
+        install(&self.control, slots, color, version, svc, None)
+    }
+}
+
 impl<S, R> Clone for Deployer<S, R> {
     fn clone(&self) -> Self {
         Deployer {
@@ -187,23 +203,38 @@ where
             Ok(res) => res?,
             Err(_) => return Err(DeployError::Timeout { after: timeout }),
         }
-        let block = Block::acquire();
-        let id = next_version_id();
-        let committed = control.commit_deploy(color, version.clone(), block, id, expect, |epoch, tags| {
+        install(control, &slots, color, version, svc, expect)
+    }
+}
+
+/// Installs `svc`, ready, as `version` in `color`'s slot: the preconditions
+/// are checked again under the state lock, the slots swapped, then the new
+/// word published. The last step of a deploy, without the readiness wait.
+pub(crate) fn install<S: Send + Sync + 'static>(
+    control: &Control,
+    slots: &Slots<S, S>,
+    color: Color,
+    version: VersionLabel,
+    svc: S,
+    expect: Option<u64>,
+) -> Result<Deployed, DeployError> {
+    let block = Block::acquire();
+    let id = next_version_id();
+    let committed =
+        control.commit_deploy(color, version.clone(), block, id, expect, |epoch, tags| {
             Some(slots.swap(color, epoch, svc, id, block, tags))
         });
-        match committed {
-            Ok(d) => Ok(Deployed {
-                version,
-                color,
-                transition: d.transition,
-                retired: d.retired,
-            }),
-            Err(e) => {
-                // Never installed: nothing holds the block.
-                block.retire(None);
-                Err(e)
-            }
+    match committed {
+        Ok(d) => Ok(Deployed {
+            version,
+            color,
+            transition: d.transition,
+            retired: d.retired,
+        }),
+        Err(e) => {
+            // Never installed: nothing holds the block.
+            block.retire(None);
+            Err(e)
         }
     }
 }
