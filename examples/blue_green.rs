@@ -20,7 +20,8 @@ use tower_rollout::{BlueGreenRouter, Color};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Versions of a "model": v1 answers 'cat', v2 'tiger', v3 'lion'.
-    let version = |answer: &'static str| Router::new().route("/predict", get(move || async move { answer }));
+    let version =
+        |answer: &'static str| Router::new().route("/predict", get(move || async move { answer }));
 
     let (router, handle) = BlueGreenRouter::builder()
         .versions("v1", "v2")

@@ -630,9 +630,15 @@ impl Summary {
         }
         self.canary_v3.problems("v3", &mut p);
         only(&mut p, "after v3's promote", &self.after_v3, "v3");
-        let end = self.live_at_end.as_ref().map(|e| (e.color, e.version.as_str()));
+        let end = self
+            .live_at_end
+            .as_ref()
+            .map(|e| (e.color, e.version.as_str()));
         if end != Some((Color::Blue, "v3")) {
-            p.push(format!("live at the end: {:?}, not v3 on blue", self.live_at_end));
+            p.push(format!(
+                "live at the end: {:?}, not v3 on blue",
+                self.live_at_end
+            ));
         }
         p
     }
@@ -796,7 +802,10 @@ impl Tour<'_> {
         handle.mirror_standby(1.0)?;
         let served = self.round(prefix, n).await;
         let expected = before.total() + served.total();
-        until("the comparisons", || handle.shadow_report().total() >= expected).await?;
+        until("the comparisons", || {
+            handle.shadow_report().total() >= expected
+        })
+        .await?;
         handle.mirror_standby(0.0)?;
         let compared = Compared::between(&before, &handle.shadow_report());
         Ok((served, compared))
@@ -1001,7 +1010,10 @@ pub(crate) async fn run_walkthrough(
     )?;
 
     // 4. Promote while a request is in flight on blue, then drain blue.
-    writeln!(tour.out, "4. promote: green (v2) is live, v1 stays warm on blue")?;
+    writeln!(
+        tour.out,
+        "4. promote: green (v2) is live, v1 stays warm on blue"
+    )?;
     let blue_user = blue_user.ok_or("no canary user was on blue")?;
     let x = samples(1)[0];
     let json = serde_json::to_vec(&Features { features: x })?;
@@ -1113,7 +1125,10 @@ pub(crate) async fn run_walkthrough(
                 })?))?;
             let res = tower::ServiceExt::oneshot(svc, req).await?;
             if res.status() != http::StatusCode::OK {
-                return Err(DemoError::from(format!("warm-up answered {}", res.status())));
+                return Err(DemoError::from(format!(
+                    "warm-up answered {}",
+                    res.status()
+                )));
             }
             Ok(())
         })
@@ -1173,7 +1188,11 @@ pub(crate) async fn run_walkthrough(
     )?;
 
     // 8. A sticky canary of v3.
-    writeln!(tour.out, "8. canary of v3: handle.set_split({})", opts.canary)?;
+    writeln!(
+        tour.out,
+        "8. canary of v3: handle.set_split({})",
+        opts.canary
+    )?;
     handle.set_split(opts.canary)?;
     let (canary, _) = tour.canary("v3-user", opts.users, opts.canary, "v3").await;
     tour.summary.canary_v3 = canary;
@@ -1213,7 +1232,11 @@ pub(crate) async fn run_walkthrough(
             }
             TransitionKind::Deploy => {
                 let into = t.active.other();
-                let version = if into == Color::Blue { &t.blue } else { &t.green };
+                let version = if into == Color::Blue {
+                    &t.blue
+                } else {
+                    &t.green
+                };
                 format!("deploy {version} into {into}")
             }
             _ => t.kind.to_string(),

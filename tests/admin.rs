@@ -386,22 +386,41 @@ mod live {
         assert_eq!(predict(&client, addr, "/predict").await.0, "v2");
         // The same by version.
         let r = admin_post(&client, addr, "/promote", r#"{"version": "v2"}"#).await;
-        assert_eq!((r.status, &r.json["changed"]), (StatusCode::OK, &json!(false)));
+        assert_eq!(
+            (r.status, &r.json["changed"]),
+            (StatusCode::OK, &json!(false))
+        );
         let r = admin_post(&client, addr, "/promote", r#"{"version": "v1"}"#).await;
-        assert_eq!((r.status, &r.json["active"]), (StatusCode::OK, &json!("blue")));
+        assert_eq!(
+            (r.status, &r.json["active"]),
+            (StatusCode::OK, &json!("blue"))
+        );
         assert_eq!(r.json["generation"], 2);
         let r = admin_post(&client, addr, "/promote", r#"{"version": "v9"}"#).await;
-        assert_eq!((r.status, &r.json["reason"]), (StatusCode::CONFLICT, &json!("unknown_version")));
+        assert_eq!(
+            (r.status, &r.json["reason"]),
+            (StatusCode::CONFLICT, &json!("unknown_version"))
+        );
 
         // Compare-and-set: the generation the caller saw.
         let r = admin_post(&client, addr, "/promote", r#"{"expect_generation": 1}"#).await;
         assert_eq!(r.status, StatusCode::CONFLICT);
         assert_eq!(
-            (&r.json["reason"], &r.json["expected_generation"], &r.json["generation"]),
+            (
+                &r.json["reason"],
+                &r.json["expected_generation"],
+                &r.json["generation"]
+            ),
             (&json!("conflict"), &json!(1), &json!(2))
         );
         assert_eq!(handle.active(), Color::Blue, "the conflict changed nothing");
-        let r = admin_post(&client, addr, "/split", r#"{"fraction": 0.5, "expect_generation": 2}"#).await;
+        let r = admin_post(
+            &client,
+            addr,
+            "/split",
+            r#"{"fraction": 0.5, "expect_generation": 2}"#,
+        )
+        .await;
         assert_eq!((r.status, &r.json["split"]), (StatusCode::OK, &json!(0.5)));
         let r = admin_post(&client, addr, "/rollback", r#"{"expect_generation": 2}"#).await;
         assert_eq!(r.status, StatusCode::CONFLICT);
@@ -411,7 +430,10 @@ mod live {
         // A rollback with nothing to undo changes nothing.
         let generation = handle.generation();
         let r = admin_post(&client, addr, "/rollback", "").await;
-        assert_eq!((r.status, &r.json["changed"]), (StatusCode::OK, &json!(false)));
+        assert_eq!(
+            (r.status, &r.json["changed"]),
+            (StatusCode::OK, &json!(false))
+        );
         assert_eq!(handle.generation(), generation);
 
         // Bad conditions are 400 with the field named.

@@ -108,11 +108,19 @@ impl<B> Service<Request<B>> for Version {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let label = self.weights.label;
-        let wait = req.headers().get("x-wait").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let wait = req
+            .headers()
+            .get("x-wait")
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         let gates = self.gates.clone();
         Box::pin(async move {
             if let (Some(gates), Some(n)) = (gates, wait) {
-                gates.get(n).ok_or("no such gate")?.acquire().await?.forget();
+                gates
+                    .get(n)
+                    .ok_or("no such gate")?
+                    .acquire()
+                    .await?
+                    .forget();
             }
             Ok(Response::new(label.to_owned()))
         })
@@ -139,8 +147,8 @@ async fn ask(router: &mut Router) -> (ColorVersion, String) {
         .call(Request::new(String::new()))
         .await
         .unwrap();
-    let served = ColorVersion::from_served_by(res.headers()["x-served-by"].to_str().unwrap())
-        .unwrap();
+    let served =
+        ColorVersion::from_served_by(res.headers()["x-served-by"].to_str().unwrap()).unwrap();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (served, String::from_utf8(body.to_vec()).unwrap())
 }
@@ -184,7 +192,11 @@ async fn a_deploy_loads_the_standby_and_router_clones_pick_it_up_on_their_next_r
     assert_eq!(status.green.version, "v3");
     assert_eq!(status.green.readiness, Readiness::Ready);
     assert_eq!(status.green.served, 0, "the counters are the new version's");
-    assert_eq!(handle.active_version(), "v1", "the live version is untouched");
+    assert_eq!(
+        handle.active_version(),
+        "v1",
+        "the live version is untouched"
+    );
 
     // v2 is replaced but the old clone still holds a copy: not retired yet.
     let mut retired = deployed.retired();
@@ -192,11 +204,19 @@ async fn a_deploy_loads_the_standby_and_router_clones_pick_it_up_on_their_next_r
     assert_eq!(drops.count("v2"), 0);
     let retiring = &handle.status().retiring;
     assert_eq!(retiring.len(), 1);
-    assert_eq!((retiring[0].version.as_str(), retiring[0].holders), ("v2", 1));
+    assert_eq!(
+        (retiring[0].version.as_str(), retiring[0].holders),
+        ("v2", 1)
+    );
 
     // Its next request (to blue) swaps its copies: v2 is then dropped, once.
     assert_eq!(ask(&mut old_clone).await.1, "v1");
-    assert_eq!(tokio::time::timeout(Duration::from_secs(5), retired).await.unwrap(), "v2");
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), retired)
+            .await
+            .unwrap(),
+        "v2"
+    );
     assert_eq!(drops.list(), ["v2"]);
     assert!(handle.status().retiring.is_empty());
 
@@ -205,13 +225,20 @@ async fn a_deploy_loads_the_standby_and_router_clones_pick_it_up_on_their_next_r
     let mut new_clone = router.clone();
     for r in [&mut router, &mut old_clone, &mut new_clone] {
         let (served, body) = ask(r).await;
-        assert_eq!((served.color, served.version.as_str(), body.as_str()), (Color::Green, "v3", "v3"));
+        assert_eq!(
+            (served.color, served.version.as_str(), body.as_str()),
+            (Color::Green, "v3", "v3")
+        );
     }
     drop((router, old_clone, new_clone, deployer, handle));
     assert_eq!(drops.count("v2"), 1, "dropped exactly once");
     let mut all = drops.list();
     all.sort();
-    assert_eq!(all, ["v1", "v2", "v3"], "everything dropped with the router");
+    assert_eq!(
+        all,
+        ["v1", "v2", "v3"],
+        "everything dropped with the router"
+    );
 }
 
 #[tokio::test]
@@ -239,8 +266,14 @@ async fn deploys_that_would_disturb_traffic_are_refused_and_change_nothing() {
 
     // Into a standby that takes canary traffic.
     handle.set_split(0.1).unwrap();
-    let err = deployer.deploy("v3", Version::new("v3", &drops)).await.unwrap_err();
-    assert!(matches!(err, DeployError::CanaryRunning { split } if split == 0.1), "{err:?}");
+    let err = deployer
+        .deploy("v3", Version::new("v3", &drops))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DeployError::CanaryRunning { split } if split == 0.1),
+        "{err:?}"
+    );
     handle.set_split(0.0).unwrap();
     unchanged(&handle, 2);
 
@@ -251,7 +284,10 @@ async fn deploys_that_would_disturb_traffic_are_refused_and_change_nothing() {
         .unwrap()
         .start(&handle)
         .unwrap();
-    let err = deployer.deploy("v3", Version::new("v3", &drops)).await.unwrap_err();
+    let err = deployer
+        .deploy("v3", Version::new("v3", &drops))
+        .await
+        .unwrap_err();
     assert!(matches!(err, DeployError::PlanRunning), "{err:?}");
     assert!(handle.status().plan_running);
     assert!(plan.abort("the test is done with it"));
@@ -261,8 +297,14 @@ async fn deploys_that_would_disturb_traffic_are_refused_and_change_nothing() {
     let generation = handle.generation();
 
     // With the label of the live version.
-    let err = deployer.deploy("v1", Version::new("v1-again", &drops)).await.unwrap_err();
-    assert!(matches!(&err, DeployError::DuplicateVersion { version } if version == "v1"), "{err:?}");
+    let err = deployer
+        .deploy("v1", Version::new("v1-again", &drops))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeployError::DuplicateVersion { version } if version == "v1"),
+        "{err:?}"
+    );
 
     // Conditional, with a generation the state has moved from.
     let err = deployer
@@ -276,7 +318,10 @@ async fn deploys_that_would_disturb_traffic_are_refused_and_change_nothing() {
     );
 
     // Bad arguments.
-    let err = deployer.deploy("v 3", Version::new("v3", &drops)).await.unwrap_err();
+    let err = deployer
+        .deploy("v 3", Version::new("v3", &drops))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, DeployError::InvalidVersion(ConfigError::InvalidVersion { label }) if label == "v 3"),
         "{err:?}"
@@ -322,9 +367,17 @@ async fn a_version_that_never_becomes_ready_times_out_and_the_slot_keeps_what_it
     );
     assert_eq!(versions(&handle), ("v1".into(), "v2".into()));
     assert_eq!(handle.generation(), 0);
-    assert_eq!(drops.list(), ["v3"], "the new version was dropped, the old kept");
+    assert_eq!(
+        drops.list(),
+        ["v3"],
+        "the new version was dropped, the old kept"
+    );
     handle.set_split(1.0).unwrap();
-    assert_eq!(ask(&mut router).await.1, "v2", "the standby still serves v2");
+    assert_eq!(
+        ask(&mut router).await.1,
+        "v2",
+        "the standby still serves v2"
+    );
 }
 
 #[tokio::test]
@@ -372,7 +425,9 @@ async fn the_warm_up_runs_on_the_new_version_before_it_counts_as_deployed() {
             move |svc: Version| async move {
                 let res = svc.oneshot(Request::new(String::new())).await?;
                 // The router still has v2 in green while the warm-up runs.
-                seen.lock().unwrap().push((res.into_body(), versions(&handle)));
+                seen.lock()
+                    .unwrap()
+                    .push((res.into_body(), versions(&handle)));
                 Ok::<(), BoxError>(())
             }
         })
@@ -402,7 +457,12 @@ async fn the_replaced_version_is_dropped_once_after_its_last_request_and_copy() 
     let deployer = router.deployer::<String>();
     // A request admitted by v1 (blue), whose answer waits at the gate, and a
     // copy to v1 once it is the standby.
-    let wait = |gate: &str| Request::builder().header("x-wait", gate).body(String::new()).unwrap();
+    let wait = |gate: &str| {
+        Request::builder()
+            .header("x-wait", gate)
+            .body(String::new())
+            .unwrap()
+    };
     let held = tokio::spawn(router.clone().oneshot(wait("0")));
     while handle.in_flight(Color::Blue) == 0 {
         tokio::task::yield_now().await;
@@ -421,7 +481,10 @@ async fn the_replaced_version_is_dropped_once_after_its_last_request_and_copy() 
         .deploy("v3", Version::new("v3", &drops))
         .await
         .unwrap();
-    assert_eq!((deployed.color, deployed.replaced().as_str()), (Color::Blue, "v1"));
+    assert_eq!(
+        (deployed.color, deployed.replaced().as_str()),
+        (Color::Blue, "v1")
+    );
     let mut retired = deployed.retired();
     let status = handle.status();
     assert_eq!(status.blue.version, "v3");
@@ -435,7 +498,12 @@ async fn the_replaced_version_is_dropped_once_after_its_last_request_and_copy() 
 
     // The copy ends first: still one request.
     gates[1].add_permits(1);
-    while handle.status().retiring.first().is_some_and(|r| r.mirrored_in_flight > 0) {
+    while handle
+        .status()
+        .retiring
+        .first()
+        .is_some_and(|r| r.mirrored_in_flight > 0)
+    {
         tokio::task::yield_now().await;
     }
     assert!(poll_once(&mut retired).is_pending());
@@ -445,7 +513,9 @@ async fn the_replaced_version_is_dropped_once_after_its_last_request_and_copy() 
     gates[0].add_permits(1);
     let res = held.await.unwrap().unwrap();
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "v1");
-    let gone = tokio::time::timeout(Duration::from_secs(5), retired).await.unwrap();
+    let gone = tokio::time::timeout(Duration::from_secs(5), retired)
+        .await
+        .unwrap();
     assert_eq!(gone, "v1");
     assert_eq!(drops.list(), ["v1"]);
     assert!(handle.status().retiring.is_empty());
@@ -474,14 +544,19 @@ async fn rollback_returns_to_the_previous_version_only_while_it_is_loaded() {
     assert_eq!(ask(&mut router).await.1, "v3");
     let change = handle.rollback().unwrap();
     let t = change.transition().expect("a rollback that undoes");
-    assert_eq!((t.kind, t.active, t.version.as_str()), (TransitionKind::Rollback, Color::Green, "v2"));
+    assert_eq!(
+        (t.kind, t.active, t.version.as_str()),
+        (TransitionKind::Rollback, Color::Green, "v2")
+    );
     assert_eq!((t.from.color, t.from.version.as_str()), (Color::Blue, "v3"));
     assert_eq!(ask(&mut router).await.1, "v2");
 
     // A version no slot holds.
     assert_eq!(
         handle.promote_to_version("v1").unwrap_err(),
-        ControlError::UnknownVersion { version: "v1".into() }
+        ControlError::UnknownVersion {
+            version: "v1".into()
+        }
     );
 }
 
@@ -509,8 +584,14 @@ fn deploy_errors_explain_themselves() {
             DeployError::CanaryRunning { split: 0.25 },
             "the standby takes 0.25 of the traffic as a canary: set the split to 0 first",
         ),
-        (DeployError::PlanRunning, "a rollout plan runs on this router"),
-        (DeployError::InvalidTimeout, "the deploy timeout must be above zero"),
+        (
+            DeployError::PlanRunning,
+            "a rollout plan runs on this router",
+        ),
+        (
+            DeployError::InvalidTimeout,
+            "the deploy timeout must be above zero",
+        ),
     ];
     for (err, text) in cases {
         assert_eq!(err.to_string(), text);

@@ -80,7 +80,10 @@ async fn flipping_a_thousand_times_loses_no_request() {
                             Color::Green => format!("v2:{}", payload.len()),
                         };
                         assert_eq!(a.body, expect, "body from the color the header names");
-                        assert_eq!(a.body.split(|&b| b == b':').next().unwrap(), version.as_bytes());
+                        assert_eq!(
+                            a.body.split(|&b| b == b':').next().unwrap(),
+                            version.as_bytes()
+                        );
                         match color {
                             Color::Blue => blue += 1,
                             Color::Green => green += 1,

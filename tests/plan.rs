@@ -121,8 +121,12 @@ trait Router:
 
 impl<S, B> Router for S
 where
-    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible, Future: Send>
-        + Clone
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
         + Send,
     B: http_body::Body<Data = Bytes, Error: std::fmt::Debug> + Send,
 {

@@ -194,7 +194,10 @@ fn route(
     };
     let tx = respond(send);
     let res = assert_ready_ok!(fut.poll());
-    assert!(res.body().in_flight(), "the body keeps the request in flight");
+    assert!(
+        res.body().in_flight(),
+        "the body keeps the request in flight"
+    );
     (color, res, tx)
 }
 
@@ -431,7 +434,13 @@ fn promote_to_a_standby_that_is_not_ready_is_refused_unless_forced() {
     handle.set_split(0.0).unwrap();
     let err = handle.promote_to(Color::Blue).unwrap_err();
     assert!(
-        matches!(err, ControlError::NotReady { readiness: Readiness::Failed, .. }),
+        matches!(
+            err,
+            ControlError::NotReady {
+                readiness: Readiness::Failed,
+                ..
+            }
+        ),
         "{err}"
     );
     handle.force().promote_to(Color::Blue).unwrap();
@@ -689,7 +698,11 @@ fn served_by_header_and_extension_name_the_color_and_version() {
         let (seen, send) = take(to, &rid);
         assert_no_request(other);
         let served = seen.extensions().get::<ColorVersion>().unwrap();
-        assert_eq!((served.color, served.version.as_str()), (want, version), "{rid}");
+        assert_eq!(
+            (served.color, served.version.as_str()),
+            (want, version),
+            "{rid}"
+        );
         let _tx = respond(send);
         let res = assert_ready_ok!(fut.poll());
         assert_eq!(
@@ -703,7 +716,11 @@ fn served_by_header_and_extension_name_the_color_and_version() {
     handle.promote().unwrap();
     check(req("r2"), Color::Green, "iris-v2");
     // Through an override to the other color too.
-    check(req_with("r3", &[("x-rollout-color", "blue")]), Color::Blue, "iris-v1");
+    check(
+        req_with("r3", &[("x-rollout-color", "blue")]),
+        Color::Blue,
+        "iris-v1",
+    );
 
     // Both are off by default.
     let (blue, mut bh, green, _gh) = mocks();
@@ -1010,7 +1027,10 @@ fn control_calls_that_state_their_target_are_safe_to_repeat() {
     let t = handle.promote().unwrap();
     let t = t.transition().unwrap();
     assert_eq!((t.active, t.version.as_str()), (Color::Blue, "v1"));
-    assert_eq!((t.from.color, t.from.version.as_str()), (Color::Green, "v2"));
+    assert_eq!(
+        (t.from.color, t.from.version.as_str()),
+        (Color::Green, "v2")
+    );
 
     // Rollback says which version it returned to; with nothing to undo it
     // changes nothing (no generation bump, no transition).
@@ -1018,10 +1038,7 @@ fn control_calls_that_state_their_target_are_safe_to_repeat() {
     let t = back.transition().unwrap();
     assert_eq!((t.active, t.version.as_str()), (Color::Green, "v2"));
     let generation = handle.generation();
-    assert_eq!(
-        handle.rollback().unwrap(),
-        Change::Unchanged { generation }
-    );
+    assert_eq!(handle.rollback().unwrap(), Change::Unchanged { generation });
     assert_eq!(handle.status().history.len(), 3);
 
     // Setting a split to its value changes nothing either.
@@ -1060,8 +1077,13 @@ fn the_compare_and_set_form_fails_with_a_typed_conflict_when_the_state_moved() {
     assert_eq!(change.generation(), now + 1);
     // A target already reached is unchanged whatever the generation.
     assert_eq!(
-        handle.expect_generation(0).promote_to(Color::Green).unwrap(),
-        Change::Unchanged { generation: now + 1 }
+        handle
+            .expect_generation(0)
+            .promote_to(Color::Green)
+            .unwrap(),
+        Change::Unchanged {
+            generation: now + 1
+        }
     );
 }
 
@@ -1076,7 +1098,7 @@ fn generation_rises_and_history_is_bounded() {
 
     let mut active = Color::Blue;
     let mut previous = None;
-    let mut split = 0.0;
+    let mut split;
     let mut generation = 0;
     for i in 1..=150u64 {
         // Alternate the two handles: they share one state.
@@ -1111,7 +1133,9 @@ fn generation_rises_and_history_is_bounded() {
             }
         };
         generation += 1;
-        let t = change.transition().expect("every call here changes the state");
+        let t = change
+            .transition()
+            .expect("every call here changes the state");
         assert_eq!(t.generation, generation);
         assert_eq!(
             (t.kind, t.active, t.split),
@@ -1124,7 +1148,11 @@ fn generation_rises_and_history_is_bounded() {
         let st = handle.status();
         assert_eq!(st.generation, generation);
         assert_eq!((st.active, st.split), (active, split));
-        assert_eq!(st.history.len() as u64, generation.min(64), "history is bounded");
+        assert_eq!(
+            st.history.len() as u64,
+            generation.min(64),
+            "history is bounded"
+        );
         assert_eq!(st.history.last(), Some(t), "newest last");
         let first = generation + 1 - st.history.len() as u64;
         for (k, entry) in st.history.iter().enumerate() {

@@ -83,7 +83,11 @@ async fn client(
             .body(Full::new(Bytes::from(payload.clone())))
             .unwrap();
         let before = handle.generation();
-        let result = tokio::time::timeout(Duration::from_secs(10), support::send(&http, req, "x-served-by")).await;
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            support::send(&http, req, "x-served-by"),
+        )
+        .await;
         let after = handle.generation();
         let answer = match result {
             Ok(Ok(a)) => a,
@@ -175,8 +179,8 @@ async fn ten_versions_deployed_and_promoted_under_load() {
             .deploy(label.clone(), version(n, &drops))
             .warm_up(|svc: axum::Router| async move {
                 use tower::ServiceExt;
-                let req = http::Request::post("/predict")
-                    .body(axum::body::Body::from("warm-up"))?;
+                let req =
+                    http::Request::post("/predict").body(axum::body::Body::from("warm-up"))?;
                 let res = svc.oneshot(req).await?;
                 assert_eq!(res.status(), 200);
                 Ok::<(), tower::BoxError>(())
@@ -234,7 +238,10 @@ async fn ten_versions_deployed_and_promoted_under_load() {
     assert!(seen.len() as u64 >= (2 * DEPLOYS as u64 + 2) * BETWEEN_STEPS);
     // Every version took traffic while it was live.
     for n in 1..=2 + DEPLOYS {
-        assert!(per_version.contains_key(&format!("v{n}")), "v{n}: {per_version:?}");
+        assert!(
+            per_version.contains_key(&format!("v{n}")),
+            "v{n}: {per_version:?}"
+        );
     }
 
     // Each replaced version (v1 to v10) was retired, and its model dropped

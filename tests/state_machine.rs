@@ -95,7 +95,9 @@ impl<B> Service<Request<B>> for Inner {
         let extension = req
             .extensions()
             .get::<ColorVersion>()
-            .map_or("none".to_owned(), |s| format!("{}; version={}", s.color, s.version));
+            .map_or("none".to_owned(), |s| {
+                format!("{}; version={}", s.color, s.version)
+            });
         let res = Response::builder()
             .header("x-inner", self.version)
             .header("x-extension", extension)
@@ -122,16 +124,24 @@ enum Op {
     SetSplit(f64),
     /// Deploys the next label into the standby (or, with `into`, into that
     /// color, which fails when it is active).
-    Deploy { into: Option<Color> },
+    Deploy {
+        into: Option<Color>,
+    },
     /// Deploys a version with the active color's label: refused.
     DeployDuplicate,
     /// `poll_ready` now; the next `Admit` calls with this pick.
     PollReady,
     /// `poll_ready` (unless already polled) then `call`; the response body
     /// stays open. The user's key is sent when `send_key` is set.
-    Admit { user: u8, send_key: bool },
+    Admit {
+        user: u8,
+        send_key: bool,
+    },
     /// Ends one open body: reads it to its end, or drops it unread.
-    EndBody { which: Index, read: bool },
+    EndBody {
+        which: Index,
+        read: bool,
+    },
     /// Creates a drained future for a color and polls it once.
     Drained(Color),
     /// Drops one pending drained future.
@@ -362,7 +372,9 @@ fn run(sticky: bool, ops: &[Op]) -> Result<(), TestCaseError> {
         let h = sut.handles[step % 2].clone();
         match op {
             Op::Promote => {
-                let change = h.promote().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let change = h
+                    .promote()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let active = model.routing.active;
                 model.previous = Some((active, model.routing.version(active)));
                 model.routing.active = active.other();
@@ -384,7 +396,9 @@ fn run(sticky: bool, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             Op::Rollback => {
-                let change = h.rollback().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let change = h
+                    .rollback()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 // Back only to a color still holding the version it held.
                 let back = model
                     .previous
@@ -426,9 +440,15 @@ fn run(sticky: bool, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::DeployDuplicate => {
                 let active = model.routing.version(model.routing.active);
                 let (svc, track) = Inner::new(active);
-                let result = sut.runtime.block_on(async { sut.deployer.deploy(active, svc).await });
+                let result = sut
+                    .runtime
+                    .block_on(async { sut.deployer.deploy(active, svc).await });
                 prop_assert!(
-                    matches!(result, Err(DeployError::DuplicateVersion { .. }) | Err(DeployError::CanaryRunning { .. })),
+                    matches!(
+                        result,
+                        Err(DeployError::DuplicateVersion { .. })
+                            | Err(DeployError::CanaryRunning { .. })
+                    ),
                     "{:?}",
                     result.map(|d| d.version)
                 );
@@ -489,10 +509,20 @@ fn run(sticky: bool, ops: &[Op]) -> Result<(), TestCaseError> {
     drop((router, handles, deployer, open, watchers));
     for r in &mut replaced {
         prop_assert!(r.retired.poll().is_ready(), "{} never retired", r.version);
-        prop_assert_eq!(r.track.alive.load(Ordering::SeqCst), 0, "{} values alive", r.version);
+        prop_assert_eq!(
+            r.track.alive.load(Ordering::SeqCst),
+            0,
+            "{} values alive",
+            r.version
+        );
     }
     for (version, track) in tracks {
-        prop_assert_eq!(track.alive.load(Ordering::SeqCst), 0, "{} values alive", version);
+        prop_assert_eq!(
+            track.alive.load(Ordering::SeqCst),
+            0,
+            "{} values alive",
+            version
+        );
     }
     Ok(())
 }
@@ -515,11 +545,14 @@ fn idle(sut: &Sut, versions: &[String]) -> bool {
     let picked = Color::ALL.into_iter().any(|c| {
         let s = status.color(c);
         versions.contains(&s.version.to_string()) && s.in_flight > sut.open_on(s.version.as_str())
-    }) || status
-        .retiring
-        .iter()
-        .any(|r| versions.contains(&r.version.to_string()) && r.in_flight > sut.open_on(r.version.as_str()));
-    !picked && !sut.open.iter().any(|o| versions.iter().any(|v| v == o.version))
+    }) || status.retiring.iter().any(|r| {
+        versions.contains(&r.version.to_string()) && r.in_flight > sut.open_on(r.version.as_str())
+    });
+    !picked
+        && !sut
+            .open
+            .iter()
+            .any(|o| versions.iter().any(|v| v == o.version))
 }
 
 fn deploy(sut: &mut Sut, model: &mut Model, into: Option<Color>) -> Result<(), TestCaseError> {
@@ -575,7 +608,12 @@ fn deploy(sut: &mut Sut, model: &mut Model, into: Option<Color>) -> Result<(), T
             prop_assert_eq!(track.alive.load(Ordering::SeqCst), 0);
             model.deployed += 1;
         }
-        (Ok(d), Some(why)) => prop_assert!(false, "deploy of {} went through: expected {}", d.version, why),
+        (Ok(d), Some(why)) => prop_assert!(
+            false,
+            "deploy of {} went through: expected {}",
+            d.version,
+            why
+        ),
         (Err(e), None) => prop_assert!(false, "deploy refused: {}", e),
     }
     Ok(())
@@ -653,7 +691,10 @@ fn admit(
         .collect();
     prop_assert_eq!(called.len(), 1, "calls: {:?}", called);
     let version = called[0];
-    let color = match Color::ALL.into_iter().find(|&c| routing.version(c) == version) {
+    let color = match Color::ALL
+        .into_iter()
+        .find(|&c| routing.version(c) == version)
+    {
         Some(c) => c,
         None => {
             return Err(TestCaseError::fail(format!(
@@ -670,7 +711,10 @@ fn admit(
     );
     let named = format!("{color}; version={version}");
     for name in ["x-served-by", "x-extension"] {
-        let value = res.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let value = res
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned());
         prop_assert_eq!(value.as_deref(), Some(named.as_str()), "{}", name);
     }
     prop_assert_eq!(res.headers()["x-inner"].to_str().unwrap(), version);
@@ -750,7 +794,11 @@ fn check(sut: &mut Sut, model: &Model) -> Result<(), TestCaseError> {
         let served = called + (status.in_flight - open);
         prop_assert_eq!(status.served, served, "{} ({}) served", color, version);
         prop_assert_eq!(sut.tracks[version].calls.load(Ordering::SeqCst), called);
-        prop_assert!(sut.tracks[version].alive.load(Ordering::SeqCst) > 0, "{} loaded", version);
+        prop_assert!(
+            sut.tracks[version].alive.load(Ordering::SeqCst) > 0,
+            "{} loaded",
+            version
+        );
     }
     // Bodies of replaced versions count on those versions: in all, every
     // open body and the pick are in flight somewhere.
@@ -809,7 +857,11 @@ fn check(sut: &mut Sut, model: &Model) -> Result<(), TestCaseError> {
             // One of several versions going idle may wake it; it must not
             // resolve.
             if drained.is_woken() {
-                prop_assert!(drained.poll().is_pending(), "{} drained with bodies open", color);
+                prop_assert!(
+                    drained.poll().is_pending(),
+                    "{} drained with bodies open",
+                    color
+                );
             }
             still.push((color, versions, drained));
         } else {

@@ -251,11 +251,17 @@ fn requests_and_responses_are_counted_per_serving_color() {
 
         let m = metrics.read();
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=blue,name=split,version=blue}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=blue,name=split,version=blue}"
+            ),
             blue
         );
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=split,version=green}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=split,version=green}"
+            ),
             green
         );
         assert_eq!(
@@ -307,7 +313,10 @@ fn a_failing_inner_service_counts_as_error() {
         assert_eq!(counter(&m, &key("blue", "4xx")), 1);
         assert_eq!(counter(&m, &key("green", "error")), 2);
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=failing,version=green}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=failing,version=green}"
+            ),
             2
         );
     });
@@ -346,11 +355,17 @@ fn routers_in_one_process_are_told_apart_by_name() {
 
         let m = metrics.read();
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=blue,name=iris,version=blue}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=blue,name=iris,version=blue}"
+            ),
             3
         );
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=iris,version=green}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=iris,version=green}"
+            ),
             0
         );
         assert_eq!(
@@ -368,7 +383,10 @@ fn routers_in_one_process_are_told_apart_by_name() {
             0
         );
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=blue,name=default,version=blue}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=blue,name=default,version=blue}"
+            ),
             1
         );
         assert_eq!(
@@ -520,7 +538,10 @@ fn a_deploy_labels_the_new_versions_series_and_marks_the_old_one_replaced() {
             )
         };
         let m = metrics.read();
-        assert_eq!((info(&m, "blue", "v1"), info(&m, "green", "v2")), (1.0, 1.0));
+        assert_eq!(
+            (info(&m, "blue", "v1"), info(&m, "green", "v2")),
+            (1.0, 1.0)
+        );
 
         // v3 replaces v2 in the standby (green), then goes live.
         let deployed = router
@@ -542,7 +563,10 @@ fn a_deploy_labels_the_new_versions_series_and_marks_the_old_one_replaced() {
             1
         );
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=deploys,version=v3}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=deploys,version=v3}"
+            ),
             3
         );
         assert_eq!(
@@ -557,8 +581,15 @@ fn a_deploy_labels_the_new_versions_series_and_marks_the_old_one_replaced() {
             .with_message("rollout transition")
             .into_iter()
             .map(|e| {
-                ["kind", "from", "from_version", "to", "to_version", "replaced"]
-                    .map(|f| e.field(f).to_owned())
+                [
+                    "kind",
+                    "from",
+                    "from_version",
+                    "to",
+                    "to_version",
+                    "replaced",
+                ]
+                .map(|f| e.field(f).to_owned())
             })
             .collect();
         // A deploy leaves blue (v1) live and names the version that left.
@@ -873,11 +904,17 @@ fn the_routers_copies_and_comparisons_carry_its_name() {
         );
         let m = metrics.read();
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=blue,name=canary,version=blue}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=blue,name=canary,version=blue}"
+            ),
             4
         );
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=canary,version=green}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=canary,version=green}"
+            ),
             0,
             "copies are not requests"
         );

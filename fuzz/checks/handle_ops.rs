@@ -254,7 +254,11 @@ impl Run {
         let served = ColorVersion::from_served_by(res.headers()[SERVED_BY].to_str().unwrap())
             .expect("a served-by value");
         let color = served.color;
-        assert_eq!(served.version, color.as_str(), "each color keeps its version");
+        assert_eq!(
+            served.version,
+            color.as_str(),
+            "each color keeps its version"
+        );
         let m = &mut self.model;
         if m.split == 0.0 {
             assert_eq!(color, m.active, "split 0: the active color");
@@ -345,7 +349,12 @@ impl Run {
                 // Nothing to undo (no promote since the last rollback, no
                 // split): nothing changes.
                 if m.previous.is_none() && m.split == 0.0 {
-                    assert_eq!(change, Change::Unchanged { generation: m.generation });
+                    assert_eq!(
+                        change,
+                        Change::Unchanged {
+                            generation: m.generation
+                        }
+                    );
                 } else {
                     if let Some(p) = m.previous.take() {
                         m.active = p;

@@ -79,23 +79,18 @@ impl Value {
     }
 }
 
-type Svc = tower::util::BoxCloneSyncService<
-    Request<Full<Bytes>>,
-    Response<Full<Bytes>>,
-    Infallible,
->;
+type Svc =
+    tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
 
 /// A trivial, always ready version: answers with its color's name and echoes
 /// the request headers (so a request can try to smuggle a served-by header
 /// into the response).
 fn version(color: Color) -> Svc {
-    tower::util::BoxCloneSyncService::new(service_fn(
-        move |req: Request<Full<Bytes>>| {
-            let mut res = Response::new(Full::new(Bytes::from_static(color.as_str().as_bytes())));
-            *res.headers_mut() = req.headers().clone();
-            std::future::ready(Ok::<_, Infallible>(res))
-        },
-    ))
+    tower::util::BoxCloneSyncService::new(service_fn(move |req: Request<Full<Bytes>>| {
+        let mut res = Response::new(Full::new(Bytes::from_static(color.as_str().as_bytes())));
+        *res.headers_mut() = req.headers().clone();
+        std::future::ready(Ok::<_, Infallible>(res))
+    }))
 }
 
 /// What a request's override header asks for, by the documented rule:

@@ -43,8 +43,8 @@ use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
-use tower_rollout::shadow::{Captured, Comparator, CompareSettings, JsonCompare, ShadowReport};
 use tower_rollout::control::ColorVersion;
+use tower_rollout::shadow::{Captured, Comparator, CompareSettings, JsonCompare, ShadowReport};
 use tower_rollout::{BlueGreenRouter, Color, ConfigError, RolloutHandle};
 use tower_rollout_models::{samples, Model};
 

@@ -262,7 +262,10 @@ mod tests {
         assert_eq!(v["colors"]["blue"]["served"], 0);
 
         h.set_split(0.25).unwrap();
-        assert!(h.mirror_standby(0.5).is_err(), "a plain router does not mirror");
+        assert!(
+            h.mirror_standby(0.5).is_err(),
+            "a plain router does not mirror"
+        );
         h.promote().unwrap();
         let v = status_json(&h);
         assert_eq!(

@@ -394,7 +394,9 @@ impl Args {
         let fields = if bytes.iter().all(u8::is_ascii_whitespace) {
             serde_json::Map::new()
         } else {
-            match serde_json::from_slice::<Value>(bytes).map_err(|e| format!("invalid JSON: {e}"))? {
+            match serde_json::from_slice::<Value>(bytes)
+                .map_err(|e| format!("invalid JSON: {e}"))?
+            {
                 Value::Object(fields) => fields,
                 _ => return Err(r#"expected a JSON object such as {"fraction": 0.1}"#.into()),
             }
@@ -419,10 +421,9 @@ impl Args {
         }
         let mut args = Args::default();
         if let Some(v) = fields.get("expect_generation") {
-            args.expect = Some(
-                v.as_u64()
-                    .ok_or_else(|| format!("\"expect_generation\" must be a generation (a whole number), got {v}"))?,
-            );
+            args.expect = Some(v.as_u64().ok_or_else(|| {
+                format!("\"expect_generation\" must be a generation (a whole number), got {v}")
+            })?);
         }
         if let Some(v) = fields.get("force") {
             args.force = v
@@ -657,7 +658,10 @@ mod tests {
             (b"0.1", "expected a JSON object"),
             (b"{}", "missing field"),
             (b"{\"fracton\": 0.1}", "unknown field \"fracton\""),
-            (b"{\"fraction\": 0.1, \"expect_generation\": -1}", "a generation"),
+            (
+                b"{\"fraction\": 0.1, \"expect_generation\": -1}",
+                "a generation",
+            ),
             (b"{\"fraction\": 0.1, \"x\": 1}", "unknown field \"x\""),
             (b"{\"fraction\": \"0.1\"}", "must be a number"),
             (b"{\"fraction\": null}", "must be a number"),

@@ -270,7 +270,8 @@ where
             }
             Color::Green => {
                 let ready = *self.ready_green.get()?;
-                (pair.green.id() == id).then(|| poll_once(pair.green.occupant.svc.clone(), ready))?
+                (pair.green.id() == id)
+                    .then(|| poll_once(pair.green.occupant.svc.clone(), ready))?
             }
         };
         Some(res)

@@ -159,7 +159,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(Word::pack(Color::Blue, 0, 0, false, EPOCH_MASK + 1).epoch(), 0);
+        assert_eq!(
+            Word::pack(Color::Blue, 0, 0, false, EPOCH_MASK + 1).epoch(),
+            0
+        );
     }
 
     #[test]

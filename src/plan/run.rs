@@ -699,6 +699,8 @@ impl RolloutHandle {
 
     /// The status of the rollout plan running (or last run) on this router.
     pub fn plan_status(&self) -> Option<PlanStatus> {
-        self.control.attached::<Shared>().map(|shared| shared.status())
+        self.control
+            .attached::<Shared>()
+            .map(|shared| shared.status())
     }
 }

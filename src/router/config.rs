@@ -5,7 +5,9 @@ use http::{HeaderName, Request};
 
 use super::mode::{Mode, Plain};
 use super::{BlueGreenLayer, BlueGreenRouter};
-use crate::control::{Classifier, Control, Finished, Initial, Observer, RolloutHandle, VersionLabel};
+use crate::control::{
+    Classifier, Control, Finished, Initial, Observer, RolloutHandle, VersionLabel,
+};
 use crate::error::{header_name, ConfigError};
 use crate::telemetry::{Name, RouterTelemetry};
 use crate::{Color, RequestHead};
@@ -373,13 +375,14 @@ impl Config {
     #[inline]
     pub(crate) fn sticky_bucket<B>(&self, req: &Request<B>) -> Option<u32> {
         let hash = match self.sticky.as_ref()? {
-            StickyKey::Header(name) => sticky_hash(crate::head::header(req.headers(), name)?.as_bytes()),
+            StickyKey::Header(name) => {
+                sticky_hash(crate::head::header(req.headers(), name)?.as_bytes())
+            }
             StickyKey::Fn(f) => mix(f(&RequestHead::of(req))?),
         };
         Some(bucket(hash))
     }
 }
-
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -215,7 +215,10 @@ where
             if let Some((name, value)) = served_by.as_ref().and_then(|t| t.served_by.as_ref()) {
                 head.headers.insert(name.clone(), value.clone());
             }
-            Ok(Response::from_parts(head, RolloutBody::new(body, guard, capture)))
+            Ok(Response::from_parts(
+                head,
+                RolloutBody::new(body, guard, capture),
+            ))
         }
         Err(e) => {
             // The request is no longer in flight.

@@ -94,8 +94,8 @@ pub use body::RolloutBody;
 pub use config::{sticky_hash, Builder};
 pub use future::ResponseFuture;
 pub use layer::BlueGreenLayer;
+pub(crate) use mode::sealed;
 #[doc(hidden)]
 pub use mode::{Capture, CopyLane, NoCapture};
-pub(crate) use mode::sealed;
 pub use mode::{CopyTo, Mode, ModeFor, Plain};
 pub use service::BlueGreenRouter;

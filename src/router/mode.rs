@@ -70,7 +70,12 @@ pub trait CopyTo<B, S>: ModeFor<B> {
     /// Copies `req` to `standby` (a clone of its service) if the mode's
     /// bounds allow it now; `lane` counts the copy on the standby's version.
     #[doc(hidden)]
-    fn copy(&self, req: Request<B>, standby: S, lane: CopyLane<'_>) -> (Request<Self::Body>, Self::Pending);
+    fn copy(
+        &self,
+        req: Request<B>,
+        standby: S,
+        lane: CopyLane<'_>,
+    ) -> (Request<Self::Body>, Self::Pending);
 }
 
 /// The comparison's copy of a response body, frame by frame.

@@ -106,7 +106,12 @@ impl Router {
     }
 
     /// `version` was loaded into `color`, replacing `replaced`.
-    pub(super) fn loaded(&self, color: Color, version: &VersionLabel, replaced: Option<&VersionLabel>) {
+    pub(super) fn loaded(
+        &self,
+        color: Color,
+        version: &VersionLabel,
+        replaced: Option<&VersionLabel>,
+    ) {
         let info = |v: &VersionLabel| {
             let mut l = labels(&self.name, &[("color", color.as_str())]);
             l.push(Label::new("version", v.to_string()));

@@ -3,7 +3,6 @@
 #[cfg(feature = "metrics")]
 use http::StatusCode;
 
-
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 pub(super) fn kind_label(kind: crate::control::TransitionKind) -> (usize, &'static str) {
     use crate::control::TransitionKind;
@@ -52,7 +51,14 @@ mod tests {
     #[test]
     fn every_kind_has_its_own_index() {
         use crate::control::TransitionKind as K;
-        let all = [K::Promote, K::Rollback, K::Split, K::Mirror, K::Abort, K::Deploy];
+        let all = [
+            K::Promote,
+            K::Rollback,
+            K::Split,
+            K::Mirror,
+            K::Abort,
+            K::Deploy,
+        ];
         for (i, k) in all.into_iter().enumerate() {
             assert_eq!(kind_label(k), (i, KINDS[i]));
             assert_eq!(k.as_str(), KINDS[i]);
