@@ -148,6 +148,9 @@ where
     }
 }
 
+/// What the response future yields for an inner response body `RB`.
+type Routed<RB, M, E> = Poll<Result<Response<RolloutBody<RB, <M as Mode>::Capture>>, E>>;
+
 /// The inner future's outcome, with the admission moved into the body. The
 /// plain case is decided before the response is looked at, so it moves only
 /// once.
@@ -155,7 +158,7 @@ where
 fn finish<RB, E, M>(
     polled: Poll<Result<Response<RB>, E>>,
     state: &mut Option<Admitted<M>>,
-) -> Poll<Result<Response<RolloutBody<RB, M::Capture>>, E>>
+) -> Routed<RB, M, E>
 where
     M: Mode,
     RB: http_body::Body,
@@ -175,7 +178,7 @@ where
 fn finish_with_extras<RB, E, M>(
     polled: Poll<Result<Response<RB>, E>>,
     state: &mut Option<Admitted<M>>,
-) -> Poll<Result<Response<RolloutBody<RB, M::Capture>>, E>>
+) -> Routed<RB, M, E>
 where
     M: Mode,
     RB: http_body::Body,
