@@ -99,7 +99,7 @@ mod telemetry;
 pub(crate) use body::RequestSample;
 pub use body::{CopyAborted, MirrorBody};
 pub use engine::Mirrored;
-pub(crate) use engine::{CopyStart, Engine, Followup, ShadowResult};
+pub(crate) use engine::{CopyStart, Engine, Followup, Second, ShadowResult};
 pub use layer::{MirrorBuilder, MirrorHandle, MirrorLayer, DEFAULT_MARKER};
 pub use mode::Mirroring;
 pub use service::Mirror;

@@ -14,7 +14,7 @@ use super::engine::Engine;
 use super::layer::MirrorBuilder;
 use super::stats::MirrorStats;
 use crate::control::RolloutHandle;
-use crate::router::{self, sealed, CopyLane, CopyTo, Mode, ModeFor, NoCapture, Plain};
+use crate::router::{self, sealed, Copied, CopyLane, CopyTo, Mode, ModeFor, NoCapture, Plain};
 use crate::telemetry::Owner;
 
 /// The [`Mode`] of a router built with
@@ -75,12 +75,15 @@ where
         req: Request<B>,
         standby: S,
         lane: CopyLane<'_>,
-    ) -> (Request<MirrorBody<B>>, ()) {
+    ) -> Copied<Request<MirrorBody<B>>, ()> {
         // The state moved since the request was admitted: no copy.
         let Some(lane) = lane.start() else {
-            return (req.map(MirrorBody::new), ());
+            return Copied::new(req.map(MirrorBody::new), ());
         };
-        (self.engine.copy_with(req, standby, Some(lane), None).0, ())
+        Copied::new(
+            self.engine.copy_with(req, standby, Some(lane), None).req,
+            (),
+        )
     }
 }
 

@@ -97,5 +97,5 @@ pub use layer::BlueGreenLayer;
 pub(crate) use mode::sealed;
 #[doc(hidden)]
 pub use mode::{Capture, CopyLane, NoCapture};
-pub use mode::{CopyTo, Mode, ModeFor, Plain};
+pub use mode::{Copied, CopyTo, Mode, ModeFor, Plain};
 pub use service::BlueGreenRouter;

@@ -75,7 +75,26 @@ pub trait CopyTo<B, S>: ModeFor<B> {
         req: Request<B>,
         standby: S,
         lane: CopyLane<'_>,
-    ) -> (Request<Self::Body>, Self::Pending);
+    ) -> Copied<Request<Self::Body>, Self::Pending>;
+}
+
+/// The primary's request after [`CopyTo::copy`], and what waits for the
+/// copy's outcome.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Copied<R, P> {
+    /// The request to send to the primary.
+    pub req: R,
+    /// What the response future keeps for the copy (a capture, or nothing).
+    pub pending: P,
+}
+
+impl<R, P> Copied<R, P> {
+    /// Both parts.
+    #[inline]
+    pub fn new(req: R, pending: P) -> Self {
+        Copied { req, pending }
+    }
 }
 
 /// The comparison's copy of a response body, frame by frame.
@@ -126,8 +145,8 @@ impl<B> ModeFor<B> for Plain {
 
 impl<B, S> CopyTo<B, S> for Plain {
     #[inline]
-    fn copy(&self, req: Request<B>, _: S, _: CopyLane<'_>) -> (Request<B>, ()) {
-        (req, ())
+    fn copy(&self, req: Request<B>, _: S, _: CopyLane<'_>) -> Copied<Request<B>, ()> {
+        Copied::new(req, ())
     }
 }
 

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::body::RolloutBody;
 use super::config::{Builder, Config, Parts};
 use super::future::{Extra, ResponseFuture};
-use super::mode::{CopyLane, CopyTo, Mode, ModeFor, Plain};
+use super::mode::{Copied, CopyLane, CopyTo, Mode, ModeFor, Plain};
 use super::BlueGreenLayer;
 use crate::control::{
     attach_prober, hit, Admission, Block, Cached, Control, Probe, Readiness, RolloutHandle, Slots,
@@ -473,10 +473,10 @@ impl<SB, SG, M: Mode> BlueGreenRouter<SB, SG, M> {
             && !forced
             && pick.color == pick.word.active()
             && hit(pick.word.mirror());
-        let (req, pending) = if mirrored {
+        let Copied { req, pending } = if mirrored {
             self.copy(req, &pick)
         } else {
-            (M::plain(req), M::Pending::default())
+            Copied::new(M::plain(req), M::Pending::default())
         };
         // Entered until the response future is made: the inner `call` runs
         // in the request's span.
@@ -599,7 +599,7 @@ impl<SB, SG, M: Mode> BlueGreenRouter<SB, SG, M> {
     /// Starts a copy of `req` to the standby (the copy is counted on the
     /// standby's version only if the state has not moved since admission).
     #[cold]
-    fn copy<B, RB>(&mut self, req: Request<B>, pick: &Pick) -> (Request<M::Body>, M::Pending)
+    fn copy<B, RB>(&mut self, req: Request<B>, pick: &Pick) -> Copied<Request<M::Body>, M::Pending>
     where
         M: CopyTo<B, SB> + CopyTo<B, SG>,
         SB: Inner<Request<M::Body>, Response = Response<RB>>,
@@ -609,7 +609,7 @@ impl<SB, SG, M: Mode> BlueGreenRouter<SB, SG, M> {
     {
         let standby = pick.color.other();
         if !self.ensure::<Request<M::Body>>(standby) {
-            return (M::plain(req), M::Pending::default());
+            return Copied::new(M::plain(req), M::Pending::default());
         }
         let control = &*self.control;
         let mode = &self.shared.mode;

@@ -56,15 +56,20 @@ pub(crate) struct NoiseCounts {
     pub(crate) noise: std::collections::HashMap<String, u64>,
 }
 
+/// A comparison started by [`Judge::start`].
+pub(crate) struct Started {
+    /// The follow-up for the shadow's task.
+    pub(crate) shadow: Followup,
+    /// The capture of the primary's answer.
+    pub(crate) capture: Box<PendingCapture>,
+    /// With a noise floor, the follow-up for the secondary's task.
+    pub(crate) secondary: Option<Followup>,
+}
+
 impl Judge {
-    /// The follow-up for the shadow's task and the capture for the primary.
-    /// The follow-up for the shadow's task, the capture for the primary, and
-    /// (with a noise floor) the follow-up for the secondary's task.
-    pub(crate) fn start(
-        self: &Arc<Self>,
-        method: &Method,
-        uri: &Uri,
-    ) -> (Followup, Box<PendingCapture>, Option<Followup>) {
+    /// Starts one comparison: the follow-ups of the copies and the capture
+    /// of the primary's answer.
+    pub(crate) fn start(self: &Arc<Self>, method: &Method, uri: &Uri) -> Started {
         let (tx, rx) = oneshot::channel();
         let request = RequestSample::default();
         let (second, second_rx) = match self.noise {
@@ -101,20 +106,20 @@ impl Judge {
                 guard.disarm();
             })
         };
-        (
-            Followup {
+        Started {
+            shadow: Followup {
                 cap: self.cap,
                 request,
                 then: Box::new(then),
                 began: Some(began),
             },
-            Box::new(PendingCapture {
+            capture: Box::new(PendingCapture {
                 tx,
                 cap: self.cap,
                 start: Instant::now(),
             }),
-            second,
-        )
+            secondary: second,
+        }
     }
 
     async fn settle(

@@ -14,7 +14,7 @@ use super::layer::CompareSettings;
 use super::report::ShadowReport;
 use crate::control::RolloutHandle;
 use crate::mirror::{CopyStart, Engine, MirrorBody};
-use crate::router::{self, sealed, CopyLane, CopyTo, Mode, ModeFor, Plain};
+use crate::router::{self, sealed, Copied, CopyLane, CopyTo, Mode, ModeFor, Plain};
 use crate::telemetry::Owner;
 
 /// The [`Mode`] of a router built with
@@ -81,21 +81,21 @@ where
         req: Request<B>,
         standby: S,
         lane: CopyLane<'_>,
-    ) -> (Request<MirrorBody<B>>, Self::Pending) {
+    ) -> Copied<Request<MirrorBody<B>>, Self::Pending> {
         // The state moved since the request was admitted: no copy (and no
         // comparison counted).
         let Some(lane) = lane.start() else {
-            return (req.map(MirrorBody::new), None);
+            return Copied::new(req.map(MirrorBody::new), None);
         };
         // No noise floor through the router: it has no secondary.
-        let (followup, pending, _) = self.judge.start(req.method(), req.uri());
-        let (req, started) = self
+        let started = self.judge.start(req.method(), req.uri());
+        let teed = self
             .engine
-            .copy_with(req, standby, Some(lane), Some(followup));
-        match started {
-            CopyStart::Started => (req, Some(pending)),
+            .copy_with(req, standby, Some(lane), Some(started.shadow));
+        match teed.start {
+            CopyStart::Started => Copied::new(teed.req, Some(started.capture)),
             // Counted by the dropped follow-up (skipped_not_started).
-            CopyStart::NotChosen | CopyStart::NotStarted => (req, None),
+            CopyStart::NotChosen | CopyStart::NotStarted => Copied::new(teed.req, None),
         }
     }
 }

@@ -14,7 +14,7 @@ use super::capture::{CompareBody, PendingCapture};
 use tower::BoxError;
 
 use super::capture::Judge;
-use crate::mirror::{CopyStart, Engine, MirrorBody};
+use crate::mirror::{CopyStart, Engine, MirrorBody, Second};
 
 /// The secondary of a [`ShadowComparator`](super::ShadowComparator) without a noise floor. Never
 /// called.
@@ -102,19 +102,27 @@ where
         if !self.shared.engine.sample_hit() {
             return ResponseFuture::new(self.primary.call(req.map(MirrorBody::new)), None);
         }
-        let (followup, pending, second) = self.shared.judge.start(req.method(), req.uri());
-        let second = second.and_then(|f| Some((self.secondary.clone()?, f)));
-        let (req, started) =
-            self.shared
-                .engine
-                .copy_pair(req, self.shadow.clone(), None, Some(followup), second);
-        let pending = match started {
-            CopyStart::Started => Some(pending),
+        let started = self.shared.judge.start(req.method(), req.uri());
+        let second = started.secondary.and_then(|followup| {
+            Some(Second {
+                svc: self.secondary.clone()?,
+                followup,
+            })
+        });
+        let teed = self.shared.engine.copy_pair(
+            req,
+            self.shadow.clone(),
+            None,
+            Some(started.shadow),
+            second,
+        );
+        let pending = match teed.start {
+            CopyStart::Started => Some(started.capture),
             CopyStart::NotChosen => None,
             // Counted by the dropped follow-up (skipped_not_started).
             CopyStart::NotStarted => None,
         };
-        ResponseFuture::new(self.primary.call(req), pending)
+        ResponseFuture::new(self.primary.call(teed.req), pending)
     }
 }
 
