@@ -866,9 +866,17 @@ fn print_report(out: &mut dyn Write, r: &ShadowReport) -> std::io::Result<()> {
     if let Some((e, d)) = label_diff {
         let x = serde_json::from_slice::<Features>(&e.request)
             .map_or_else(|_| "?".into(), |f| format!("{:?}", f.features));
+        // The sides' names come from the report, which keeps them per pair.
+        let (live, candidate) = match &e.versions {
+            Some(v) => (
+                format!("{} ({})", v.primary.version, v.primary.color),
+                format!("{} ({})", v.shadow.version, v.shadow.color),
+            ),
+            None => ("the live version".into(), "the candidate".into()),
+        };
         writeln!(
             out,
-            "   e.g. features {x}: the live version says {}, the candidate says {}",
+            "   e.g. features {x}: {live} says {}, {candidate} says {}",
             d.primary, d.shadow
         )?;
     }

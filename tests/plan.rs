@@ -428,7 +428,23 @@ async fn a_candidate_that_disagrees_with_the_shadow_comparison_never_serves_a_us
     assert!(phases(&run)
         .iter()
         .any(|p| matches!(p, Phase::Mirror { .. })));
-    assert!(s.handle.shadow_report().matched >= 100);
+    // The comparison of the mirror phase is blue's (v1) against green's;
+    // the promote started a new pair, which has compared nothing.
+    let reports = s.handle.shadow_reports();
+    let mirrored = reports
+        .iter()
+        .find(|r| r.versions.as_ref().map(|v| v.primary.color) == Some(Color::Blue))
+        .expect("the mirror phase's pair is kept");
+    assert_eq!(
+        mirrored.versions.as_ref().unwrap().shadow.color,
+        Color::Green
+    );
+    assert!(mirrored.matched >= 100, "{mirrored:?}");
+    assert_eq!(
+        s.handle.shadow_report().total(),
+        0,
+        "a new pair after the promote"
+    );
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
-use crate::control::{ColorStatus, RetiringStatus, Transition};
+use crate::control::{ColorStatus, ColorVersion, RetiringStatus, Transition};
 use crate::mirror::MirrorStats;
 use crate::plan::{Phase, PlanEvent, PlanOutcome, PlanStatus, Verdict};
 use crate::shadow::ShadowReport;
@@ -34,6 +34,7 @@ pub(crate) fn status_json(handle: &RolloutHandle) -> Value {
         "transitions": status.history.iter().map(transition_json).collect::<Vec<_>>(),
         "mirror_stats": mirror_json(&handle.mirror_stats()),
         "comparison": report_json(&handle.shadow_report()),
+        "comparisons": handle.shadow_reports().iter().map(report_json).collect::<Vec<_>>(),
         "measuring": status.measuring,
         "plan_running": status.plan_running,
         "plan": handle.plan_status().as_ref().map(plan_json),
@@ -198,7 +199,13 @@ fn report_json(r: &ShadowReport) -> Value {
         .iter()
         .map(|(field, count)| json!({ "field": field, "count": count }))
         .collect();
+    let side =
+        |c: &ColorVersion| json!({ "color": c.color.as_str(), "version": c.version.as_str() });
     json!({
+        "versions": r.versions.as_ref().map(|v| json!({
+            "primary": side(&v.primary),
+            "shadow": side(&v.shadow),
+        })),
         "total": r.total(),
         "matched": r.matched,
         "mismatched": r.mismatched,
@@ -300,6 +307,16 @@ mod tests {
             mismatched: 1,
             skipped_not_started: 2,
             field_mismatches: vec![("/label".into(), 1)],
+            versions: Some(crate::shadow::ComparedVersions::new(
+                ColorVersion {
+                    color: crate::Color::Green,
+                    version: crate::control::VersionLabel::new("iris-v3").unwrap(),
+                },
+                ColorVersion {
+                    color: crate::Color::Blue,
+                    version: crate::control::VersionLabel::new("iris-v2").unwrap(),
+                },
+            )),
             primary_latency: Percentiles {
                 count: 4,
                 p50: Some(Duration::from_micros(120)),
@@ -309,6 +326,13 @@ mod tests {
             ..Default::default()
         };
         let v = report_json(&report);
+        assert_eq!(
+            v["versions"],
+            json!({
+                "primary": { "color": "green", "version": "iris-v3" },
+                "shadow": { "color": "blue", "version": "iris-v2" },
+            })
+        );
         assert_eq!(v["total"], 6);
         assert_eq!(v["agreement_rate"], 0.75);
         assert_eq!(v["skipped"]["not_started"], 2);

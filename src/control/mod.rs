@@ -94,4 +94,4 @@ pub use state::{Change, ControlError, Target, Transition, TransitionKind};
 pub(crate) use sync::spin_wait;
 pub(crate) use version::Tags;
 pub use version::{ColorVersion, ParseServedByError, Readiness, VersionLabel};
-pub(crate) use word::{hit, threshold, Word};
+pub(crate) use word::{hit, threshold, Word, EPOCH_MASK};

@@ -50,7 +50,7 @@ struct Runner {
     last_tick: Instant,
     /// Measurements and shadow counts when the phase began.
     window_start: Measurements,
-    shadow_start: (u64, u64),
+    shadow_start: ShadowCounts,
     plan_start: Measurements,
     /// The stable color's measurements from the plan's start to the promote:
     /// the latency baseline after it.
@@ -118,7 +118,7 @@ pub(super) fn start(plan: RolloutPlan, handle: &RolloutHandle) -> Result<PlanRun
             at: At::Done,
             last_tick: now,
             window_start: snapshot.clone(),
-            shadow_start: (0, 0),
+            shadow_start: ShadowCounts::default(),
             plan_start: snapshot,
             baseline: None,
             generation,
@@ -212,10 +212,10 @@ impl Shared {
         let handle = RolloutHandle::new(control.clone());
         let measured = handle.measurements();
         let window = measured.since(&r.window_start);
-        let (matched, mismatched) = shadow_counts(&control);
+        let now = shadow_counts(&control);
         let (matched, mismatched) = (
-            matched.saturating_sub(r.shadow_start.0),
-            mismatched.saturating_sub(r.shadow_start.1),
+            now.matched.saturating_sub(r.shadow_start.matched),
+            now.mismatched.saturating_sub(r.shadow_start.mismatched),
         );
         let input = CheckInput {
             phase: &r.status.phase,
@@ -463,13 +463,24 @@ fn mirror(handle: &RolloutHandle, fraction: f64, generation: u64) -> u64 {
         .unwrap_or(generation)
 }
 
-fn shadow_counts(control: &Control) -> (u64, u64) {
-    match control.attached::<Judge>() {
-        Some(judge) => {
-            let report = judge.report.snapshot();
-            (report.matched, report.mismatched)
-        }
-        None => (0, 0),
+/// The comparison's counts, at a phase's start or now.
+#[derive(Debug, Clone, Copy, Default)]
+struct ShadowCounts {
+    matched: u64,
+    mismatched: u64,
+}
+
+fn shadow_counts(control: &Control) -> ShadowCounts {
+    // The pair compared now (the plan's candidate against the stable
+    // version); a new pair starts from zero.
+    let report = control
+        .attached::<Judge>()
+        .and_then(|j| j.pairs.current(control.word()))
+        .map(|p| p.report.snapshot())
+        .unwrap_or_default();
+    ShadowCounts {
+        matched: report.matched,
+        mismatched: report.mismatched,
     }
 }
 

@@ -6,7 +6,8 @@ use tower_layer::Layer;
 
 use super::capture::{Judge, Noise};
 use super::compare::Comparator;
-use super::report::{Exemplar, OnMismatch, Report, ShadowReport};
+use super::pairs::Pairs;
+use super::report::{Exemplar, OnMismatch, ShadowReport};
 use super::service::{NoSecondary, Shadowed, Shared};
 use crate::error::ConfigError;
 use crate::mirror::{MirrorBuilder, MirrorLayer, MirrorStats};
@@ -75,7 +76,7 @@ pub struct ShadowHandle {
 impl ShadowHandle {
     /// A snapshot of the comparison results.
     pub fn report(&self) -> ShadowReport {
-        let mut report = self.shared.judge.report.snapshot();
+        let mut report = self.shared.judge.pairs.single().report.snapshot();
         report.noise = self.shared.judge.noise_report();
         report
     }
@@ -199,7 +200,7 @@ impl CompareSettings {
         let (_, engine) = self.mirror.engine()?;
         let judge = Arc::new(Judge {
             comparator: self.comparator,
-            report: Report::new(self.exemplars, self.on_mismatch),
+            pairs: Pairs::new(self.exemplars, self.on_mismatch),
             cap: self.max_compare_bytes,
             wait: self.compare_wait,
             spawner: engine.spawner(),
@@ -310,7 +311,7 @@ impl<T, U> ShadowBuilder<T, U> {
         let noise = self.secondary.as_ref().map(|_| self.noise);
         let shared = Arc::new(self.settings.build(noise)?);
         shared.engine.stats.telemetry.attach(&name, Owner::Shadow);
-        shared.judge.report.telemetry.attach(&name, Owner::Shadow);
+        shared.judge.pairs.telemetry.attach(&name, Owner::Shadow);
         let handle = ShadowHandle {
             shared: shared.clone(),
         };

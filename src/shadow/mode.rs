@@ -84,11 +84,13 @@ where
     ) -> Copied<Request<MirrorBody<B>>, Self::Pending> {
         // The state moved since the request was admitted: no copy (and no
         // comparison counted).
+        let (word, control) = (lane.word, lane.control);
         let Some(lane) = lane.start() else {
             return Copied::new(req.map(MirrorBody::new), None);
         };
         // No noise floor through the router: it has no secondary.
-        let started = self.judge.start(req.method(), req.uri());
+        let pair = self.judge.pairs.routed(word, control);
+        let started = self.judge.start(req.method(), req.uri(), pair);
         let teed = self
             .engine
             .copy_with(req, standby, Some(lane), Some(started.shadow));
@@ -135,7 +137,7 @@ impl router::Builder<Plain> {
         self.with_mode(move |name| {
             let shared = settings.build(None)?;
             shared.engine.stats.telemetry.attach(name, Owner::Router);
-            shared.judge.report.telemetry.attach(name, Owner::Router);
+            shared.judge.pairs.telemetry.attach(name, Owner::Router);
             Ok(Comparing {
                 engine: Arc::new(shared.engine),
                 judge: shared.judge,
@@ -145,14 +147,35 @@ impl router::Builder<Plain> {
 }
 
 impl RolloutHandle {
-    /// The results of comparing mirrored copies with the active color's
-    /// answers, when the router was built with
-    /// [`Builder::compare`](crate::router::Builder::compare); an empty report
-    /// otherwise.
+    /// The results of comparing mirrored copies of the active color's
+    /// requests with its answers, for the pair of versions the router
+    /// compares now (the active version against the standby's), when the
+    /// router was built with
+    /// [`Builder::compare`](crate::router::Builder::compare).
+    ///
+    /// A promote (the sides swap) or a deploy (a side is replaced) starts a
+    /// new pair with an empty report, so an agreement rate never blends two
+    /// pairs; a rollback returns to the earlier pair's report. The report's
+    /// [`versions`](ShadowReport::versions) names both sides. Empty (and
+    /// without versions) before the current pair's first comparison, or
+    /// without `compare`.
     pub fn shadow_report(&self) -> ShadowReport {
+        let Some(judge) = self.control.attached::<Judge>() else {
+            return ShadowReport::default();
+        };
+        match judge.pairs.current(self.control.word()) {
+            Some(pair) => pair.report.snapshot(),
+            None => ShadowReport::default(),
+        }
+    }
+
+    /// The reports of the last pairs of versions compared (at most
+    /// eight), oldest first, each naming its versions; see
+    /// [`shadow_report`](Self::shadow_report).
+    pub fn shadow_reports(&self) -> Vec<ShadowReport> {
         self.control
             .attached::<Judge>()
-            .map(|j| j.report.snapshot())
+            .map(|j| j.pairs.all().iter().map(|p| p.report.snapshot()).collect())
             .unwrap_or_default()
     }
 }

@@ -102,7 +102,8 @@ where
         if !self.shared.engine.sample_hit() {
             return ResponseFuture::new(self.primary.call(req.map(MirrorBody::new)), None);
         }
-        let started = self.shared.judge.start(req.method(), req.uri());
+        let pair = self.shared.judge.pairs.single();
+        let started = self.shared.judge.start(req.method(), req.uri(), pair);
         let second = started.secondary.and_then(|followup| {
             Some(Second {
                 svc: self.secondary.clone()?,
