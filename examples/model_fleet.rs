@@ -1,6 +1,8 @@
-//! A model fleet: two real iris classifiers, v1 (a logistic regression, blue,
-//! live) and v2 (a decision tree, green, standby), served by axum behind one
-//! `BlueGreenRouter`, rolled out step by step while a client asks.
+//! A model fleet: real iris classifiers served by axum behind one
+//! `BlueGreenRouter`, rolled out one after another in one process while a
+//! client asks: v1 (a logistic regression, blue, live), v2 (a decision tree,
+//! green), then v3 (v1 retrained with other settings) deployed into the idle
+//! color at run time.
 //!
 //! ```text
 //! cargo run --example model_fleet                        # the walkthrough, then exit
@@ -8,12 +10,16 @@
 //! ```
 //!
 //! The walkthrough serves on 127.0.0.1 (a port the OS picks), drives its own
-//! server with a bounded number of requests, and prints each step: blue live;
-//! green mirrored and compared (`mirror_standby`, `shadow_report`); a sticky
+//! server with a bounded number of requests, and prints each step: v1 live;
+//! v2 mirrored and compared (`mirror_standby`, `shadow_report`); a sticky
 //! 10% canary; promote, with a request still in flight on blue and
-//! `drained(Blue)` awaited; rollback. It exits 0 with a summary, or non-zero
-//! naming what went wrong (a failed request, an answer that is not the
-//! serving version's, a user who saw both colors, ...).
+//! `drained(Blue)` awaited; rollback to v1 and a retried promote to v2 that
+//! changes nothing; v3 deployed into the idle color while a client sends,
+//! with v1's model released once `retired()` resolves; v3 mirrored and
+//! compared with v2; a canary of v3; promote to v3. It exits 0 with a
+//! summary, or non-zero naming what went wrong (a failed request, an answer
+//! that is not the serving version's, a user who saw both versions, a model
+//! not released, ...).
 //!
 //! `--serve ADDR` keeps the server up with green mirrored and compared and a
 //! 10% canary, prints curl commands, and on Ctrl-C prints the comparison
@@ -22,7 +28,9 @@
 //! `tests/model_fleet.rs` includes this file and checks [`run_walkthrough`]'s
 //! [`Summary`].
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -44,19 +52,21 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use tower_rollout::admin::Admin;
+use tower_rollout::control::{ColorVersion, Deployer, TransitionKind};
+use tower_rollout::mirror::MirrorBody;
 use tower_rollout::plan::{Gate, Phase, PlanError, PlanEvent, PlanOutcome, RolloutPlan, Verdict};
 use tower_rollout::shadow::{Comparator, CompareSettings, JsonCompare, ShadowReport};
 use tower_rollout::{BlueGreenRouter, Color, ConfigError, RolloutHandle};
-use tower_rollout_models::{app, samples, Features, Model, Prediction};
+use tower_rollout_models::{app, samples, Features, Model, Prediction, Version};
 
 pub(crate) type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Probabilities of v1 and v2 closer than this count as agreeing.
+/// Probabilities of two versions closer than this count as agreeing.
 pub(crate) const PROBABILITY_TOLERANCE: f64 = 0.25;
 
 /// The header a client names its user with (the sticky canary key).
 const USER: &str = "x-user-id";
-/// The header the router names the serving color with.
+/// The header the router names the serving color and version with.
 const SERVED_BY: &str = "x-served-by";
 /// The bound on every request and every wait: a broken server fails the
 /// walkthrough instead of hanging it.
@@ -138,7 +148,8 @@ async fn main() -> ExitCode {
                 if problems.is_empty() {
                     println!(
                         "checks passed: no failed request, every answer from the serving version, \
-                         one color per user, blue drained, rollback to blue"
+                         one version per canary user, blue drained, rollback to v1, a retried promote \
+                         changed nothing, v3 deployed without a restart and v1's model released"
                     );
                     return ExitCode::SUCCESS;
                 }
@@ -202,10 +213,15 @@ pub(crate) fn comparator() -> Result<Comparator, ConfigError> {
         .build()
 }
 
+/// Loads the next model into the fleet's idle color. The router compares,
+/// so its inner services take [`MirrorBody`] request bodies.
+type FleetDeployer = Deployer<axum::Router, http::Request<MirrorBody<axum::body::Body>>>;
+
 /// The fleet's server: v1 (blue) and v2 (green) behind one router.
 struct Fleet {
     addr: SocketAddr,
     handle: RolloutHandle,
+    deployer: FleetDeployer,
     server: JoinHandle<std::io::Result<()>>,
 }
 
@@ -221,10 +237,12 @@ impl Fleet {
         F: Future<Output = ()> + Send + 'static,
     {
         let (router, handle) = BlueGreenRouter::builder()
+            .versions(v1.version().as_str(), v2.version().as_str())
             .sticky_header(USER)
             .served_by_header(SERVED_BY)
             .compare(CompareSettings::new(comparator()?))
             .build(app(v1.clone()), app(v2.clone()))?;
+        let deployer = router.deployer::<axum::body::Body>();
         // axum::serve wants axum's own response type: mount the router as the
         // fallback of an axum Router, with the admin routes beside it.
         let mut app = axum::Router::new().fallback_service(router);
@@ -244,6 +262,7 @@ impl Fleet {
         Ok(Fleet {
             addr,
             handle,
+            deployer,
             server,
         })
     }
@@ -292,7 +311,8 @@ try:
   curl -si http://{addr}/predict -H 'content-type: application/json' -H '{USER}: bob' \\
        -d '{{\"features\": [6.3, 2.8, 5.1, 1.5]}}'
   curl -si http://{addr}/predict -H 'content-type: application/json' -d '{{\"features\": [1e39, 1, 1, 1]}}'
-(the {SERVED_BY} response header names the color that answered; about one {USER} in ten gets green)
+(the {SERVED_BY} response header names the color and version that answered, e.g.
+ `green; version=v2`; about one {USER} in ten gets green)
 
 admin (bearer token {token}):
   curl -s http://{addr}/admin/status -H 'authorization: Bearer {token}'
@@ -322,15 +342,15 @@ Ctrl-C prints the comparison report and stops.",
 /// How much the walkthrough sends.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
-    /// Requests while blue alone is live.
+    /// Requests while v1 alone is live.
     pub(crate) live: usize,
-    /// Requests mirrored to green and compared (`samples(mirrored)`).
+    /// Requests mirrored to the candidate and compared, in each mirror step.
     pub(crate) mirrored: usize,
-    /// The canary's split.
+    /// The canaries' split.
     pub(crate) canary: f64,
-    /// Users in the canary, two requests each.
+    /// Users in each canary, two requests each.
     pub(crate) users: usize,
-    /// Requests after the promote, and again after the rollback.
+    /// Requests after each promote and after the rollback.
     pub(crate) after: usize,
 }
 
@@ -346,63 +366,177 @@ impl Default for Options {
     }
 }
 
-/// Requests answered per color in one step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Served {
-    pub(crate) blue: u64,
-    pub(crate) green: u64,
-}
+/// Requests answered per version in one step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Served(BTreeMap<String, u64>);
 
 impl Served {
-    fn add(&mut self, color: Color) {
-        match color {
-            Color::Blue => self.blue += 1,
-            Color::Green => self.green += 1,
+    fn add(&mut self, version: &str) {
+        *self.0.entry(version.to_owned()).or_default() += 1;
+    }
+
+    /// Answers from `version`.
+    pub(crate) fn by(&self, version: &str) -> u64 {
+        self.0.get(version).copied().unwrap_or(0)
+    }
+
+    /// Answers from any version.
+    pub(crate) fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Answers from versions other than `version`.
+    pub(crate) fn besides(&self, version: &str) -> u64 {
+        self.total() - self.by(version)
+    }
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none answered");
+        }
+        let parts: Vec<String> = self.0.iter().map(|(v, n)| format!("{n} by {v}")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// A sticky canary: its split, its users, how many the candidate answered,
+/// and how many got answers from both versions (none should).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Canary {
+    pub(crate) split: f64,
+    pub(crate) users: u64,
+    pub(crate) on_candidate: u64,
+    pub(crate) on_both: u64,
+}
+
+impl Canary {
+    fn problems(&self, candidate: &str, p: &mut Vec<String>) {
+        if self.on_both > 0 {
+            p.push(format!(
+                "{} users of the {candidate} canary saw both versions",
+                self.on_both
+            ));
+        }
+        let (n, split) = (self.users as f64, self.split);
+        let share = self.on_candidate as f64 / n.max(1.0);
+        // Five standard deviations of a binomial share: sticky hashing of
+        // distinct ids lands this far off once in millions of id sets.
+        if (share - split).abs() > 5.0 * (split * (1.0 - split) / n.max(1.0)).sqrt() {
+            p.push(format!(
+                "the {candidate} canary's share {share:.3} is far from the split {split}"
+            ));
         }
     }
+}
+
+/// What the comparison counted during one mirror step (the router's report
+/// accumulates over the run; this is the step's part of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Compared {
+    /// Copies compared (matched or mismatched).
+    pub(crate) compared: u64,
+    pub(crate) matched: u64,
+    /// Comparisons whose `/label` differed.
+    pub(crate) label_mismatches: u64,
+    /// Copies sampled but not compared (shadow errors, timeouts, skips).
+    pub(crate) not_compared: u64,
+}
+
+impl Compared {
+    fn between(before: &ShadowReport, after: &ShadowReport) -> Compared {
+        let labels = |r: &ShadowReport| {
+            r.field_mismatches
+                .iter()
+                .find(|(f, _)| f == "/label")
+                .map_or(0, |(_, n)| *n)
+        };
+        let compared = |r: &ShadowReport| r.matched + r.mismatched;
+        Compared {
+            compared: compared(after) - compared(before),
+            matched: after.matched - before.matched,
+            label_mismatches: labels(after) - labels(before),
+            not_compared: (after.total() - compared(after)) - (before.total() - compared(before)),
+        }
+    }
+
+    /// The share of compared copies that agreed.
+    pub(crate) fn agreement(&self) -> Option<f64> {
+        (self.compared > 0).then(|| self.matched as f64 / self.compared as f64)
+    }
+}
+
+/// The deploy of v3 into the idle color.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeployStep {
+    /// The color v3 went into.
+    pub(crate) color: Option<Color>,
+    /// The version it replaced, as the deploy said.
+    pub(crate) replaced: String,
+    /// The version `Deployed::retired` resolved with.
+    pub(crate) retired: String,
+    /// Clones of v1's model alive just before the deploy (the router's).
+    pub(crate) v1_clones_before: usize,
+    /// Whether v1's model was released (every clone dropped) once
+    /// `retired` resolved.
+    pub(crate) v1_released: bool,
+    /// What users got while the deploy ran (a client sending all along),
+    /// and how many of those requests failed.
+    pub(crate) during: Served,
+    pub(crate) failed_during: u64,
 }
 
 /// What the walkthrough saw.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Summary {
-    /// Requests sent.
+    /// Requests sent (by the walkthrough's client; the deploy step's
+    /// background client is counted in [`DeployStep`]).
     pub(crate) requests: u64,
     /// Requests that failed (transport error, timeout, status not 200, no
     /// served-by header, body not a prediction).
     pub(crate) failed: u64,
     /// The first failures, for the message.
     pub(crate) errors: Vec<String>,
-    /// Answers that differ from what the serving color's model predicts for
-    /// that input (checked against local copies of both models).
+    /// Answers that differ from what the model of the version named in the
+    /// served-by header predicts for that input (checked against local
+    /// copies of the models), or that name another version in the body.
     pub(crate) wrong_answers: u64,
-    /// Step 1: blue alone live.
+    /// Step 1: v1 alone live.
     pub(crate) live: Served,
-    /// Step 2: what users got while green was mirrored.
-    pub(crate) mirror: Served,
-    /// Step 2: the comparison of the mirrored copies.
-    pub(crate) report: ShadowReport,
-    /// Step 3: the canary's split, users, users on green, and users who got
-    /// answers from both colors.
-    pub(crate) canary_split: f64,
-    pub(crate) canary_users: u64,
-    pub(crate) canary_green_users: u64,
-    pub(crate) canary_users_on_both: u64,
+    /// Step 2: what users got while v2 was mirrored, and the comparison.
+    pub(crate) mirror_v2: Served,
+    pub(crate) report_v2: ShadowReport,
+    /// Step 3: the v2 canary.
+    pub(crate) canary_v2: Canary,
     /// Step 4: blue's in-flight count just after the promote (the held request).
     pub(crate) blue_in_flight_at_promote: u64,
     /// Step 4: `drained(Blue)` was already resolved while the request was held
     /// (wrong: it was in flight).
     pub(crate) drained_early: bool,
     /// Step 4: the color and version that answered the held request.
-    pub(crate) held_served_by: Option<Color>,
-    pub(crate) held_version: Option<String>,
+    pub(crate) held: Option<ColorVersion>,
     /// Step 4: `drained(Blue)` resolved after the held request finished.
     pub(crate) blue_drained: bool,
     /// Step 4: requests after the promote.
     pub(crate) after_promote: Served,
-    /// Step 5: requests after the rollback.
+    /// Step 5: the version the rollback returned to, and what users got.
+    pub(crate) rollback_to: Option<String>,
     pub(crate) after_rollback: Served,
-    /// The active color at the end.
-    pub(crate) active_at_end: Option<Color>,
+    /// Step 5: whether the retried `promote_to_version("v2")` changed the
+    /// state (it must not).
+    pub(crate) retried_promote_changed: Option<bool>,
+    /// Step 6: the deploy of v3.
+    pub(crate) deploy: DeployStep,
+    /// Step 7: what users got while v3 was mirrored, and the comparison.
+    pub(crate) mirror_v3: Served,
+    pub(crate) compared_v3: Compared,
+    /// Step 8: the v3 canary.
+    pub(crate) canary_v3: Canary,
+    /// Step 9: requests after v3's promote.
+    pub(crate) after_v3: Served,
+    /// The live color and version at the end.
+    pub(crate) live_at_end: Option<ColorVersion>,
 }
 
 impl Summary {
@@ -423,48 +557,88 @@ impl Summary {
                 self.wrong_answers
             ));
         }
-        if self.live.green + self.mirror.green > 0 {
-            p.push("green answered users before the canary".into());
-        }
-        let compared = self.report.matched + self.report.mismatched;
-        if compared != self.mirror.blue {
+        let only = |p: &mut Vec<String>, step: &str, served: &Served, version: &str| {
+            if served.besides(version) > 0 || served.total() == 0 {
+                p.push(format!("{step}: expected only {version}, got {served}"));
+            }
+        };
+        only(&mut p, "v1 live", &self.live, "v1");
+        only(&mut p, "v2 mirrored", &self.mirror_v2, "v1");
+        let compared = self.report_v2.matched + self.report_v2.mismatched;
+        if compared != self.mirror_v2.by("v1") {
             p.push(format!(
-                "{} of {} mirrored requests compared ({:?})",
-                compared, self.mirror.blue, self.report
+                "{} of {} requests mirrored to v2 compared ({:?})",
+                compared,
+                self.mirror_v2.by("v1"),
+                self.report_v2
             ));
         }
-        if self.canary_users_on_both > 0 {
-            p.push(format!(
-                "{} canary users saw both colors",
-                self.canary_users_on_both
-            ));
-        }
-        let (n, split) = (self.canary_users as f64, self.canary_split);
-        let share = self.canary_green_users as f64 / n.max(1.0);
-        // Five standard deviations of a binomial share: sticky hashing of
-        // distinct ids lands this far off once in millions of id sets.
-        if (share - split).abs() > 5.0 * (split * (1.0 - split) / n.max(1.0)).sqrt() {
-            p.push(format!(
-                "canary share {share:.3} is far from the split {split}"
-            ));
-        }
+        self.canary_v2.problems("v2", &mut p);
         if self.blue_in_flight_at_promote == 0 || self.drained_early {
             p.push("the held request was not in flight on blue across the promote".into());
         }
-        if self.held_served_by != Some(Color::Blue) || self.held_version.as_deref() != Some("v1") {
+        let held = self.held.as_ref().map(|h| (h.color, h.version.as_str()));
+        if held != Some((Color::Blue, "v1")) {
             p.push(format!(
-                "the request admitted before the promote was answered by {:?} ({:?}), not blue (v1)",
-                self.held_served_by, self.held_version
+                "the request admitted before the promote was answered by {:?}, not blue (v1)",
+                self.held
             ));
         }
         if !self.blue_drained {
             p.push("blue did not drain".into());
         }
-        if self.after_promote.blue > 0 {
-            p.push("blue answered after the promote".into());
+        only(&mut p, "after v2's promote", &self.after_promote, "v2");
+        if self.rollback_to.as_deref() != Some("v1") {
+            p.push(format!(
+                "the rollback returned to {:?}, not v1",
+                self.rollback_to
+            ));
         }
-        if self.after_rollback.green > 0 || self.active_at_end != Some(Color::Blue) {
-            p.push("the rollback did not put blue back".into());
+        only(&mut p, "after the rollback", &self.after_rollback, "v1");
+        if self.retried_promote_changed != Some(false) {
+            p.push("the retried promote to v2 was not a no-op".into());
+        }
+        let d = &self.deploy;
+        if d.color != Some(Color::Blue) || d.replaced != "v1" || d.retired != "v1" {
+            p.push(format!(
+                "v3 was deployed into {:?} replacing {:?} (retired {:?}), not into blue replacing v1",
+                d.color, d.replaced, d.retired
+            ));
+        }
+        if d.v1_clones_before == 0 || !d.v1_released {
+            p.push(format!(
+                "v1's model was not released after its retirement ({} clones before the deploy)",
+                d.v1_clones_before
+            ));
+        }
+        if d.failed_during > 0 {
+            p.push(format!(
+                "{} requests failed during the deploy",
+                d.failed_during
+            ));
+        }
+        only(&mut p, "during the deploy", &d.during, "v2");
+        only(&mut p, "v3 mirrored", &self.mirror_v3, "v2");
+        let c = &self.compared_v3;
+        if c.compared != self.mirror_v3.by("v2") || c.not_compared > 0 {
+            p.push(format!(
+                "{} of {} requests mirrored to v3 compared ({} not compared)",
+                c.compared,
+                self.mirror_v3.by("v2"),
+                c.not_compared
+            ));
+        }
+        self.canary_v3.problems("v3", &mut p);
+        only(&mut p, "after v3's promote", &self.after_v3, "v3");
+        let end = self
+            .live_at_end
+            .as_ref()
+            .map(|e| (e.color, e.version.as_str()));
+        if end != Some((Color::Blue, "v3")) {
+            p.push(format!(
+                "live at the end: {:?}, not v3 on blue",
+                self.live_at_end
+            ));
         }
         p
     }
@@ -472,7 +646,7 @@ impl Summary {
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// `POST uri` with a JSON body, as user `user` (the sticky key).
+/// `POST uri` with a JSON body, as user `user` (the sticky canary key).
 fn predict_request(uri: &str, user: &str, body: Body) -> Result<http::Request<Body>, DemoError> {
     Ok(http::Request::post(uri)
         .header("content-type", "application/json")
@@ -480,13 +654,40 @@ fn predict_request(uri: &str, user: &str, body: Body) -> Result<http::Request<Bo
         .body(body)?)
 }
 
+fn features(x: [f32; 4]) -> Result<Body, DemoError> {
+    Ok(Full::new(Bytes::from(serde_json::to_vec(&Features { features: x })?)).boxed())
+}
+
+/// Reads one answer: the color and version the served-by header names, and
+/// the prediction, whose version must be the one named.
+async fn answer(
+    res: http::Response<hyper::body::Incoming>,
+) -> Result<(ColorVersion, Prediction), DemoError> {
+    let status = res.status();
+    let served = res
+        .headers()
+        .get(SERVED_BY)
+        .ok_or("no x-served-by header")?
+        .to_str()
+        .map_err(|_| "x-served-by is not text")?;
+    let served = ColorVersion::from_served_by(served)?;
+    let body = res.into_body().collect().await?.to_bytes();
+    if status != http::StatusCode::OK {
+        return Err(format!("status {status}: {}", String::from_utf8_lossy(&body)).into());
+    }
+    let prediction: Prediction = serde_json::from_slice(&body)?;
+    Ok((served, prediction))
+}
+
 /// The walkthrough's client and bookkeeping.
 struct Tour<'a> {
     out: &'a mut dyn Write,
     client: Client<HttpConnector, Body>,
     uri: String,
-    v1: Model,
-    v2: Model,
+    /// Local copies of the models by version, to check every answer. v1's is
+    /// dropped before its retirement, so that only the server could still
+    /// hold it.
+    models: BTreeMap<String, Model>,
     summary: Summary,
 }
 
@@ -502,41 +703,29 @@ impl Tour<'_> {
         predict_request(&self.uri, user, body)
     }
 
-    /// Reads a response: the serving color and the prediction, checked
-    /// against the local model of that color.
+    /// Reads a response and checks it against the local model of the
+    /// version that answered.
     async fn read(
         &mut self,
         x: [f32; 4],
         res: http::Response<hyper::body::Incoming>,
-    ) -> Result<(Color, Prediction), DemoError> {
-        let status = res.status();
-        let color: Option<Color> = res
-            .headers()
-            .get(SERVED_BY)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let body = res.into_body().collect().await?.to_bytes();
-        if status != http::StatusCode::OK {
-            return Err(format!("status {status}: {}", String::from_utf8_lossy(&body)).into());
-        }
-        let color = color.ok_or("no valid x-served-by header")?;
-        let prediction: Prediction = serde_json::from_slice(&body)?;
-        let model = match color {
-            Color::Blue => &self.v1,
-            Color::Green => &self.v2,
-        };
-        if prediction != model.predict(x) {
+    ) -> Result<(ColorVersion, Prediction), DemoError> {
+        let (served, prediction) = answer(res).await?;
+        let right = self
+            .models
+            .get(served.version.as_str())
+            .is_some_and(|m| prediction == m.predict(x));
+        if !right {
             self.summary.wrong_answers += 1;
         }
-        Ok((color, prediction))
+        Ok((served, prediction))
     }
 
     /// One request; failures are counted and give `None`.
-    async fn ask(&mut self, user: &str, x: [f32; 4]) -> Option<Color> {
+    async fn ask(&mut self, user: &str, x: [f32; 4]) -> Option<ColorVersion> {
         self.summary.requests += 1;
         let result = async {
-            let body = serde_json::to_vec(&Features { features: x })?;
-            let req = self.request(user, Full::new(Bytes::from(body)).boxed())?;
+            let req = self.request(user, features(x)?)?;
             let res = tokio::time::timeout(DEADLINE, self.client.request(req))
                 .await
                 .map_err(|_| "no answer within the deadline")??;
@@ -544,7 +733,7 @@ impl Tour<'_> {
         }
         .await;
         match result {
-            Ok((color, _)) => Some(color),
+            Ok((served, _)) => Some(served),
             Err(e) => {
                 self.fail(format!("{user}: {e}"));
                 None
@@ -556,11 +745,70 @@ impl Tour<'_> {
     async fn round(&mut self, prefix: &str, n: usize) -> Served {
         let mut served = Served::default();
         for (i, x) in samples(n).into_iter().enumerate() {
-            if let Some(color) = self.ask(&format!("{prefix}-{i}"), x).await {
-                served.add(color);
+            if let Some(s) = self.ask(&format!("{prefix}-{i}"), x).await {
+                served.add(s.version.as_str());
             }
         }
         served
+    }
+
+    /// `users` users `{prefix}-0..users`, two requests each, with the
+    /// canary at `split` for `candidate`; also returns a user the candidate
+    /// did not answer.
+    async fn canary(
+        &mut self,
+        prefix: &str,
+        users: usize,
+        split: f64,
+        candidate: &str,
+    ) -> (Canary, Option<String>) {
+        let mut canary = Canary {
+            split,
+            users: users as u64,
+            ..Canary::default()
+        };
+        let mut stable_user = None;
+        let inputs = samples(2 * users);
+        for u in 0..users {
+            let user = format!("{prefix}-{u}");
+            let first = self.ask(&user, inputs[2 * u]).await;
+            let second = self.ask(&user, inputs[2 * u + 1]).await;
+            let versions: Vec<String> = [first, second]
+                .into_iter()
+                .flatten()
+                .map(|s| s.version.to_string())
+                .collect();
+            if versions.windows(2).any(|w| w[0] != w[1]) {
+                canary.on_both += 1;
+            } else if versions.iter().any(|v| v == candidate) {
+                canary.on_candidate += 1;
+            } else if !versions.is_empty() {
+                stable_user.get_or_insert(user);
+            }
+        }
+        (canary, stable_user)
+    }
+
+    /// Mirrors every request to the standby for one round of `n`, waits for
+    /// the comparisons, and turns mirroring off; returns what users got and
+    /// the step's comparisons.
+    async fn mirrored(
+        &mut self,
+        handle: &RolloutHandle,
+        prefix: &str,
+        n: usize,
+    ) -> Result<(Served, Compared), DemoError> {
+        let before = handle.shadow_report();
+        handle.mirror_standby(1.0)?;
+        let served = self.round(prefix, n).await;
+        let expected = before.total() + served.total();
+        until("the comparisons", || {
+            handle.shadow_report().total() >= expected
+        })
+        .await?;
+        handle.mirror_standby(0.0)?;
+        let compared = Compared::between(&before, &handle.shadow_report());
+        Ok((served, compared))
     }
 }
 
@@ -618,15 +866,23 @@ fn print_report(out: &mut dyn Write, r: &ShadowReport) -> std::io::Result<()> {
     if let Some((e, d)) = label_diff {
         let x = serde_json::from_slice::<Features>(&e.request)
             .map_or_else(|_| "?".into(), |f| format!("{:?}", f.features));
+        // The sides' names come from the report, which keeps them per pair.
+        let (live, candidate) = match &e.versions {
+            Some(v) => (
+                format!("{} ({})", v.primary.version, v.primary.color),
+                format!("{} ({})", v.shadow.version, v.shadow.color),
+            ),
+            None => ("the live version".into(), "the candidate".into()),
+        };
         writeln!(
             out,
-            "   e.g. features {x}: blue says {}, green says {}",
+            "   e.g. features {x}: {live} says {}, {candidate} says {}",
             d.primary, d.shadow
         )?;
     }
     writeln!(
         out,
-        "   latency p50 / p99: blue {} / {} ms, green {} / {} ms",
+        "   latency p50 / p99: live {} / {} ms, candidate {} / {} ms",
         ms(r.primary_latency.p50),
         ms(r.primary_latency.p99),
         ms(r.shadow_latency.p50),
@@ -634,19 +890,59 @@ fn print_report(out: &mut dyn Write, r: &ShadowReport) -> std::io::Result<()> {
     )
 }
 
+/// A client sending requests (users `during-deploy-*`) until `stop` is set
+/// and at least `at_least` were sent: what answered, and the failures (any
+/// error, or an answer that is not v2's).
+fn background_client(
+    client: Client<HttpConnector, Body>,
+    uri: String,
+    v2: Model,
+    at_least: usize,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<(Served, u64)> {
+    tokio::spawn(async move {
+        let (mut served, mut failed) = (Served::default(), 0);
+        let inputs = samples(at_least.max(1));
+        for i in 0usize.. {
+            if i >= at_least && stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let x = inputs[i % inputs.len()];
+            let result = async {
+                let req = predict_request(&uri, &format!("during-deploy-{i}"), features(x)?)?;
+                let res = tokio::time::timeout(DEADLINE, client.request(req))
+                    .await
+                    .map_err(|_| "no answer within the deadline")??;
+                answer(res).await
+            }
+            .await;
+            match result {
+                Ok((s, p)) if s.version == "v2" && p == v2.predict(x) => served.add("v2"),
+                Ok((s, _)) => {
+                    served.add(s.version.as_str());
+                    failed += 1;
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        (served, failed)
+    })
+}
+
 /// Runs the walkthrough against a server of its own on 127.0.0.1:0, printing
 /// each step to `out`.
 ///
 /// # Errors
-/// When the models do not train, the server does not start, or a wait (for
-/// the comparisons, the held request, the drain) exceeds its deadline. Failed
-/// requests are counted in the [`Summary`] instead; see
-/// [`Summary::problems`].
+/// When the models do not train, the server does not start, a control call
+/// or the deploy fails, or a wait (for the comparisons, the held request,
+/// the drain, the retirement) exceeds its deadline. Failed requests are
+/// counted in the [`Summary`] instead; see [`Summary::problems`].
 pub(crate) async fn run_walkthrough(
     opts: &Options,
     out: &mut dyn Write,
 ) -> Result<Summary, DemoError> {
     let (v1, v2) = Model::train_both()?;
+    let v3 = Model::train(Version::V3)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let fleet = Fleet::start(listener, &v1, &v2, None, async {
@@ -656,94 +952,76 @@ pub(crate) async fn run_walkthrough(
     let handle = fleet.handle.clone();
     writeln!(
         out,
-        "tower-rollout model fleet: two iris classifiers behind one BlueGreenRouter
+        "tower-rollout model fleet: iris classifiers behind one BlueGreenRouter, one process, no restart
   v1 (blue):  {}
   v2 (green): {}
+  v3 (deployed later into the idle color): {}
   serving on http://{}/predict\n",
         describe(&v1),
         describe(&v2),
+        describe(&v3),
         fleet.addr
     )?;
+    let weak_v1 = v1.downgrade();
     let mut tour = Tour {
         out,
         client: Client::builder(TokioExecutor::new()).build_http(),
         uri: format!("http://{}/predict", fleet.addr),
-        v1,
-        v2,
+        models: [v1, v2.clone(), v3.clone()]
+            .into_iter()
+            .map(|m| (m.version().to_string(), m))
+            .collect(),
         summary: Summary::default(),
     };
 
-    // 1. Blue alone.
+    // 1. v1 alone.
     writeln!(tour.out, "1. blue (v1) is live")?;
     tour.summary.live = tour.round("live", opts.live).await;
-    let s = tour.summary.live;
     writeln!(
         tour.out,
-        "   {} requests: {} answered by blue, {} by green\n",
-        opts.live, s.blue, s.green
+        "   {} requests: {}\n",
+        opts.live, tour.summary.live
     )?;
 
-    // 2. Green mirrored and compared.
+    // 2. v2 mirrored and compared.
     writeln!(
         tour.out,
-        "2. green (v2) mirrored and compared: handle.mirror_standby(1.0)"
+        "2. green (v2) mirrored and compared with v1: handle.mirror_standby(1.0)"
     )?;
-    handle.mirror_standby(1.0)?;
-    tour.summary.mirror = tour.round("mirror", opts.mirrored).await;
-    let expected = tour.summary.mirror.blue;
-    until("the comparisons", || {
-        handle.shadow_report().total() >= expected
-    })
-    .await?;
-    handle.mirror_standby(0.0)?;
-    tour.summary.report = handle.shadow_report();
-    let s = tour.summary.mirror;
+    let (served, _) = tour.mirrored(&handle, "mirror", opts.mirrored).await?;
+    tour.summary.mirror_v2 = served;
+    tour.summary.report_v2 = handle.shadow_report();
     writeln!(
         tour.out,
-        "   {} requests: users got blue's answers ({} by blue, {} by green); each copied to green",
-        opts.mirrored, s.blue, s.green
+        "   {} requests: users got v1's answers ({}); each copied to v2",
+        opts.mirrored, tour.summary.mirror_v2
     )?;
-    print_report(tour.out, &tour.summary.report)?;
+    print_report(tour.out, &tour.summary.report_v2)?;
     writeln!(tour.out, "   mirroring off: handle.mirror_standby(0.0)\n")?;
 
-    // 3. A sticky canary.
+    // 3. A sticky canary of v2.
     writeln!(
         tour.out,
         "3. canary: handle.set_split({}), sticky by the {USER} header",
         opts.canary
     )?;
     handle.set_split(opts.canary)?;
-    let mut blue_user = None;
-    let (mut green_users, mut both) = (0, 0);
-    let inputs = samples(2 * opts.users);
-    for u in 0..opts.users {
-        let user = format!("user-{u}");
-        let first = tour.ask(&user, inputs[2 * u]).await;
-        let second = tour.ask(&user, inputs[2 * u + 1]).await;
-        match (first, second) {
-            (Some(a), Some(b)) if a != b => both += 1,
-            (Some(Color::Green), _) | (_, Some(Color::Green)) => green_users += 1,
-            (Some(Color::Blue), _) | (_, Some(Color::Blue)) => {
-                blue_user.get_or_insert(user);
-            }
-            (None, None) => {}
-        }
-    }
-    tour.summary.canary_split = opts.canary;
-    tour.summary.canary_users = opts.users as u64;
-    tour.summary.canary_green_users = green_users;
-    tour.summary.canary_users_on_both = both;
+    let (canary, blue_user) = tour.canary("user", opts.users, opts.canary, "v2").await;
+    tour.summary.canary_v2 = canary;
     writeln!(
         tour.out,
-        "   {} users x 2 requests: {} users ({:.1}%) answered by green, the others by blue; {} saw both colors\n",
+        "   {} users x 2 requests: {} users ({:.1}%) answered by v2, the others by v1; {} saw both\n",
         opts.users,
-        green_users,
-        100.0 * green_users as f64 / opts.users as f64,
-        both
+        canary.on_candidate,
+        100.0 * canary.on_candidate as f64 / opts.users.max(1) as f64,
+        canary.on_both
     )?;
 
     // 4. Promote while a request is in flight on blue, then drain blue.
-    writeln!(tour.out, "4. promote: green (v2) is live")?;
+    writeln!(
+        tour.out,
+        "4. promote: green (v2) is live, v1 stays warm on blue"
+    )?;
     let blue_user = blue_user.ok_or("no canary user was on blue")?;
     let x = samples(1)[0];
     let json = serde_json::to_vec(&Features { features: x })?;
@@ -759,7 +1037,7 @@ pub(crate) async fn run_walkthrough(
         handle.in_flight(Color::Blue) >= 1
     })
     .await?;
-    handle.promote();
+    handle.promote()?;
     let in_flight = handle.in_flight(Color::Blue);
     tour.summary.blue_in_flight_at_promote = in_flight;
     let mut drained = handle.drained(Color::Blue);
@@ -770,11 +1048,10 @@ pub(crate) async fn run_walkthrough(
         if tour.summary.drained_early { "resolved (wrong!)" } else { "pending" }
     )?;
     tour.summary.after_promote = tour.round("after-promote", opts.after).await;
-    let s = tour.summary.after_promote;
     writeln!(
         tour.out,
-        "   {} new requests: {} answered by green, {} by blue",
-        opts.after, s.green, s.blue
+        "   {} new requests: {}",
+        opts.after, tour.summary.after_promote
     )?;
     tx.send(Ok(Frame::data(Bytes::copy_from_slice(tail))))
         .await
@@ -785,10 +1062,7 @@ pub(crate) async fn run_walkthrough(
         .map_err(|_| "the held request did not finish")?;
     match res.map_err(DemoError::from).and_then(|r| Ok(r?)) {
         Ok(res) => match tour.read(x, res).await {
-            Ok((color, p)) => {
-                tour.summary.held_served_by = Some(color);
-                tour.summary.held_version = Some(p.version);
-            }
+            Ok((served, _)) => tour.summary.held = Some(served),
             Err(e) => tour.fail(format!("{blue_user} (held): {e}")),
         },
         Err(e) => tour.fail(format!("{blue_user} (held): {e}")),
@@ -799,39 +1073,194 @@ pub(crate) async fn run_walkthrough(
     tour.summary.blue_drained = true;
     writeln!(
         tour.out,
-        "   the held request finished on {} ({}); handle.drained(Blue) resolved, blue in flight {}: safe to unload v1\n",
-        tour.summary.held_served_by.map_or("?", |c| c.as_str()),
-        tour.summary.held_version.as_deref().unwrap_or("?"),
+        "   the held request finished on {}; handle.drained(Blue) resolved, blue in flight {}\n",
+        tour.summary
+            .held
+            .as_ref()
+            .map_or("?".into(), |h| h.to_string()),
         handle.in_flight(Color::Blue)
     )?;
 
-    // 5. Roll back.
+    // 5. Roll back, then promote again with a retried call.
     writeln!(tour.out, "5. rollback: handle.rollback()")?;
-    handle.rollback();
+    let change = handle.rollback()?;
+    tour.summary.rollback_to = change.transition().map(|t| t.version.to_string());
     tour.summary.after_rollback = tour.round("after-rollback", opts.after).await;
-    tour.summary.active_at_end = Some(handle.active());
-    let s = tour.summary.after_rollback;
     writeln!(
         tour.out,
-        "   {} requests: {} answered by blue (v1), {} by green\n",
-        opts.after, s.blue, s.green
+        "   back to {} (still loaded on blue); {} requests: {}",
+        tour.summary.rollback_to.as_deref().unwrap_or("?"),
+        opts.after,
+        tour.summary.after_rollback
+    )?;
+    let first = handle.promote_to_version("v2")?;
+    let retried = handle.promote_to_version("v2")?;
+    tour.summary.retried_promote_changed = Some(retried.is_applied());
+    writeln!(
+        tour.out,
+        "   handle.promote_to_version(\"v2\") twice, as a client retrying would: generation {} then {} (the retry changed nothing)\n",
+        first.generation(),
+        retried.generation()
     )?;
 
+    // 6. Deploy v3 into the idle color (blue, holding v1) under traffic.
+    writeln!(
+        tour.out,
+        "6. deploy v3 into the idle color while serving: deployer.deploy(\"v3\", app(v3)).warm_up(..)"
+    )?;
+    // The walkthrough lets go of its own copy of v1: only the server holds it.
+    tour.models.remove("v1");
+    tour.summary.deploy.v1_clones_before = weak_v1.clones_alive();
+    let stop_background = Arc::new(AtomicBool::new(false));
+    let background = background_client(
+        tour.client.clone(),
+        tour.uri.clone(),
+        v2.clone(),
+        opts.after,
+        stop_background.clone(),
+    );
+    let warm_up_input = samples(1)[0];
+    let deployed = fleet
+        .deployer
+        .deploy("v3", app(v3.clone()))
+        .warm_up(move |svc: axum::Router| async move {
+            // One prediction through the new version before it counts as
+            // deployed (loads caches; a failure fails the deploy).
+            let req = http::Request::post("/predict")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(serde_json::to_vec(&Features {
+                    features: warm_up_input,
+                })?))?;
+            let res = tower::ServiceExt::oneshot(svc, req).await?;
+            if res.status() != http::StatusCode::OK {
+                return Err(DemoError::from(format!(
+                    "warm-up answered {}",
+                    res.status()
+                )));
+            }
+            Ok(())
+        })
+        .timeout(DEADLINE)
+        .await?;
+    let d = &mut tour.summary.deploy;
+    d.color = Some(deployed.color);
+    d.replaced = deployed.replaced().to_string();
+    writeln!(
+        tour.out,
+        "   v3 is in {} (replacing {}), ready and warmed up; generation {}",
+        deployed.color,
+        deployed.replaced(),
+        deployed.transition.generation
+    )?;
+    let retired = tokio::time::timeout(DEADLINE, deployed.retired())
+        .await
+        .map_err(|_| "v1 was not retired")?;
+    let d = &mut tour.summary.deploy;
+    d.retired = retired.to_string();
+    d.v1_released = weak_v1.is_released();
+    stop_background.store(true, Ordering::SeqCst);
+    let (during, failed_during) = background.await?;
+    d.during = during;
+    d.failed_during = failed_during;
+    writeln!(
+        tour.out,
+        "   deployed.retired() resolved: {retired} dropped everywhere; v1's model {} (alive clones: {} before the deploy, {} now)",
+        if d.v1_released { "released" } else { "STILL ALIVE" },
+        d.v1_clones_before,
+        weak_v1.clones_alive()
+    )?;
+    writeln!(
+        tour.out,
+        "   a client sending all along: {} ({} failed)\n",
+        d.during, d.failed_during
+    )?;
+
+    // 7. v3 mirrored and compared with v2.
+    writeln!(
+        tour.out,
+        "7. blue (v3) mirrored and compared with v2: handle.mirror_standby(1.0)"
+    )?;
+    let (served, compared) = tour.mirrored(&handle, "mirror-v3", opts.mirrored).await?;
+    tour.summary.mirror_v3 = served;
+    tour.summary.compared_v3 = compared.clone();
+    writeln!(
+        tour.out,
+        "   {} requests: users got v2's answers ({}); compared {}: agreement {}, labels differ on {}\n",
+        opts.mirrored,
+        tour.summary.mirror_v3,
+        compared.compared,
+        compared
+            .agreement()
+            .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
+        compared.label_mismatches
+    )?;
+
+    // 8. A sticky canary of v3.
+    writeln!(
+        tour.out,
+        "8. canary of v3: handle.set_split({})",
+        opts.canary
+    )?;
+    handle.set_split(opts.canary)?;
+    let (canary, _) = tour.canary("v3-user", opts.users, opts.canary, "v3").await;
+    tour.summary.canary_v3 = canary;
+    writeln!(
+        tour.out,
+        "   {} users x 2 requests: {} users ({:.1}%) answered by v3, the others by v2; {} saw both\n",
+        opts.users,
+        canary.on_candidate,
+        100.0 * canary.on_candidate as f64 / opts.users.max(1) as f64,
+        canary.on_both
+    )?;
+
+    // 9. Promote v3.
+    writeln!(
+        tour.out,
+        "9. promote: handle.promote_to_version(\"v3\"); v2 stays warm on green"
+    )?;
+    handle.promote_to_version("v3")?;
+    tour.summary.after_v3 = tour.round("after-v3", opts.after).await;
     let status = handle.status();
+    tour.summary.live_at_end = Some(ColorVersion {
+        color: status.active,
+        version: status.active_version().clone(),
+    });
+    writeln!(
+        tour.out,
+        "   {} requests: {}\n",
+        opts.after, tour.summary.after_v3
+    )?;
+
     let history: Vec<String> = status
         .history
         .iter()
-        .map(|t| format!("{:?}", t.kind))
+        .map(|t| match t.kind {
+            TransitionKind::Promote | TransitionKind::Rollback => {
+                format!("{} to {}", t.kind, t.version)
+            }
+            TransitionKind::Deploy => {
+                let into = t.active.other();
+                let version = if into == Color::Blue {
+                    &t.blue
+                } else {
+                    &t.green
+                };
+                format!("deploy {version} into {into}")
+            }
+            _ => t.kind.to_string(),
+        })
         .collect();
     let summary = tour.summary;
     writeln!(
         tour.out,
-        "summary: {} requests, {} failed, {} answers not the serving version's; served blue {}, green {}; transitions {}",
+        "summary: {} requests, {} failed, {} answers not the serving version's; {} live on {}, {} warm on {}; transitions: {}",
         summary.requests,
         summary.failed,
         summary.wrong_answers,
-        status.blue.served,
-        status.green.served,
+        status.active_version(),
+        status.active,
+        status.color(status.standby()).version,
+        status.standby(),
         history.join(" -> ")
     )?;
     let _ = stop.send(());
@@ -903,6 +1332,7 @@ pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSumm
     let (v1, v2) = Model::train_both()?;
     let broken = Arc::new(AtomicBool::new(false));
     let (router, handle) = BlueGreenRouter::builder()
+        .versions("v1", "v2")
         .sticky_header(USER)
         .served_by_header(SERVED_BY)
         .compare(CompareSettings::new(comparator()?))
@@ -969,7 +1399,12 @@ pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSumm
                 let (ok, green) = match req {
                     Ok(req) => match tokio::time::timeout(DEADLINE, client.request(req)).await {
                         Ok(Ok(res)) => {
-                            let green = res.headers().get(SERVED_BY).is_some_and(|v| v == "green");
+                            let green = res
+                                .headers()
+                                .get(SERVED_BY)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| ColorVersion::from_served_by(v).ok())
+                                .is_some_and(|s| s.color == Color::Green);
                             let ok = res.status() == http::StatusCode::OK;
                             (res.into_body().collect().await.is_ok() && ok, green)
                         }

@@ -15,7 +15,10 @@ use std::fmt;
 /// # });
 /// let (_router, handle) = BlueGreenRouter::new(svc.clone(), svc);
 /// let err = handle.set_split(f64::NAN).unwrap_err();
-/// assert!(matches!(err, ConfigError::InvalidFraction { setting: "split", .. }));
+/// assert!(matches!(
+///     err,
+///     tower_rollout::control::ControlError::Invalid(ConfigError::InvalidFraction { setting: "split", .. })
+/// ));
 /// assert_eq!(handle.status().split, 0.0, "nothing changed");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +101,18 @@ pub enum ConfigError {
         /// What was wrong: `"none"` or `"both"`.
         given: &'static str,
     },
+    /// A version label that is empty, longer than 64 bytes, or has a
+    /// character other than ASCII letters, digits, `_`, `-`, `.`, `:` and `/`
+    /// (see [`VersionLabel`](crate::control::VersionLabel)).
+    InvalidVersion {
+        /// The rejected label.
+        label: String,
+    },
+    /// Both colors were given the same version label.
+    DuplicateVersion {
+        /// The label given twice.
+        label: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -155,6 +170,13 @@ impl fmt::Display for ConfigError {
                 f,
                 "the admin service needs exactly one of a handle or a fleet (given: {given})"
             ),
+            ConfigError::InvalidVersion { label } => write!(
+                f,
+                "invalid version label {label:?}: use 1 to 64 ASCII letters, digits, '_', '-', '.', ':' or '/'"
+            ),
+            ConfigError::DuplicateVersion { label } => {
+                write!(f, "both colors were given version label {label:?}")
+            }
         }
     }
 }

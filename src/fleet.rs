@@ -227,10 +227,9 @@ mod tests {
     use tower::{service_fn, ServiceExt};
 
     use super::*;
-    use crate::mirror::MirrorBody;
     use crate::{BlueGreenRouter, Color};
 
-    type Req = Request<MirrorBody<String>>;
+    type Req = Request<String>;
 
     /// A router whose blue answers `"{name}-blue"` and green `"{name}-green"`.
     fn model(
@@ -238,7 +237,7 @@ mod tests {
     ) -> (
         impl tower::Service<
                 Request<String>,
-                Response = Response<crate::body::RolloutBody<String>>,
+                Response = Response<crate::router::RolloutBody<String>>,
                 Error = Infallible,
             > + Clone,
         RolloutHandle,
@@ -255,7 +254,7 @@ mod tests {
     where
         S: tower::Service<
             Request<String>,
-            Response = Response<crate::body::RolloutBody<String>>,
+            Response = Response<crate::router::RolloutBody<String>>,
             Error = Infallible,
         >,
     {
@@ -272,7 +271,7 @@ mod tests {
         fleet.insert("b", b_handle).unwrap();
 
         let before = fleet.status();
-        fleet.get("a").unwrap().promote();
+        fleet.get("a").unwrap().promote().unwrap();
         assert_eq!(ask(a.clone()).await, "a-green");
         assert_eq!(ask(b.clone()).await, "b-blue");
 
@@ -284,7 +283,7 @@ mod tests {
         assert_eq!((after["a"].green.served, after["b"].blue.served), (1, 1));
 
         fleet.get("b").unwrap().set_split(1.0).unwrap();
-        fleet.get("a").unwrap().rollback();
+        fleet.get("a").unwrap().rollback().unwrap();
         assert_eq!(ask(a).await, "a-blue");
         assert_eq!(ask(b).await, "b-green", "b's canary takes every request");
         assert_eq!(fleet.get("a").unwrap().status().split, 0.0);
@@ -333,7 +332,7 @@ mod tests {
         let names: Vec<String> = snapshot.map(|(name, _)| name).collect();
         assert_eq!(names, ["alpha", "zeta"], "taken before the remove");
 
-        h2.promote();
+        h2.promote().unwrap();
         let seen: Vec<(String, Color)> = (&shared)
             .into_iter()
             .map(|(n, h)| (n, h.active()))

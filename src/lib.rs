@@ -29,22 +29,26 @@
 //! #     res.into_body().collect().await.unwrap().to_bytes()
 //! # };
 //!
-//! handle.mirror_standby(0.10)?; // copy 10% of live traffic to green; users see blue
 //! handle.set_split(0.05)?; // canary: 5% of requests served by green
-//! handle.promote(); // green is live, blue stays warm
+//! handle.promote_to(Color::Green)?; // green is live, blue stays warm
+//! handle.promote_to(Color::Green)?; // a retry changes nothing
 //! assert_eq!(ask(app.clone()).await, "tiger");
 //!
-//! handle.mirror_standby(0.0)?; // stop the copies to blue...
-//! handle.drained(Color::Blue).await; // ...and once nothing runs there, unload v1
-//! handle.rollback(); // one store back
+//! handle.drained(Color::Blue).await; // nothing runs on blue: v1 could be unloaded
+//! handle.rollback()?; // one store back
 //! assert_eq!(handle.active(), Color::Blue);
 //! assert_eq!(ask(app).await, "cat");
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Services behind the layers receive [`mirror::MirrorBody`] as their request
-//! body; axum's and tonic's routers accept any body.
+//! Inner services receive the request as it came; a router built with
+//! [`mirror`](router::Builder::mirror) or [`compare`](router::Builder::compare)
+//! (and the [`MirrorLayer`] and
+//! [`ShadowComparator`](shadow::ShadowComparator) layers) hand them a
+//! [`mirror::MirrorBody`] instead, which axum's and tonic's routers accept like
+//! any body. Later versions are loaded into the idle color while serving with
+//! a [`Deployer`](control::Deployer) (see the [`control`] module).
 //!
 //! Modules: [`router`] ([`BlueGreenRouter`]), [`control`] ([`RolloutHandle`]
 //! and the status it reports), [`mirror`] ([`MirrorLayer`]), [`shadow`]
@@ -58,12 +62,13 @@
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
-pub mod body;
 mod color;
 pub mod control;
 mod error;
 pub mod fleet;
 mod head;
+#[cfg(all(test, feature = "loom"))]
+mod loom_models;
 pub mod mirror;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

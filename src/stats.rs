@@ -53,6 +53,13 @@ impl Histogram {
         (1u64 << exp) + (sub + 1) * width - 1
     }
 
+    /// Sets every bucket back to zero.
+    pub(crate) fn reset(&self) {
+        for b in self.buckets.iter() {
+            b.store(0, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn record(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);

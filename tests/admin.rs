@@ -25,6 +25,7 @@ mod live {
     use http_body_util::{BodyExt, Full};
     use serde_json::{json, Value};
     use tower_rollout::admin::{Admin, MAX_BODY_BYTES};
+    use tower_rollout::mirror::MirrorLayer;
     use tower_rollout::{BlueGreenRouter, Color, Fleet, RolloutHandle};
 
     use super::support::{self, HttpClient};
@@ -35,10 +36,13 @@ mod live {
         Router::new().route("/predict", post(move || async move { name }))
     }
 
-    /// One model served by a router, its admin under `/admin`.
+    /// One model served by a router (which can mirror), its admin under
+    /// `/admin`.
     async fn one_model() -> (SocketAddr, RolloutHandle, tokio::task::JoinHandle<()>) {
         let (router, handle) = BlueGreenRouter::builder()
+            .versions("v1", "v2")
             .served_by_header("x-served-by")
+            .mirror(MirrorLayer::settings())
             .build(version("v1"), version("v2"))
             .unwrap();
         let admin = Admin::builder()
@@ -182,7 +186,7 @@ mod live {
         for _ in 0..3 {
             assert_eq!(
                 predict(&client, addr, "/predict").await,
-                ("v1".into(), Some("blue".into()))
+                ("v1".into(), Some("blue; version=v1".into()))
             );
         }
         let s = admin_get(&client, addr, "/status").await;
@@ -191,6 +195,11 @@ mod live {
             (&s.json["active"], &s.json["standby"]),
             (&json!("blue"), &json!("green"))
         );
+        assert_eq!(
+            (&s.json["active_version"], &s.json["standby_version"]),
+            (&json!("v1"), &json!("v2"))
+        );
+        assert_eq!(s.json["colors"]["green"]["version"], "v2");
         assert_eq!(s.json["generation"], 0);
         let blue = &s.json["colors"]["blue"];
         assert_eq!(
@@ -212,14 +221,19 @@ mod live {
         let p = admin_post(&client, addr, "/promote", "").await;
         assert_eq!(p.status, StatusCode::OK);
         assert_eq!(
-            (&p.json["active"], &p.json["generation"]),
-            (&json!("green"), &json!(1))
+            (&p.json["active"], &p.json["generation"], &p.json["changed"]),
+            (&json!("green"), &json!(1), &json!(true))
         );
         assert_eq!(p.json["transitions"][0]["kind"], "promote");
+        assert_eq!(
+            p.json["transitions"][0]["from"],
+            json!({ "color": "blue", "version": "v1" })
+        );
+        assert_eq!(p.json["transitions"][0]["version"], "v2");
         assert_eq!(handle.active(), Color::Green);
         assert_eq!(
             predict(&client, addr, "/predict").await,
-            ("v2".into(), Some("green".into()))
+            ("v2".into(), Some("green; version=v2".into()))
         );
         let s = admin_get(&client, addr, "/status").await;
         assert_eq!(s.json["colors"]["green"]["served"], 1);
@@ -303,7 +317,7 @@ mod live {
 
         for (path, body, says) in [
             ("/split", "{", "invalid JSON"),
-            ("/split", "", "invalid JSON"),
+            ("/split", "", r#"missing field "fraction""#),
             ("/split", r#"{"fraction": NaN}"#, "invalid JSON"),
             ("/split", "{}", r#"missing field "fraction""#),
             (
@@ -334,7 +348,10 @@ mod live {
             } else {
                 handle.mirror_standby(fraction).unwrap_err()
             };
-            assert_eq!(r.json, json!({ "error": expected.to_string() }));
+            assert_eq!(
+                r.json,
+                json!({ "error": expected.to_string(), "reason": "invalid" })
+            );
         }
         let big = format!(
             r#"{{"fraction": 0.1, "pad": "{}"}}"#,
@@ -349,6 +366,90 @@ mod live {
             (status.split, status.mirror, status.generation),
             (0.0, 0.0, 0)
         );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_retried_promote_does_not_flip_back_and_a_stale_one_is_a_conflict() {
+        let (addr, handle, server) = one_model().await;
+        let client = support::client();
+
+        // Promote *to* a color: the first call promotes, retries change
+        // nothing (the flaky network's duplicate request is harmless).
+        for attempt in 0..3 {
+            let r = admin_post(&client, addr, "/promote", r#"{"to": "green"}"#).await;
+            assert_eq!(r.status, StatusCode::OK, "attempt {attempt}");
+            assert_eq!(r.json["active"], "green");
+            assert_eq!(r.json["generation"], 1);
+            assert_eq!(r.json["changed"], attempt == 0);
+        }
+        assert_eq!(predict(&client, addr, "/predict").await.0, "v2");
+        // The same by version.
+        let r = admin_post(&client, addr, "/promote", r#"{"version": "v2"}"#).await;
+        assert_eq!(
+            (r.status, &r.json["changed"]),
+            (StatusCode::OK, &json!(false))
+        );
+        let r = admin_post(&client, addr, "/promote", r#"{"version": "v1"}"#).await;
+        assert_eq!(
+            (r.status, &r.json["active"]),
+            (StatusCode::OK, &json!("blue"))
+        );
+        assert_eq!(r.json["generation"], 2);
+        let r = admin_post(&client, addr, "/promote", r#"{"version": "v9"}"#).await;
+        assert_eq!(
+            (r.status, &r.json["reason"]),
+            (StatusCode::CONFLICT, &json!("unknown_version"))
+        );
+
+        // Compare-and-set: the generation the caller saw.
+        let r = admin_post(&client, addr, "/promote", r#"{"expect_generation": 1}"#).await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert_eq!(
+            (
+                &r.json["reason"],
+                &r.json["expected_generation"],
+                &r.json["generation"]
+            ),
+            (&json!("conflict"), &json!(1), &json!(2))
+        );
+        assert_eq!(handle.active(), Color::Blue, "the conflict changed nothing");
+        let r = admin_post(
+            &client,
+            addr,
+            "/split",
+            r#"{"fraction": 0.5, "expect_generation": 2}"#,
+        )
+        .await;
+        assert_eq!((r.status, &r.json["split"]), (StatusCode::OK, &json!(0.5)));
+        let r = admin_post(&client, addr, "/rollback", r#"{"expect_generation": 2}"#).await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        let r = admin_post(&client, addr, "/rollback", r#"{"expect_generation": 3}"#).await;
+        assert_eq!((r.status, &r.json["split"]), (StatusCode::OK, &json!(0.0)));
+
+        // A rollback with nothing to undo changes nothing.
+        let generation = handle.generation();
+        let r = admin_post(&client, addr, "/rollback", "").await;
+        assert_eq!(
+            (r.status, &r.json["changed"]),
+            (StatusCode::OK, &json!(false))
+        );
+        assert_eq!(handle.generation(), generation);
+
+        // Bad conditions are 400 with the field named.
+        for (body, says) in [
+            (r#"{"to": "purple"}"#, "\"to\""),
+            (r#"{"to": "green", "version": "v2"}"#, "not both"),
+            (r#"{"expect_generation": "3"}"#, "expect_generation"),
+            (r#"{"force": 1}"#, "force"),
+            (r#"{"fraction": 0.1}"#, "unknown field"),
+        ] {
+            let r = admin_post(&client, addr, "/promote", body).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+            let message = r.json["error"].as_str().unwrap();
+            assert!(message.contains(says), "{body}: {message}");
+        }
+        assert_eq!(handle.generation(), generation);
         server.abort();
     }
 

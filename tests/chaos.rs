@@ -146,6 +146,7 @@ async fn chaos_on_the_standby_never_reaches_users() {
             .max_in_flight(16),
     );
     let (router, handle) = BlueGreenRouter::builder()
+        .versions("v1", "v2")
         .served_by_header("x-served-by")
         .compare(compare)
         .build(version("v1", "v2"), version("v2", "v1"))
@@ -164,26 +165,24 @@ async fn chaos_on_the_standby_never_reaches_users() {
         let (answered, done) = (answered.clone(), done.clone());
         tokio::spawn(async move {
             let mut calls = 0u64;
+            // Calls that changed the state (a split set to its value, a
+            // rollback with nothing to undo change nothing).
+            let mut applied = 0u64;
             while !done.load(Ordering::SeqCst) {
                 let seen = answered.load(Ordering::SeqCst);
                 while answered.load(Ordering::SeqCst) < seen + 2 && !done.load(Ordering::SeqCst) {
                     tokio::task::yield_now().await;
                 }
                 let r = draw(calls, 7);
-                match calls % 4 {
-                    0 | 2 => {
-                        handle.set_split((r % 1001) as f64 / 1000.0).unwrap();
-                    }
-                    1 => {
-                        handle.promote();
-                    }
-                    _ => {
-                        handle.rollback();
-                    }
-                }
+                let change = match calls % 4 {
+                    0 | 2 => handle.set_split((r % 1001) as f64 / 1000.0).unwrap(),
+                    1 => handle.promote().unwrap(),
+                    _ => handle.rollback().unwrap(),
+                };
                 calls += 1;
+                applied += u64::from(change.is_applied());
             }
-            calls
+            applied
         })
     };
 
@@ -213,16 +212,9 @@ async fn chaos_on_the_standby_never_reaches_users() {
                     .unwrap_or_else(|_| Err("no answer within 10 s".into()))
                 {
                     Ok(a) if a.status == StatusCode::OK => {
-                        let color: Color = a
-                            .header
-                            .as_deref()
-                            .expect("served-by header")
-                            .parse()
-                            .unwrap();
-                        let version = match color {
-                            Color::Blue => "v1",
-                            Color::Green => "v2",
-                        };
+                        let (color, version) =
+                            support::served_by(a.header.as_deref().expect("served-by header"));
+                        let version = version.as_str();
                         assert_eq!(
                             a.body,
                             answer(version, id, &payload),
@@ -285,7 +277,14 @@ async fn chaos_on_the_standby_never_reaches_users() {
         .await
         .expect("safety net: background work settles");
     let stats = handle.mirror_stats();
-    let report = handle.shadow_report();
+    // The flips alternate between two pairs of versions (blue against green
+    // and back): every comparison is counted in one of them.
+    let reports = handle.shadow_reports();
+    assert!(
+        (1..=2).contains(&reports.len()),
+        "two colors, one epoch: at most two pairs, {reports:?}"
+    );
+    let report = sum(&reports);
     let status = handle.status();
     eprintln!(
         "chaos: {total} requests ({seen:?}), {flips} control calls, traffic {traffic_time:?}, \
@@ -405,4 +404,21 @@ async fn a_saturated_copy_is_counted_once_in_the_report() {
         "{report:?}"
     );
     assert_eq!(report.total(), stats.sampled);
+}
+
+/// The counters of every pair's report, added up.
+fn sum(reports: &[tower_rollout::shadow::ShadowReport]) -> tower_rollout::shadow::ShadowReport {
+    let mut all = tower_rollout::shadow::ShadowReport::default();
+    for r in reports {
+        all.matched += r.matched;
+        all.mismatched += r.mismatched;
+        all.shadow_errors += r.shadow_errors;
+        all.shadow_timeouts += r.shadow_timeouts;
+        all.skipped_over_cap += r.skipped_over_cap;
+        all.skipped_primary_failed += r.skipped_primary_failed;
+        all.skipped_not_started += r.skipped_not_started;
+        all.skipped_dropped += r.skipped_dropped;
+        all.comparator_panics += r.comparator_panics;
+    }
+    all
 }

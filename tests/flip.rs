@@ -24,6 +24,7 @@ fn version(name: &'static str) -> Router {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipping_a_thousand_times_loses_no_request() {
     let (router, handle) = BlueGreenRouter::builder()
+        .versions("v1", "v2")
         .served_by_header("x-served-by")
         .build(version("v1"), version("v2"))
         .unwrap();
@@ -48,9 +49,9 @@ async fn flipping_a_thousand_times_loses_no_request() {
                     tokio::task::yield_now().await;
                 }
                 if i % 2 == 0 {
-                    handle.promote();
+                    handle.promote().unwrap();
                 } else {
-                    handle.rollback();
+                    handle.rollback().unwrap();
                 }
             }
             done.store(true, Ordering::SeqCst);
@@ -73,12 +74,16 @@ async fn flipping_a_thousand_times_loses_no_request() {
                     .unwrap();
                 match support::send(&client, req, "x-served-by").await {
                     Ok(a) if a.status.is_success() => {
-                        let color: Color = a.header.as_deref().unwrap().parse().unwrap();
+                        let (color, version) = support::served_by(a.header.as_deref().unwrap());
                         let expect = match color {
                             Color::Blue => format!("v1:{}", payload.len()),
                             Color::Green => format!("v2:{}", payload.len()),
                         };
                         assert_eq!(a.body, expect, "body from the color the header names");
+                        assert_eq!(
+                            a.body.split(|&b| b == b':').next().unwrap(),
+                            version.as_bytes()
+                        );
                         match color {
                             Color::Blue => blue += 1,
                             Color::Green => green += 1,

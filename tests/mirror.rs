@@ -16,10 +16,9 @@ use http::{HeaderMap, Request, Response};
 use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use tokio::time::Instant;
+use tower::BoxError;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-use tower_rollout::mirror::{
-    BoxError, CopyAborted, MirrorBody, MirrorLayer, MirrorStats, Mirrored,
-};
+use tower_rollout::mirror::{CopyAborted, MirrorBody, MirrorLayer, MirrorStats, Mirrored};
 
 type TestBody = BoxBody<Bytes, Infallible>;
 type Req = Request<MirrorBody<TestBody>>;

@@ -118,6 +118,8 @@ async fn mirror_standby_follows_the_standby_and_drain_waits_for_copies() {
     };
     let (layer, handle) = BlueGreenRouter::builder()
         .served_by_header("x-served-by")
+        .versions("v1", "v2")
+        .mirror(MirrorLayer::settings())
         .layer(green)
         .unwrap();
     let app = version("v1", blue_seen.clone()).layer(layer);
@@ -131,7 +133,7 @@ async fn mirror_standby_follows_the_standby_and_drain_waits_for_copies() {
             .unwrap();
         assert_eq!(
             (a.header.as_deref(), &a.body[..]),
-            (Some("blue"), &b"v1:2"[..])
+            (Some("blue; version=v1"), &b"v1:2"[..])
         );
     }
     // Five copies are held on green: green is busy, blue is not.
@@ -157,7 +159,7 @@ async fn mirror_standby_follows_the_standby_and_drain_waits_for_copies() {
     assert_eq!(green_seen.lock().unwrap().len(), 5);
 
     // Promote: green serves, blue is the standby and receives the copies.
-    handle.promote();
+    handle.promote().unwrap();
     gate.add_permits(100);
     for i in 0..5 {
         let a = support::send(&client, predict(addr, &format!("g{i}")), "x-served-by")
@@ -165,7 +167,7 @@ async fn mirror_standby_follows_the_standby_and_drain_waits_for_copies() {
             .unwrap();
         assert_eq!(
             (a.header.as_deref(), &a.body[..]),
-            (Some("green"), &b"v2:2"[..])
+            (Some("green; version=v2"), &b"v2:2"[..])
         );
     }
     let stats = settled(|| handle.mirror_stats()).await;

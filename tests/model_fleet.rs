@@ -1,6 +1,7 @@
 //! The README's first command, `cargo run --example model_fleet`, run as a
-//! test: the example's walkthrough against its own server on 127.0.0.1:0,
-//! with its summary checked against the models themselves.
+//! test: the example's walkthrough (v1, v2, then v3 deployed at run time)
+//! against its own server on 127.0.0.1:0, with its summary checked against
+//! the models themselves.
 
 #[allow(dead_code)]
 #[path = "../examples/model_fleet.rs"]
@@ -9,82 +10,118 @@ mod demo;
 use demo::{parse_args, run_plan, run_walkthrough, Mode, Options};
 use tower_rollout::plan::{AbortReason, PlanOutcome};
 use tower_rollout::Color;
-use tower_rollout_models::{samples, Model};
+use tower_rollout_models::{samples, Model, Version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn walkthrough_rolls_out_and_back() {
+async fn walkthrough_rolls_v1_v2_v3_through_one_process() {
     let opts = Options::default();
     let mut out = Vec::new();
     let summary = run_walkthrough(&opts, &mut out).await.unwrap();
     let printed = String::from_utf8(out).unwrap();
 
-    // Every request answered, each by the model of the color that served it.
+    // Every request answered, each by the model of the version that served it.
     assert_eq!(summary.failed, 0, "{:?}", summary.errors);
     assert_eq!(summary.wrong_answers, 0);
-    let canary_requests = 2 * opts.users as u64;
+    let canary_requests = 2 * 2 * opts.users as u64;
     assert_eq!(
         summary.requests,
-        (opts.live + opts.mirrored + 2 * opts.after) as u64 + canary_requests + 1
+        (opts.live + 2 * opts.mirrored + 3 * opts.after) as u64 + canary_requests + 1
     );
 
-    // 1-2. Only blue answers users, even while green gets every request.
-    assert_eq!(summary.live.blue, opts.live as u64);
-    assert_eq!(summary.mirror.blue, opts.mirrored as u64);
-    assert_eq!(summary.live.green + summary.mirror.green, 0);
+    // 1-2. Only v1 answers users, even while v2 gets every request.
+    assert_eq!(summary.live.by("v1"), opts.live as u64);
+    assert_eq!(summary.live.besides("v1"), 0);
+    assert_eq!(summary.mirror_v2.by("v1"), opts.mirrored as u64);
+    assert_eq!(summary.mirror_v2.besides("v1"), 0);
 
     // 2. Every copy compared; the label mismatches are exactly the inputs on
     // which the two models, run here, disagree.
-    let r = &summary.report;
-    assert_eq!(r.matched + r.mismatched, opts.mirrored as u64, "{r:?}");
     let (v1, v2) = Model::train_both().unwrap();
-    let label_disagreements = samples(opts.mirrored)
-        .into_iter()
-        .filter(|x| v1.predict(*x).label != v2.predict(*x).label)
-        .count() as u64;
-    assert!(label_disagreements > 0);
+    let v3 = Model::train(Version::V3).unwrap();
+    let disagreements = |a: &Model, b: &Model| {
+        samples(opts.mirrored)
+            .into_iter()
+            .filter(|x| a.predict(*x).label != b.predict(*x).label)
+            .count() as u64
+    };
+    let r = &summary.report_v2;
+    assert_eq!(r.matched + r.mismatched, opts.mirrored as u64, "{r:?}");
     let label_mismatches = r
         .field_mismatches
         .iter()
         .find(|(f, _)| f == "/label")
         .map_or(0, |(_, n)| *n);
-    assert_eq!(label_mismatches, label_disagreements);
-    assert!(r.mismatched >= label_disagreements);
+    assert!(disagreements(&v1, &v2) > 0);
+    assert_eq!(label_mismatches, disagreements(&v1, &v2));
+    assert!(r.mismatched >= label_mismatches);
     assert!(r.agreement_rate().unwrap() > 0.5);
     assert!(r.primary_latency.p99.is_some() && r.shadow_latency.p99.is_some());
 
-    // 3. The sticky canary: one color per user, the share near the split.
-    assert_eq!(summary.canary_users_on_both, 0);
-    let n = summary.canary_users as f64;
-    let share = summary.canary_green_users as f64 / n;
-    let sd = (opts.canary * (1.0 - opts.canary) / n).sqrt();
-    assert!(
-        (share - opts.canary).abs() <= 5.0 * sd,
-        "share {share} for split {}",
-        opts.canary
-    );
+    // 3 and 8. The sticky canaries: one version per user, the share near the split.
+    for canary in [summary.canary_v2, summary.canary_v3] {
+        assert_eq!(canary.on_both, 0);
+        let n = canary.users as f64;
+        let share = canary.on_candidate as f64 / n;
+        let sd = (opts.canary * (1.0 - opts.canary) / n).sqrt();
+        assert!(
+            (share - opts.canary).abs() <= 5.0 * sd,
+            "share {share} for split {}",
+            opts.canary
+        );
+    }
 
-    // 4. A request admitted by blue before the promote finished on blue, and
-    // drained(Blue) waited for it; new requests went to green.
+    // 4. A request admitted by blue before the promote finished on blue (v1),
+    // and drained(Blue) waited for it; new requests went to v2.
     assert!(summary.blue_in_flight_at_promote >= 1);
     assert!(!summary.drained_early);
-    assert_eq!(summary.held_served_by, Some(Color::Blue));
-    assert_eq!(summary.held_version.as_deref(), Some("v1"));
+    let held = summary.held.as_ref().unwrap();
+    assert_eq!((held.color, held.version.as_str()), (Color::Blue, "v1"));
     assert!(summary.blue_drained);
-    assert_eq!(summary.after_promote.green, opts.after as u64);
-    assert_eq!(summary.after_promote.blue, 0);
+    assert_eq!(summary.after_promote.by("v2"), opts.after as u64);
+    assert_eq!(summary.after_promote.besides("v2"), 0);
 
-    // 5. The rollback put blue back.
-    assert_eq!(summary.after_rollback.blue, opts.after as u64);
-    assert_eq!(summary.after_rollback.green, 0);
-    assert_eq!(summary.active_at_end, Some(Color::Blue));
+    // 5. The rollback returned to v1 and said so; a retried promote to v2
+    // changed nothing.
+    assert_eq!(summary.rollback_to.as_deref(), Some("v1"));
+    assert_eq!(summary.after_rollback.by("v1"), opts.after as u64);
+    assert_eq!(summary.retried_promote_changed, Some(false));
+
+    // 6. v3 went into blue (v1's slot) under traffic, and v1's model was
+    // released: the server held it before the deploy, nothing after.
+    let d = &summary.deploy;
+    assert_eq!(d.color, Some(Color::Blue));
+    assert_eq!((d.replaced.as_str(), d.retired.as_str()), ("v1", "v1"));
+    assert!(d.v1_clones_before >= 1);
+    assert!(d.v1_released);
+    assert_eq!(d.failed_during, 0);
+    assert!(d.during.by("v2") >= opts.after as u64);
+    assert_eq!(d.during.besides("v2"), 0);
+
+    // 7. v3 compared with v2: every copy compared; label differences are
+    // exactly where the two models, run here, disagree.
+    let c = &summary.compared_v3;
+    assert_eq!(summary.mirror_v3.by("v2"), opts.mirrored as u64);
+    assert_eq!(summary.mirror_v3.besides("v2"), 0);
+    assert_eq!((c.compared, c.not_compared), (opts.mirrored as u64, 0));
+    assert!(disagreements(&v2, &v3) > 0);
+    assert_eq!(c.label_mismatches, disagreements(&v2, &v3));
+
+    // 9. v3 is live on blue, v2 warm on green.
+    assert_eq!(summary.after_v3.by("v3"), opts.after as u64);
+    let end = summary.live_at_end.as_ref().unwrap();
+    assert_eq!((end.color, end.version.as_str()), (Color::Blue, "v3"));
 
     assert_eq!(summary.problems(), Vec::<String>::new());
     for step in [
-        "1. blue",
-        "2. green",
+        "1. blue (v1)",
+        "2. green (v2)",
         "3. canary",
         "4. promote",
         "5. rollback",
+        "6. deploy v3",
+        "7. blue (v3)",
+        "8. canary of v3",
+        "9. promote",
     ] {
         assert!(printed.contains(step), "{step} missing from:\n{printed}");
     }
@@ -97,19 +134,24 @@ fn problems_name_what_went_wrong() {
         requests: 3,
         failed: 1,
         errors: vec!["user-1: connection refused".into()],
-        canary_split: 0.1,
-        canary_users: 100,
-        canary_green_users: 40,
-        canary_users_on_both: 2,
+        canary_v2: demo::Canary {
+            split: 0.1,
+            users: 100,
+            on_candidate: 40,
+            on_both: 2,
+        },
         ..Default::default()
     };
     let problems = bad.problems().join("\n");
     for part in [
         "1 of 3 requests failed: user-1: connection refused",
-        "2 canary users saw both colors",
-        "canary share 0.400",
+        "2 users of the v2 canary saw both versions",
+        "the v2 canary's share 0.400",
         "blue did not drain",
-        "the rollback did not put blue back",
+        "the rollback returned to None, not v1",
+        "the retried promote to v2 was not a no-op",
+        "v1's model was not released",
+        "live at the end: None",
     ] {
         assert!(problems.contains(part), "{part} missing from:\n{problems}");
     }

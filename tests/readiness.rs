@@ -1,5 +1,6 @@
-//! Readiness, per-request routing and in-flight accounting of
-//! `BlueGreenRouter`, driven step by step with `tower-test` mocks.
+//! Readiness, per-request routing, in-flight accounting and conditional
+//! control calls of `BlueGreenRouter`, driven step by step with `tower-test`
+//! mocks.
 //!
 //! Every request carries its id in an `x-id` header, so a test can tell which
 //! mock received which request. The mocks see the request head only (see
@@ -18,7 +19,8 @@ use http_body::{Body, Frame};
 use tokio::sync::mpsc;
 use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok, task};
 use tower::Service;
-use tower_rollout::body::RolloutBody;
+use tower_rollout::control::{Change, ColorVersion, ControlError, Readiness};
+use tower_rollout::router::RolloutBody;
 use tower_rollout::{BlueGreenRouter, Color, ConfigError, RolloutHandle};
 use tower_test::mock::{self, SendResponse, Spawn};
 
@@ -192,10 +194,9 @@ fn route(
     };
     let tx = respond(send);
     let res = assert_ready_ok!(fut.poll());
-    assert_eq!(
-        res.body().color(),
-        Some(color),
-        "body guard on the serving color"
+    assert!(
+        res.body().in_flight(),
+        "the body keeps the request in flight"
     );
     (color, res, tx)
 }
@@ -229,14 +230,14 @@ fn standby_pending_never_blocks_active() {
         assert_no_request(&mut gh);
         open.push(respond(send));
         let res = assert_ready_ok!(fut.poll());
-        assert_eq!(res.body().color(), Some(Color::Blue));
+        assert!(res.body().in_flight());
     }
     // Had the router polled green, green's mock would hold the router's
     // waker and wake it now.
     gh.allow(1);
     assert!(!svc.is_woken(), "the router polled the standby");
     assert_eq!(served(&handle), (3, 0));
-    assert_eq!(handle.status().canary_fallback, 0);
+    assert_eq!(handle.status().fallbacks, 0);
 }
 
 #[test]
@@ -298,10 +299,11 @@ fn active_poll_ready_error_passes_through() {
     assert_eq!(err.to_string(), "blue is broken");
     assert_eq!(served(&handle), (0, 0));
     assert_eq!(handle.in_flight(Color::Blue), 0);
-    assert_eq!(handle.status().canary_fallback, 0);
+    assert_eq!(handle.status().fallbacks, 0);
+    assert_eq!(handle.status().blue.readiness, Readiness::Failed);
 
-    // Once blue recovers the router serves from it again; green never saw
-    // anything.
+    // The router drops its broken copy and takes a fresh one from the slot:
+    // once blue recovers it serves from it again; green never saw anything.
     let mut fut = admit(&mut svc, req("r1"));
     let (_, send) = take(&mut bh, "r1");
     let _tx = respond(send);
@@ -310,59 +312,139 @@ fn active_poll_ready_error_passes_through() {
 }
 
 #[test]
-fn swap_between_poll_ready_and_call_follows_the_swap() {
-    // The mocks panic when called without being polled ready, so calling the
-    // color that was not polled fails these tests loudly: the new color is
-    // reached through a clone driven to readiness on its own.
+fn admitted_before_a_promote_is_served_by_the_old_color_and_drained_waits_for_it() {
+    // A request is counted from the moment `poll_ready` admits it, so
+    // `drained(old)` made right after a promote waits for it, with no sleep.
+    // The mocks panic when called without being polled ready, so calling a
+    // color that was not polled fails this test loudly.
     let (blue, mut bh, green, mut gh) = mocks();
     let (router, handle) = BlueGreenRouter::new(blue, green);
     let mut svc = Spawn::new(router);
 
     assert_ready_ok!(poll_ready(&mut svc));
-    handle.promote();
-    // Polled for blue, called after the promote: green takes it, so no
-    // request called after a promote (or a plan's abort) reaches the old color.
+    assert_eq!(handle.in_flight(Color::Blue), 1, "admitted by poll_ready");
+    handle.promote().unwrap();
+    let mut drained = task::spawn(handle.drained(Color::Blue));
+    assert_pending!(drained.poll(), "r1 was admitted to blue before the promote");
+
     let mut fut = task::spawn(svc.call(req("r1")));
     assert_pending!(fut.poll());
-    let (_, send) = take(&mut gh, "r1");
-    assert_no_request(&mut bh);
-    let _t1 = respond(send);
+    let (_, send) = take(&mut bh, "r1");
+    assert_no_request(&mut gh);
+    let tx = respond(send);
     let res = assert_ready_ok!(fut.poll());
-    assert_eq!(res.body().color(), Some(Color::Green));
-    assert_eq!(handle.in_flight(Color::Green), 1);
-    assert_eq!(handle.in_flight(Color::Blue), 0);
+    assert!(!drained.is_woken());
+    assert_pending!(drained.poll(), "its body is still open");
 
     // The next request is picked after the promote.
     let (color, _r2, _t2) = route(&mut svc, &mut bh, &mut gh, req("r2"));
     assert_eq!(color, Color::Green);
+    assert_pending!(drained.poll(), "green's traffic does not count for blue");
 
-    // And the other way round: polled green, rolled back, blue takes it.
-    assert_ready_ok!(poll_ready(&mut svc));
-    handle.rollback();
-    assert_eq!(handle.active(), Color::Blue);
-    let mut fut = task::spawn(svc.call(req("r3")));
-    assert_pending!(fut.poll());
-    let (_, send) = take(&mut bh, "r3");
-    assert_no_request(&mut gh);
-    let _t3 = respond(send);
-    let res = assert_ready_ok!(fut.poll());
-    assert_eq!(res.body().color(), Some(Color::Blue));
-    assert_eq!(served(&handle), (1, 2));
+    drop(tx);
+    drop(res);
+    assert!(drained.is_woken());
+    assert_ready!(drained.poll());
+    assert_eq!(served(&handle), (1, 1));
 }
 
 #[test]
-fn promote_while_waiting_for_readiness_takes_effect() {
+fn a_request_waiting_for_readiness_picks_again_when_the_state_changes() {
     let (blue, mut bh, green, mut gh) = mocks();
     bh.allow(0);
     let (router, handle) = BlueGreenRouter::new(blue, green);
     let mut svc = Spawn::new(router);
 
     assert_pending!(poll_ready(&mut svc));
-    handle.promote();
+    handle.promote().unwrap();
+    assert!(svc.is_woken(), "a transition wakes the waiting request");
     // The next poll picks again, from the new state.
     let (color, _res, _tx) = route(&mut svc, &mut bh, &mut gh, req("r1"));
     assert_eq!(color, Color::Green);
     assert_eq!(served(&handle), (0, 1));
+}
+
+#[test]
+fn a_rollback_rescues_requests_waiting_on_a_forced_promote() {
+    let (blue, mut bh, green, mut gh) = mocks();
+    gh.allow(0);
+    let (router, handle) = BlueGreenRouter::new(blue, green);
+    let mut svc = Spawn::new(router);
+
+    // Forced onto a standby that is not ready: requests wait.
+    handle.force().promote().unwrap();
+    assert_eq!(handle.active(), Color::Green);
+    assert_pending!(poll_ready(&mut svc));
+    assert_pending!(poll_ready(&mut svc));
+    assert!(!svc.is_woken());
+
+    // The rollback wakes the waiting request, which picks blue.
+    let change = handle.rollback().unwrap();
+    assert_eq!(change.transition().unwrap().active, Color::Blue);
+    assert!(svc.is_woken(), "the rollback wakes the parked request");
+    let (color, _res, _tx) = route(&mut svc, &mut bh, &mut gh, req("r1"));
+    assert_eq!(color, Color::Blue);
+    assert_no_request(&mut gh);
+}
+
+#[test]
+fn promote_to_a_standby_that_is_not_ready_is_refused_unless_forced() {
+    let (blue, mut bh, green, mut gh) = mocks();
+    gh.allow(0);
+    let (router, handle) = BlueGreenRouter::new(blue, green);
+    let mut svc = Spawn::new(router);
+    // A request teaches the router how to poll its services.
+    let (_, _r1, _t1) = route(&mut svc, &mut bh, &mut gh, req("r1"));
+
+    // The promote polls a clone of green once: pending, so refused.
+    let err = handle.promote().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ControlError::NotReady {
+                color: Color::Green,
+                readiness: Readiness::NotReady,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(handle.active(), Color::Blue);
+    assert_eq!(handle.generation(), 0, "a refused call changes nothing");
+    assert_eq!(handle.status().green.readiness, Readiness::NotReady);
+    let err = handle.promote_to(Color::Green).unwrap_err();
+    assert!(matches!(err, ControlError::NotReady { .. }));
+
+    // Green becomes ready: the next promote sees it.
+    gh.allow(1);
+    handle.promote().unwrap();
+    assert_eq!(handle.active(), Color::Green);
+    assert_eq!(handle.status().green.readiness, Readiness::Ready);
+    let (color, _r2, _t2) = route(&mut svc, &mut bh, &mut gh, req("r2"));
+    assert_eq!(color, Color::Green);
+
+    // Failed since: blue breaks while it is the standby; promoting to it is
+    // refused, forcing it is allowed.
+    handle.set_split(1.0).unwrap();
+    bh.send_error("blue broke");
+    gh.allow(1);
+    let (color, _r3, _t3) = route(&mut svc, &mut bh, &mut gh, req("r3"));
+    assert_eq!(color, Color::Green, "the canary draw fell back");
+    assert_eq!(handle.status().blue.readiness, Readiness::Failed);
+    handle.set_split(0.0).unwrap();
+    let err = handle.promote_to(Color::Blue).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControlError::NotReady {
+                readiness: Readiness::Failed,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    handle.force().promote_to(Color::Blue).unwrap();
+    assert_eq!(handle.active(), Color::Blue);
 }
 
 #[test]
@@ -380,7 +462,7 @@ fn canary_pick_falls_back_to_active_when_standby_not_ready() {
         Color::Blue,
         "standby pending: served by the active color"
     );
-    assert_eq!(handle.status().canary_fallback, 1);
+    assert_eq!(handle.status().fallbacks, 1);
 
     gh.send_error("standby is broken");
     let (color, _r2, _t2) = route(&mut svc, &mut bh, &mut gh, req("r2"));
@@ -389,7 +471,7 @@ fn canary_pick_falls_back_to_active_when_standby_not_ready() {
         Color::Blue,
         "standby failing: served by the active color"
     );
-    assert_eq!(handle.status().canary_fallback, 2);
+    assert_eq!(handle.status().fallbacks, 2);
 
     gh.allow(1);
     let (color, _r3, _t3) = route(&mut svc, &mut bh, &mut gh, req("r3"));
@@ -398,16 +480,14 @@ fn canary_pick_falls_back_to_active_when_standby_not_ready() {
         Color::Green,
         "standby ready: the canary gets its pick"
     );
-    assert_eq!(handle.status().canary_fallback, 2);
+    assert_eq!(handle.status().fallbacks, 2);
     assert_eq!(served(&handle), (2, 1));
 }
 
 #[test]
-fn canary_fallback_counts_requests_not_polls() {
-    // RolloutStatus::canary_fallback counts "requests the random canary split
-    // drew for the standby that went to the active color". A request that
-    // waits while both colors are pending and is then served by the standby
-    // never went to the active color.
+fn fallbacks_count_requests_not_polls() {
+    // A request that waits while both colors are pending and is then served
+    // by the standby never went to the active color.
     let (blue, mut bh, green, mut gh) = mocks();
     bh.allow(0);
     gh.allow(0);
@@ -422,7 +502,7 @@ fn canary_fallback_counts_requests_not_polls() {
     let (color, _res, _tx) = route(&mut svc, &mut bh, &mut gh, req("r1"));
     assert_eq!(color, Color::Green);
     assert_eq!(
-        handle.status().canary_fallback,
+        handle.status().fallbacks,
         0,
         "no request fell back to the active color"
     );
@@ -434,33 +514,29 @@ fn clone_resets_pick() {
     let (router, handle) = BlueGreenRouter::new(blue, green);
     let mut a = Spawn::new(router);
 
-    assert_ready_ok!(poll_ready(&mut a)); // `a` picked blue
+    assert_ready_ok!(poll_ready(&mut a)); // `a` admitted a request to blue
     let mut b = a.clone();
-    handle.promote();
+    handle.promote().unwrap();
     // `b` was never polled: it picks for itself, from the state now. Had it
-    // kept `a`'s pick it would call its blue clone, which was never polled
-    // ready, and the mock would panic.
+    // kept `a`'s pick it would call a blue it never polled ready, and the
+    // mock would panic.
     let (color, _rb, _tb) = route(&mut b, &mut bh, &mut gh, req("from-b"));
     assert_eq!(color, Color::Green);
 
-    // `a` polled blue before the promote; called after it, green takes it
-    // (through a clone of green driven to readiness on its own).
+    // `a` admitted its request to blue before the promote: blue serves it.
     let mut fut = task::spawn(a.call(req("from-a")));
     assert_pending!(fut.poll());
-    let (_, send) = take(&mut gh, "from-a");
+    let (_, send) = take(&mut bh, "from-a");
     let _ta = respond(send);
-    assert_eq!(
-        assert_ready_ok!(fut.poll()).body().color(),
-        Some(Color::Green)
-    );
-    assert_no_request(&mut bh);
-    assert_eq!(served(&handle), (0, 2));
+    assert!(assert_ready_ok!(fut.poll()).body().in_flight());
+    assert_no_request(&mut gh);
+    assert_eq!(served(&handle), (1, 1));
 }
 
 // === per-request choices ===
 
 #[test]
-fn sticky_key_for_standby_goes_through_oneshot_clone() {
+fn sticky_user_on_a_standby_that_is_not_ready_is_served_by_the_active_color() {
     let (blue, mut bh, green, mut gh) = mocks();
     gh.allow(0);
     let (router, handle) = BlueGreenRouter::builder()
@@ -471,35 +547,26 @@ fn sticky_key_for_standby_goes_through_oneshot_clone() {
     handle.set_split(1.0).unwrap();
     let mut svc = Spawn::new(router);
 
-    let mut fut = admit(&mut svc, req_with("alice-1", &[("x-user", "alice")]));
-    assert_no_request(&mut bh);
-    assert_no_request(&mut gh);
-    assert_eq!(
-        handle.in_flight(Color::Green),
-        1,
-        "admitted on green at call"
-    );
-    assert_eq!(handle.status().canary_fallback, 0);
+    // Green is not ready: alice does not wait, blue serves her.
+    let alice = |id| req_with(id, &[("x-user", "alice")]);
+    let (color, _r1, _t1) = route(&mut svc, &mut bh, &mut gh, alice("alice-1"));
+    assert_eq!(color, Color::Blue);
+    assert_eq!(handle.status().fallbacks, 1);
+    assert_eq!(handle.status().green.readiness, Readiness::NotReady);
+    assert!(!svc.is_woken(), "nothing waits on green");
 
-    // Green becomes ready: the request's own future is woken. (The router
-    // itself may be woken too: its random canary draw at split 1 polled green
-    // before falling back to blue, which the sticky key then overrode.)
+    // Green becomes ready: alice is back on her bucket's color.
     gh.allow(1);
-    assert!(fut.is_woken());
-    assert_pending!(fut.poll());
-    let (_, send) = take(&mut gh, "alice-1");
-    let _t1 = respond(send);
-    assert_eq!(
-        assert_ready_ok!(fut.poll()).body().color(),
-        Some(Color::Green)
-    );
+    let (color, _r2, _t2) = route(&mut svc, &mut bh, &mut gh, alice("alice-2"));
+    assert_eq!(color, Color::Green);
+    assert_eq!(handle.status().fallbacks, 1);
+    assert_eq!(handle.status().green.readiness, Readiness::Ready);
 
     // The same user at split 0 is served by the active color.
     handle.set_split(0.0).unwrap();
-    let alice = req_with("alice-2", &[("x-user", "alice")]);
-    let (color, _r2, _t2) = route(&mut svc, &mut bh, &mut gh, alice);
+    let (color, _r3, _t3) = route(&mut svc, &mut bh, &mut gh, alice("alice-3"));
     assert_eq!(color, Color::Blue);
-    assert_eq!(served(&handle), (1, 1));
+    assert_eq!(served(&handle), (2, 1));
 }
 
 #[test]
@@ -565,14 +632,20 @@ fn override_header_only_when_allowed() {
 
     // After a promote, an allowed tester can still reach the old color;
     // case and surrounding spaces do not matter.
-    handle.promote();
+    handle.promote().unwrap();
     let r = tester(req_with("r5", &[("x-rollout-color", " Blue ")]));
     assert_eq!(route(&mut svc, &mut bh, &mut gh, r).0, Color::Blue);
     let r = req_with("r6", &[("x-rollout-color", "blue")]);
     assert_eq!(route(&mut svc, &mut bh, &mut gh, r).0, Color::Green);
 
+    // An override naming a color that is not ready is served by the other.
+    bh.allow(0);
+    let r = tester(req_with("r7", &[("x-rollout-color", "blue")]));
+    assert_eq!(route(&mut svc, &mut bh, &mut gh, r).0, Color::Green);
+    assert_eq!(handle.status().fallbacks, 1);
+
     assert_eq!(handle.status().unknown_override, 0);
-    assert_eq!(served(&handle), (3, 3));
+    assert_eq!(served(&handle), (3, 4));
 }
 
 #[test]
@@ -604,9 +677,10 @@ fn unknown_override_value_is_ignored_and_counted() {
 }
 
 #[test]
-fn served_by_header_and_color_extension() {
+fn served_by_header_and_extension_name_the_color_and_version() {
     let (blue, mut bh, green, mut gh) = mocks();
     let (router, handle) = BlueGreenRouter::builder()
+        .versions("iris-v1", "iris-v2")
         .served_by_header("x-served-by")
         .color_extension(true)
         .override_header("x-rollout-color", |_| true)
@@ -614,7 +688,7 @@ fn served_by_header_and_color_extension() {
         .unwrap();
     let mut svc = Spawn::new(router);
 
-    let mut check = |r: Req, want: Color| {
+    let mut check = |r: Req, want: Color, version: &str| {
         let rid = id(&r).to_owned();
         let mut fut = admit(&mut svc, r);
         let (to, other) = match want {
@@ -623,17 +697,30 @@ fn served_by_header_and_color_extension() {
         };
         let (seen, send) = take(to, &rid);
         assert_no_request(other);
-        assert_eq!(seen.extensions().get::<Color>(), Some(&want), "{rid}");
+        let served = seen.extensions().get::<ColorVersion>().unwrap();
+        assert_eq!(
+            (served.color, served.version.as_str()),
+            (want, version),
+            "{rid}"
+        );
         let _tx = respond(send);
         let res = assert_ready_ok!(fut.poll());
-        assert_eq!(res.headers()["x-served-by"], want.as_str(), "{rid}");
+        assert_eq!(
+            res.headers()["x-served-by"],
+            format!("{want}; version={version}"),
+            "{rid}"
+        );
         assert_eq!(res.headers().get_all("x-served-by").iter().count(), 1);
     };
-    check(req("r1"), Color::Blue);
-    handle.promote();
-    check(req("r2"), Color::Green);
-    // Through the oneshot clone too.
-    check(req_with("r3", &[("x-rollout-color", "blue")]), Color::Blue);
+    check(req("r1"), Color::Blue, "iris-v1");
+    handle.promote().unwrap();
+    check(req("r2"), Color::Green, "iris-v2");
+    // Through an override to the other color too.
+    check(
+        req_with("r3", &[("x-rollout-color", "blue")]),
+        Color::Blue,
+        "iris-v1",
+    );
 
     // Both are off by default.
     let (blue, mut bh, green, _gh) = mocks();
@@ -641,7 +728,7 @@ fn served_by_header_and_color_extension() {
     let mut svc = Spawn::new(router);
     let mut fut = admit(&mut svc, req("plain"));
     let (seen, send) = take(&mut bh, "plain");
-    assert_eq!(seen.extensions().get::<Color>(), None);
+    assert_eq!(seen.extensions().get::<ColorVersion>(), None);
     let _tx = respond(send);
     let res = assert_ready_ok!(fut.poll());
     assert!(res.headers().is_empty(), "{:?}", res.headers());
@@ -655,7 +742,7 @@ fn in_flight_until_body_ends_or_drops() {
     let (router, handle) = BlueGreenRouter::new(blue, green);
     let mut svc = Spawn::new(router);
 
-    // In flight from `call`, before the inner service has answered.
+    // In flight from `poll_ready`, before the inner service has answered.
     let mut f1 = admit(&mut svc, req("r1"));
     assert_eq!(handle.in_flight(Color::Blue), 1);
     let mut drained = task::spawn(handle.drained(Color::Blue));
@@ -690,7 +777,7 @@ fn in_flight_until_body_ends_or_drops() {
     // r1 ends by being read to its end; r2 is still open.
     drop(t1);
     assert!(assert_ready!(poll_body(&mut b1)).is_none());
-    assert_eq!(b1.color(), None);
+    assert!(!b1.in_flight());
     assert_eq!(handle.in_flight(Color::Blue), 1);
     assert!(!drained.is_woken(), "woken with r2 still in flight");
     assert_pending!(drained.poll());
@@ -724,7 +811,14 @@ fn in_flight_until_body_ends_or_drops() {
     let (_, s4) = take(&mut bh, "r4");
     s4.send_response(Response::new(TestBody::ended()));
     let res = assert_ready_ok!(f4.poll());
-    assert_eq!(res.body().color(), None);
+    assert!(!res.body().in_flight());
+    assert_eq!(handle.in_flight(Color::Blue), 0);
+
+    // Polled ready and never called (the router clone dropped): taken back,
+    // not served.
+    assert_ready_ok!(poll_ready(&mut svc));
+    assert_eq!(handle.in_flight(Color::Blue), 1);
+    drop(svc);
     assert_eq!(handle.in_flight(Color::Blue), 0);
 
     let st = handle.status();
@@ -775,7 +869,7 @@ fn inner_error_passes_through_and_ends_in_flight() {
     assert_ready!(drained.poll());
     assert_eq!(served(&handle), (1, 0));
 
-    // The same through the oneshot clone of the other color.
+    // The same through an override to the other color.
     let (blue, mut bh, green, mut gh) = mocks();
     let (router, handle) = BlueGreenRouter::builder()
         .override_header("x-rollout-color", |_| true)
@@ -847,6 +941,18 @@ fn bad_config_is_a_typed_error() {
     )
     .is_none());
 
+    // Version labels: checked, and not the same twice.
+    assert_eq!(
+        build(BlueGreenRouter::builder().versions("iris v1", "v2")),
+        Some(ConfigError::InvalidVersion {
+            label: "iris v1".into()
+        })
+    );
+    assert_eq!(
+        build(BlueGreenRouter::builder().versions("v1", "v1")),
+        Some(ConfigError::DuplicateVersion { label: "v1".into() })
+    );
+
     // Fractions.
     let (_router, handle) = BlueGreenRouter::new((), ());
     handle.set_split(0.25).unwrap();
@@ -861,10 +967,10 @@ fn bad_config_is_a_typed_error() {
         f64::NEG_INFINITY,
     ] {
         match handle.set_split(bad) {
-            Err(ConfigError::InvalidFraction {
+            Err(ControlError::Invalid(ConfigError::InvalidFraction {
                 setting: "split",
                 value,
-            }) => assert!(
+            })) => assert!(
                 value.to_bits() == bad.to_bits(),
                 "{value} reported for {bad}"
             ),
@@ -878,8 +984,107 @@ fn bad_config_is_a_typed_error() {
     }
     assert_eq!(handle.generation(), 1);
     for edge in [0.0, 1.0] {
-        assert_eq!(handle.set_split(edge).unwrap().split, edge);
+        let change = handle.set_split(edge).unwrap();
+        assert_eq!(change.transition().unwrap().split, edge);
     }
+    // -0.0 is stored as 0.0.
+    handle.set_split(-0.0).unwrap();
+    assert!(handle.status().split.is_sign_positive());
+    assert_eq!(handle.status().split, 0.0);
+    // A plain router cannot mirror.
+    assert_eq!(handle.mirror_standby(0.5), Err(ControlError::NoMirror));
+}
+
+#[test]
+fn control_calls_that_state_their_target_are_safe_to_repeat() {
+    let (_router, handle) = BlueGreenRouter::builder()
+        .versions("v1", "v2")
+        .build((), ())
+        .unwrap();
+
+    // Promote *to* a color or a version: once applied, a retry is a no-op.
+    let first = handle.promote_to(Color::Green).unwrap();
+    assert!(first.is_applied());
+    assert_eq!(first.generation(), 1);
+    for _ in 0..3 {
+        assert_eq!(
+            handle.promote_to(Color::Green).unwrap(),
+            Change::Unchanged { generation: 1 }
+        );
+        assert_eq!(
+            handle.promote_to_version("v2").unwrap(),
+            Change::Unchanged { generation: 1 }
+        );
+    }
+    assert_eq!(handle.active(), Color::Green);
+    assert_eq!(handle.status().history.len(), 1);
+    assert!(matches!(
+        handle.promote_to_version("v9"),
+        Err(ControlError::UnknownVersion { .. })
+    ));
+
+    // A plain promote flips: that is what it says.
+    let t = handle.promote().unwrap();
+    let t = t.transition().unwrap();
+    assert_eq!((t.active, t.version.as_str()), (Color::Blue, "v1"));
+    assert_eq!(
+        (t.from.color, t.from.version.as_str()),
+        (Color::Green, "v2")
+    );
+
+    // Rollback says which version it returned to; with nothing to undo it
+    // changes nothing (no generation bump, no transition).
+    let back = handle.rollback().unwrap();
+    let t = back.transition().unwrap();
+    assert_eq!((t.active, t.version.as_str()), (Color::Green, "v2"));
+    let generation = handle.generation();
+    assert_eq!(handle.rollback().unwrap(), Change::Unchanged { generation });
+    assert_eq!(handle.status().history.len(), 3);
+
+    // Setting a split to its value changes nothing either.
+    handle.set_split(0.2).unwrap();
+    assert_eq!(
+        handle.set_split(0.2).unwrap(),
+        Change::Unchanged {
+            generation: generation + 1
+        }
+    );
+}
+
+#[test]
+fn the_compare_and_set_form_fails_with_a_typed_conflict_when_the_state_moved() {
+    let (_router, handle) = BlueGreenRouter::new((), ());
+    let seen = handle.generation();
+    handle.set_split(0.1).unwrap(); // someone else
+    for call in [
+        handle.expect_generation(seen).promote(),
+        handle.expect_generation(seen).rollback(),
+        handle.expect_generation(seen).set_split(0.3),
+    ] {
+        assert_eq!(
+            call,
+            Err(ControlError::Conflict {
+                expected: seen,
+                actual: seen + 1
+            })
+        );
+    }
+    assert_eq!(handle.status().split, 0.1, "nothing changed");
+    assert_eq!(handle.active(), Color::Blue);
+    // With the generation it saw, the call goes through.
+    let now = handle.generation();
+    let change = handle.expect_generation(now).promote().unwrap();
+    assert_eq!(change.generation(), now + 1);
+    // A target already reached is unchanged whatever the generation.
+    assert_eq!(
+        handle
+            .expect_generation(0)
+            .promote_to(Color::Green)
+            .unwrap(),
+        Change::Unchanged {
+            generation: now + 1
+        }
+    );
 }
 
 #[test]
@@ -893,51 +1098,63 @@ fn generation_rises_and_history_is_bounded() {
 
     let mut active = Color::Blue;
     let mut previous = None;
+    let mut split;
+    let mut generation = 0;
     for i in 1..=150u64 {
         // Alternate the two handles: they share one state.
         let h = if i % 2 == 0 { &handle } else { &other };
-        let (t, kind, split) = match i % 5 {
+        let (change, kind) = match i % 5 {
             0 | 3 => {
                 previous = Some(active);
                 active = active.other();
-                (h.promote(), TransitionKind::Promote, 0.0)
+                split = 0.0;
+                (h.promote().unwrap(), TransitionKind::Promote)
             }
             1 => {
-                let split = (i % 10) as f64 / 10.0;
-                (h.set_split(split).unwrap(), TransitionKind::Split, split)
+                split = (i % 10) as f64 / 10.0 + 0.05;
+                (h.set_split(split).unwrap(), TransitionKind::Split)
             }
             2 => {
                 if let Some(p) = previous.take() {
                     active = p;
                 }
-                (h.rollback(), TransitionKind::Rollback, 0.0)
+                split = 0.0;
+                (h.rollback().unwrap(), TransitionKind::Rollback)
             }
             _ => {
                 assert!(h.set_split(f64::NAN).is_err());
                 assert_eq!(
                     handle.generation(),
-                    i - 1,
+                    generation,
                     "a rejected call is no transition"
                 );
-                let split = 0.5;
-                (h.set_split(split).unwrap(), TransitionKind::Split, split)
+                split = 0.5;
+                (h.set_split(split).unwrap(), TransitionKind::Split)
             }
         };
-        assert_eq!(t.generation, i);
+        generation += 1;
+        let t = change
+            .transition()
+            .expect("every call here changes the state");
+        assert_eq!(t.generation, generation);
         assert_eq!(
             (t.kind, t.active, t.split),
             (kind, active, split),
             "call {i}"
         );
-        assert_eq!(handle.generation(), i);
+        assert_eq!(handle.generation(), generation);
         assert_eq!(handle.active(), active);
 
         let st = handle.status();
-        assert_eq!(st.generation, i);
+        assert_eq!(st.generation, generation);
         assert_eq!((st.active, st.split), (active, split));
-        assert_eq!(st.history.len() as u64, i.min(64), "history is bounded");
-        assert_eq!(st.history.last(), Some(&t), "newest last");
-        let first = i + 1 - st.history.len() as u64;
+        assert_eq!(
+            st.history.len() as u64,
+            generation.min(64),
+            "history is bounded"
+        );
+        assert_eq!(st.history.last(), Some(t), "newest last");
+        let first = generation + 1 - st.history.len() as u64;
         for (k, entry) in st.history.iter().enumerate() {
             assert_eq!(entry.generation, first + k as u64, "oldest first, no gaps");
         }

@@ -14,8 +14,9 @@ use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tower::BoxError;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-use tower_rollout::mirror::{BoxError, MirrorBody, MirrorLayer};
+use tower_rollout::mirror::{MirrorBody, MirrorLayer};
 use tower_rollout::shadow::{
     Captured, Comparator, Compare, CompareSettings, ShadowComparator, ShadowHandle, ShadowReport,
     Verdict,

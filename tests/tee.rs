@@ -13,8 +13,9 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, StreamBody};
 use proptest::prelude::*;
+use tower::BoxError;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-use tower_rollout::mirror::{BoxError, CopyAborted, MirrorBody, MirrorLayer};
+use tower_rollout::mirror::{CopyAborted, MirrorBody, MirrorLayer};
 
 type TestBody = BoxBody<Bytes, Infallible>;
 type Req = Request<MirrorBody<TestBody>>;

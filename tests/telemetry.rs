@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_rollout::mirror::{MirrorBody, MirrorLayer};
 use tower_rollout::shadow::{
@@ -26,8 +26,9 @@ use tracing::{Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
+/// What the inner services of mirroring and comparing layers receive.
 type Req = Request<MirrorBody<String>>;
-type Svc = BoxCloneService<Req, Response<String>, String>;
+type Svc<B = String> = BoxCloneSyncService<Request<B>, Response<String>, String>;
 
 // === capture ===
 
@@ -194,8 +195,8 @@ where
 
 /// A model that answers `status` with its color's name, counts what it
 /// received, and emits an event from inside its handler.
-fn model(color: &'static str, status: u16, seen: Arc<AtomicU64>) -> Svc {
-    BoxCloneService::new(service_fn(move |_req: Req| {
+fn model<B: Send + 'static>(color: &'static str, status: u16, seen: Arc<AtomicU64>) -> Svc<B> {
+    BoxCloneSyncService::new(service_fn(move |_req: Request<B>| {
         let seen = seen.clone();
         async move {
             seen.fetch_add(1, Ordering::Relaxed);
@@ -208,7 +209,7 @@ fn model(color: &'static str, status: u16, seen: Arc<AtomicU64>) -> Svc {
 }
 
 fn failing() -> Svc {
-    BoxCloneService::new(service_fn(|_req: Req| async {
+    BoxCloneSyncService::new(service_fn(|_req: Request<String>| async {
         Err::<Response<String>, _>("model crashed".to_owned())
     }))
 }
@@ -250,24 +251,30 @@ fn requests_and_responses_are_counted_per_serving_color() {
 
         let m = metrics.read();
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=blue,name=split}"),
-            blue
-        );
-        assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=split}"),
-            green
-        );
-        assert_eq!(
             counter(
                 &m,
-                "rollout_responses_total{class=2xx,color=blue,name=split}"
+                "rollout_requests_total{color=blue,name=split,version=blue}"
             ),
             blue
         );
         assert_eq!(
             counter(
                 &m,
-                "rollout_responses_total{class=5xx,color=green,name=split}"
+                "rollout_requests_total{color=green,name=split,version=green}"
+            ),
+            green
+        );
+        assert_eq!(
+            counter(
+                &m,
+                "rollout_responses_total{class=2xx,color=blue,name=split,version=blue}"
+            ),
+            blue
+        );
+        assert_eq!(
+            counter(
+                &m,
+                "rollout_responses_total{class=5xx,color=green,name=split,version=green}"
             ),
             green
         );
@@ -275,7 +282,7 @@ fn requests_and_responses_are_counted_per_serving_color() {
         for color in ["blue", "green"] {
             for class in ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"] {
                 let key =
-                    format!("rollout_responses_total{{class={class},color={color},name=split}}");
+                    format!("rollout_responses_total{{class={class},color={color},name=split,version={color}}}");
                 let expected = match (color, class) {
                     ("blue", "2xx") => blue,
                     ("green", "5xx") => green,
@@ -295,18 +302,21 @@ fn a_failing_inner_service_counts_as_error() {
             .build(model("blue", 404, Arc::default()), failing())
             .unwrap();
         assert_eq!(send(&router, get("/")).await, Some(StatusCode::NOT_FOUND));
-        handle.promote();
+        handle.promote().unwrap();
         assert_eq!(send(&router, get("/")).await, None);
         assert_eq!(send(&router, get("/")).await, None);
 
         let m = metrics.read();
         let key = |color, class| {
-            format!("rollout_responses_total{{class={class},color={color},name=failing}}")
+            format!("rollout_responses_total{{class={class},color={color},name=failing,version={color}}}")
         };
         assert_eq!(counter(&m, &key("blue", "4xx")), 1);
         assert_eq!(counter(&m, &key("green", "error")), 2);
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=failing}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=failing,version=green}"
+            ),
             2
         );
     });
@@ -334,7 +344,7 @@ fn routers_in_one_process_are_told_apart_by_name() {
             model("blue", 200, Arc::default()),
             model("green", 200, Arc::default()),
         );
-        resnet_handle.promote();
+        resnet_handle.promote().unwrap();
         for _ in 0..3 {
             send(&iris, get("/")).await;
         }
@@ -345,29 +355,38 @@ fn routers_in_one_process_are_told_apart_by_name() {
 
         let m = metrics.read();
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=blue,name=iris}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=blue,name=iris,version=blue}"
+            ),
             3
         );
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=iris}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=iris,version=green}"
+            ),
             0
         );
         assert_eq!(
             counter(
                 &m,
-                "rollout_requests_total{color=green,name=fleet/resnet-50}"
+                "rollout_requests_total{color=green,name=fleet/resnet-50,version=green}"
             ),
             5
         );
         assert_eq!(
             counter(
                 &m,
-                "rollout_requests_total{color=blue,name=fleet/resnet-50}"
+                "rollout_requests_total{color=blue,name=fleet/resnet-50,version=blue}"
             ),
             0
         );
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=blue,name=default}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=blue,name=default,version=blue}"
+            ),
             1
         );
         assert_eq!(
@@ -389,9 +408,10 @@ fn transitions_are_counted_and_gauges_follow_the_state() {
     capture(false, |metrics, events| async move {
         let (_router, handle) = BlueGreenRouter::builder()
             .name("steer")
+            .mirror(MirrorLayer::settings())
             .build(
-                model("blue", 200, Arc::default()),
-                model("green", 200, Arc::default()),
+                model::<Req>("blue", 200, Arc::default()),
+                model::<Req>("green", 200, Arc::default()),
             )
             .unwrap();
         // Gauges of a new router: blue active, nothing split or mirrored.
@@ -421,13 +441,13 @@ fn transitions_are_counted_and_gauges_follow_the_state() {
         assert_eq!(state(&m), (1.0, 0.0, 0.25, 0.0, 1.0));
         assert_eq!(transitions(&m), [0, 0, 1, 0]);
 
-        handle.promote();
+        handle.promote().unwrap();
         let m = metrics.read();
         assert_eq!(state(&m), (0.0, 1.0, 0.0, 0.0, 2.0));
         assert_eq!(transitions(&m), [1, 0, 0, 0]);
 
         handle.mirror_standby(0.5).unwrap();
-        handle.rollback();
+        handle.rollback().unwrap();
         let m = metrics.read();
         assert_eq!(state(&m), (1.0, 0.0, 0.0, 0.5, 4.0));
         assert_eq!(transitions(&m), [0, 1, 0, 1]);
@@ -480,7 +500,7 @@ fn spans_carry_the_color_that_served() {
                     .insert("x-user", format!("user-{i}").parse().unwrap());
             }
             if i == 40 {
-                handle.promote();
+                handle.promote().unwrap();
             }
             send(&router, req).await;
         }
@@ -500,12 +520,102 @@ fn spans_carry_the_color_that_served() {
     });
 }
 
+#[test]
+fn a_deploy_labels_the_new_versions_series_and_marks_the_old_one_replaced() {
+    capture(false, |metrics, events| async move {
+        let (router, handle) = BlueGreenRouter::builder()
+            .name("deploys")
+            .versions("v1", "v2")
+            .build(
+                model::<String>("v1", 200, Arc::default()),
+                model::<String>("v2", 200, Arc::default()),
+            )
+            .unwrap();
+        let info = |m: &HashMap<String, DebugValue>, color: &str, version: &str| {
+            gauge(
+                m,
+                &format!("rollout_version{{color={color},name=deploys,version={version}}}"),
+            )
+        };
+        let m = metrics.read();
+        assert_eq!(
+            (info(&m, "blue", "v1"), info(&m, "green", "v2")),
+            (1.0, 1.0)
+        );
+
+        // v3 replaces v2 in the standby (green), then goes live.
+        let deployed = router
+            .deployer::<String>()
+            .deploy("v3", model("v3", 200, Arc::default()))
+            .await
+            .unwrap();
+        assert_eq!(deployed.retired().await, "v2");
+        handle.promote_to_version("v3").unwrap();
+        for _ in 0..3 {
+            send(&router, get("/")).await;
+        }
+
+        let m = metrics.read();
+        assert_eq!(info(&m, "green", "v2"), 0.0, "replaced");
+        assert_eq!(info(&m, "green", "v3"), 1.0);
+        assert_eq!(
+            counter(&m, "rollout_transitions_total{kind=deploy,name=deploys}"),
+            1
+        );
+        assert_eq!(
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=deploys,version=v3}"
+            ),
+            3
+        );
+        assert_eq!(
+            counter(
+                &m,
+                "rollout_responses_total{class=2xx,color=green,name=deploys,version=v3}"
+            ),
+            3
+        );
+
+        let seen: Vec<_> = events
+            .with_message("rollout transition")
+            .into_iter()
+            .map(|e| {
+                [
+                    "kind",
+                    "from",
+                    "from_version",
+                    "to",
+                    "to_version",
+                    "replaced",
+                ]
+                .map(|f| e.field(f).to_owned())
+            })
+            .collect();
+        // A deploy leaves blue (v1) live and names the version that left.
+        let want = [
+            ["deploy", "blue", "v1", "blue", "v1", "v2"],
+            ["promote", "blue", "v1", "green", "v3", "<none>"],
+        ]
+        .map(|row| row.map(String::from));
+        assert_eq!(seen, want);
+        for e in events.with_message("handled") {
+            let (span, fields) = e.spans.first().expect("inside a span");
+            assert_eq!(span, "rollout.request");
+            assert_eq!(
+                (fields["color"].as_str(), fields["version"].as_str()),
+                ("green", "v3")
+            );
+        }
+    });
+}
+
 // === mirror ===
 
 #[test]
 fn mirror_outcomes_are_counted_with_reasons() {
     capture(true, |metrics, events| async move {
-        let shadow = BoxCloneService::new(service_fn(|req: Req| async move {
+        let shadow = BoxCloneSyncService::new(service_fn(|req: Req| async move {
             tracing::info!(path = req.uri().path(), "shadow handled");
             match req.uri().path() {
                 "/fail" => Err("shadow failed".to_owned()),
@@ -608,7 +718,7 @@ fn mirror_outcomes_are_counted_with_reasons() {
 #[test]
 fn a_panicking_shadow_is_counted_and_warned() {
     capture(false, |metrics, events| async move {
-        let shadow = BoxCloneService::new(service_fn(|_req: Req| async move {
+        let shadow = BoxCloneSyncService::new(service_fn(|_req: Req| async move {
             if true {
                 panic!("shadow bug");
             }
@@ -658,10 +768,10 @@ fn comparator() -> Comparator {
 #[test]
 fn comparisons_are_counted_by_outcome_and_field() {
     capture(false, |metrics, events| async move {
-        let primary = BoxCloneService::new(service_fn(|_req: Req| async {
+        let primary = BoxCloneSyncService::new(service_fn(|_req: Req| async {
             Ok::<_, String>(Response::new(String::from("cat")))
         }));
-        let shadow = BoxCloneService::new(service_fn(|req: Req| async move {
+        let shadow = BoxCloneSyncService::new(service_fn(|req: Req| async move {
             let body = match req.uri().path() {
                 "/same" => "cat",
                 "/many" => "many",
@@ -794,11 +904,17 @@ fn the_routers_copies_and_comparisons_carry_its_name() {
         );
         let m = metrics.read();
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=blue,name=canary}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=blue,name=canary,version=blue}"
+            ),
             4
         );
         assert_eq!(
-            counter(&m, "rollout_requests_total{color=green,name=canary}"),
+            counter(
+                &m,
+                "rollout_requests_total{color=green,name=canary,version=green}"
+            ),
             0,
             "copies are not requests"
         );
@@ -835,7 +951,7 @@ fn the_routers_copies_and_comparisons_carry_its_name() {
 
 #[test]
 fn invalid_names_fail_at_construction() {
-    let svc = || model("blue", 200, Arc::default());
+    let svc = || model::<Req>("blue", 200, Arc::default());
     let bad = "model name with spaces";
     let expected = ConfigError::InvalidName { name: bad.into() };
     assert_eq!(

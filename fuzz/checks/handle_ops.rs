@@ -13,9 +13,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, ServiceExt};
-use tower_rollout::body::RolloutBody;
-use tower_rollout::control::Drained;
-use tower_rollout::mirror::MirrorBody;
+use tower_rollout::control::{Change, ColorVersion, ControlError, Drained};
+use tower_rollout::mirror::{MirrorBody, MirrorLayer, Mirroring};
+use tower_rollout::router::RolloutBody;
 use tower_rollout::{BlueGreenRouter, Color, ConfigError, RolloutHandle};
 
 const SERVED_BY: &str = "x-served-by";
@@ -125,7 +125,7 @@ struct Watcher {
 }
 
 struct Run {
-    router: BlueGreenRouter<Svc, Svc>,
+    router: BlueGreenRouter<Svc, Svc, Mirroring>,
     handle: RolloutHandle,
     model: Model,
     kept: Vec<Kept>,
@@ -223,14 +223,19 @@ impl Run {
         }
     }
 
-    fn control(&mut self, result: Result<tower_rollout::control::Transition, ConfigError>, f: f64) {
+    /// A fraction setting: `changes` says whether the model expects the
+    /// state to move (a valid fraction other than the current one).
+    fn control(&mut self, result: Result<Change, ControlError>, f: f64, changes: bool) {
         match result {
-            Ok(t) => {
+            Ok(change) => {
                 assert!(valid_fraction(f), "{f} accepted");
-                self.model.generation += 1;
-                assert_eq!(t.generation, self.model.generation);
+                assert_eq!(change.is_applied(), changes, "{f}: {change:?}");
+                if changes {
+                    self.model.generation += 1;
+                }
+                assert_eq!(change.generation(), self.model.generation);
             }
-            Err(ConfigError::InvalidFraction { value, .. }) => {
+            Err(ControlError::Invalid(ConfigError::InvalidFraction { value, .. })) => {
                 assert!(!valid_fraction(f), "{f} rejected");
                 assert_eq!(value.to_bits(), f.to_bits());
             }
@@ -246,7 +251,14 @@ impl Run {
         };
         let req = Request::post("/predict").body(body).unwrap();
         let res = self.router.clone().oneshot(req).await.unwrap();
-        let color: Color = res.headers()[SERVED_BY].to_str().unwrap().parse().unwrap();
+        let served = ColorVersion::from_served_by(res.headers()[SERVED_BY].to_str().unwrap())
+            .expect("a served-by value");
+        let color = served.color;
+        assert_eq!(
+            served.version,
+            color.as_str(),
+            "each color keeps its version"
+        );
         let m = &mut self.model;
         if m.split == 0.0 {
             assert_eq!(color, m.active, "split 0: the active color");
@@ -265,7 +277,7 @@ impl Run {
             (0, 1)
         };
         let body = res.into_body();
-        assert_eq!(body.color(), Some(color), "in flight on its color");
+        assert!(body.in_flight(), "in flight on its color");
         if keep {
             self.kept.push(Kept {
                 color,
@@ -318,43 +330,60 @@ impl Run {
     async fn step(&mut self, op: &Op) {
         match *op {
             Op::Promote => {
-                let t = self.handle.promote();
+                // Both colors are always ready: a promote always applies.
+                let change = self.handle.promote().expect("a ready standby");
                 let m = &mut self.model;
                 m.previous = Some(m.active);
                 m.active = m.active.other();
                 m.split = 0.0;
                 m.generation += 1;
+                let t = change.transition().expect("a promote changes the state");
                 assert_eq!(
                     (t.generation, t.active, t.split),
                     (m.generation, m.active, 0.0)
                 );
             }
             Op::Rollback => {
-                let t = self.handle.rollback();
+                let change = self.handle.rollback().expect("a rollback is never refused");
                 let m = &mut self.model;
-                if let Some(p) = m.previous.take() {
-                    m.active = p;
+                // Nothing to undo (no promote since the last rollback, no
+                // split): nothing changes.
+                if m.previous.is_none() && m.split == 0.0 {
+                    assert_eq!(
+                        change,
+                        Change::Unchanged {
+                            generation: m.generation
+                        }
+                    );
+                } else {
+                    if let Some(p) = m.previous.take() {
+                        m.active = p;
+                    }
+                    m.split = 0.0;
+                    m.generation += 1;
+                    let t = change.transition().expect("a rollback that undoes");
+                    assert_eq!(
+                        (t.generation, t.active, t.split),
+                        (m.generation, m.active, 0.0)
+                    );
                 }
-                m.split = 0.0;
-                m.generation += 1;
-                assert_eq!(
-                    (t.generation, t.active, t.split),
-                    (m.generation, m.active, 0.0)
-                );
             }
             Op::SetSplit(f) => {
                 let r = self.handle.set_split(f);
+                let changes = valid_fraction(f) && f != self.model.split;
                 if r.is_ok() {
-                    self.model.split = f;
+                    // -0.0 is stored as 0.0.
+                    self.model.split = if f == 0.0 { 0.0 } else { f };
                 }
-                self.control(r, f);
+                self.control(r, f, changes);
             }
             Op::MirrorStandby(f) => {
                 let r = self.handle.mirror_standby(f);
+                let changes = valid_fraction(f) && f != self.model.mirror;
                 if r.is_ok() {
-                    self.model.mirror = f;
+                    self.model.mirror = if f == 0.0 { 0.0 } else { f };
                 }
-                self.control(r, f);
+                self.control(r, f, changes);
             }
             Op::Admit { keep, body } => self.admit(keep, body).await,
             Op::DropBody(i) => {
@@ -374,7 +403,7 @@ impl Run {
                     if !k.ended {
                         assert_eq!(bytes, k.color.as_str().as_bytes());
                     }
-                    assert_eq!(k.body.color(), None, "ended: no longer in flight");
+                    assert!(!k.body.in_flight(), "ended: no longer in flight");
                     k.ended = true;
                 }
             }
@@ -400,6 +429,7 @@ impl Run {
 async fn run(input: &Input) -> u64 {
     let (router, handle) = BlueGreenRouter::builder()
         .served_by_header(SERVED_BY)
+        .mirror(MirrorLayer::settings())
         .build(version(Color::Blue), version(Color::Green))
         .expect("valid configuration");
     let mut run = Run {

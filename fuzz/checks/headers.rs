@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, ServiceExt};
-use tower_rollout::mirror::MirrorBody;
+use tower_rollout::control::ColorVersion;
 use tower_rollout::{BlueGreenRouter, Color, RolloutHandle};
 
 pub(crate) const STICKY: &str = "x-user";
@@ -79,23 +79,18 @@ impl Value {
     }
 }
 
-type Svc = tower::util::BoxCloneSyncService<
-    Request<MirrorBody<Full<Bytes>>>,
-    Response<Full<Bytes>>,
-    Infallible,
->;
+type Svc =
+    tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
 
 /// A trivial, always ready version: answers with its color's name and echoes
 /// the request headers (so a request can try to smuggle a served-by header
 /// into the response).
 fn version(color: Color) -> Svc {
-    tower::util::BoxCloneSyncService::new(service_fn(
-        move |req: Request<MirrorBody<Full<Bytes>>>| {
-            let mut res = Response::new(Full::new(Bytes::from_static(color.as_str().as_bytes())));
-            *res.headers_mut() = req.headers().clone();
-            std::future::ready(Ok::<_, Infallible>(res))
-        },
-    ))
+    tower::util::BoxCloneSyncService::new(service_fn(move |req: Request<Full<Bytes>>| {
+        let mut res = Response::new(Full::new(Bytes::from_static(color.as_str().as_bytes())));
+        *res.headers_mut() = req.headers().clone();
+        std::future::ready(Ok::<_, Infallible>(res))
+    }))
 }
 
 /// What a request's override header asks for, by the documented rule:
@@ -126,11 +121,10 @@ fn serve(router: &BlueGreenRouter<Svc, Svc>, headers: &http::HeaderMap) -> Color
         let res = router.clone().oneshot(request(headers)).await.unwrap();
         let served: Vec<_> = res.headers().get_all(SERVED_BY).iter().collect();
         assert_eq!(served.len(), 1, "one served-by value: {served:?}");
-        let color: Color = served[0]
-            .to_str()
-            .expect("served-by is ASCII")
-            .parse()
-            .expect("served-by names a color");
+        let served = ColorVersion::from_served_by(served[0].to_str().expect("served-by is ASCII"))
+            .expect("served-by names a color and a version");
+        let color = served.color;
+        assert_eq!(served.version, color.as_str(), "the default labels");
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, color.as_str(), "the body comes from the color named");
         color
@@ -143,8 +137,10 @@ pub(crate) fn split_fraction(split: u16) -> f64 {
 
 fn set_split(handle: &RolloutHandle, split: f64) {
     let generation = handle.generation();
-    handle.set_split(split).expect("a fraction in 0..=1");
-    assert_eq!(handle.generation(), generation + 1);
+    let changes = handle.status().split != split;
+    let change = handle.set_split(split).expect("a fraction in 0..=1");
+    assert_eq!(change.is_applied(), changes, "{change:?}");
+    assert_eq!(handle.generation(), generation + u64::from(changes));
     assert_eq!(handle.status().split, split);
 }
 
@@ -165,7 +161,7 @@ pub(crate) fn check(input: &Input) -> Color {
     assert_eq!((start.blue.in_flight, start.green.in_flight), (0, 0));
     assert_eq!(start.unknown_override, 0);
     if input.promote {
-        handle.promote();
+        handle.promote().expect("a ready standby");
     }
     let active = handle.active();
     let standby = active.other();

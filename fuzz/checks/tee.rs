@@ -16,8 +16,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use tower::BoxError;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-use tower_rollout::mirror::{BoxError, CopyAborted, MirrorBody, MirrorLayer};
+use tower_rollout::mirror::{CopyAborted, MirrorBody, MirrorLayer};
 use tower_rollout::ConfigError;
 
 #[derive(Debug, Clone, Default)]

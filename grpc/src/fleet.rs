@@ -43,6 +43,7 @@ use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
+use tower_rollout::control::ColorVersion;
 use tower_rollout::shadow::{Captured, Comparator, CompareSettings, JsonCompare, ShadowReport};
 use tower_rollout::{BlueGreenRouter, Color, ConfigError, RolloutHandle};
 use tower_rollout_models::{samples, Model};
@@ -403,7 +404,7 @@ fn served_by(meta: &MetadataMap) -> Result<Color, BoxError> {
         .get(SERVED_BY)
         .ok_or("no x-served-by metadata")?
         .to_str()?;
-    Ok(value.parse()?)
+    Ok(ColorVersion::from_served_by(value)?.color)
 }
 
 fn flower(x: [f32; 4]) -> pb::Flower {
@@ -537,7 +538,10 @@ fn layer(
     v2: &Model,
 ) -> Result<
     (
-        tower_rollout::router::BlueGreenLayer<pb::iris_server::IrisServer<IrisServer>>,
+        tower_rollout::router::BlueGreenLayer<
+            pb::iris_server::IrisServer<IrisServer>,
+            tower_rollout::shadow::Comparing,
+        >,
         RolloutHandle,
     ),
     ConfigError,
@@ -674,7 +678,7 @@ pub async fn fleet_demo(
     )?;
 
     writeln!(tour.out, "\n4. promote: green (v2) is live")?;
-    handle.promote();
+    handle.promote()?;
     tour.summary.blue_in_flight_at_promote = handle.in_flight(Color::Blue);
     tokio::time::timeout(DEADLINE, handle.drained(Color::Blue))
         .await
@@ -689,7 +693,7 @@ pub async fn fleet_demo(
     tour.show("clients", tour.summary.after_promote)?;
 
     writeln!(tour.out, "\n5. rollback: handle.rollback()")?;
-    handle.rollback();
+    handle.rollback()?;
     tour.summary.after_rollback = tour.round("rolled-back", opts.unary, 1, opts.batch).await;
     tour.summary.active_at_end = Some(handle.active());
     tour.show("clients", tour.summary.after_rollback)?;

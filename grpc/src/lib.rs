@@ -33,7 +33,7 @@
 //! let mut client = server.client().await?;
 //! let reply = client.predict(pb::PredictRequest { features: vec![0.1, 0.9] }).await?;
 //! assert_eq!(reply.get_ref().version, "v1");
-//! handle.promote();
+//! handle.promote()?;
 //! # Ok(())
 //! # }
 //! ```

@@ -23,12 +23,16 @@ fn request(features: &[f32]) -> PredictRequest {
 }
 
 fn served_by<T>(res: &tonic::Response<T>) -> String {
-    res.metadata()
+    let value = res
+        .metadata()
         .get("x-served-by")
         .expect("the router sets x-served-by")
         .to_str()
+        .unwrap();
+    tower_rollout::control::ColorVersion::from_served_by(value)
         .unwrap()
-        .to_owned()
+        .color
+        .to_string()
 }
 
 /// A unary Predict: the reply and the color the router says served it.
@@ -91,7 +95,7 @@ async fn blue_green_unary_and_streaming() {
     seen.0 += 1;
 
     // Promote: green answers.
-    handle.promote();
+    handle.promote().unwrap();
     let (reply, color) = predict(&mut client, &features).await;
     assert_eq!((reply, color.as_str()), (v2_reply.clone(), "green"));
     seen.1 += 1;
@@ -124,7 +128,7 @@ async fn blue_green_unary_and_streaming() {
 
     // A rollback while the stream is open: new requests go to blue, the open
     // stream stays on green to its end.
-    handle.rollback();
+    handle.rollback().unwrap();
     assert_eq!(handle.active(), Color::Blue);
     assert_eq!(handle.in_flight(Color::Green), 1);
     gate.add_permits(expected.len() - 1);
@@ -188,6 +192,7 @@ async fn mirror_standby_copies_grpc_calls_to_the_standby() {
     // Green is the generated tonic service itself (it is `Clone`).
     let (layer, handle) = BlueGreenRouter::builder()
         .served_by_header("x-served-by")
+        .mirror(tower_rollout::MirrorLayer::settings())
         .layer(v2.clone().into_service())
         .unwrap();
     handle.mirror_standby(1.0).unwrap();
@@ -246,7 +251,7 @@ async fn mirror_standby_copies_grpc_calls_to_the_standby() {
     assert_eq!(status.green.mirrored_in_flight, 0);
 
     // After a promote the copies go to the old color, blue.
-    handle.promote();
+    handle.promote().unwrap();
     let (reply, color) = predict(&mut client, &features).await;
     assert_eq!(
         (reply, color.as_str()),

@@ -1,12 +1,15 @@
-//! Two real classifiers of the iris data set, for tower-rollout's demos and
+//! Three real classifiers of the iris data set, for tower-rollout's demos and
 //! tests: version 1 a multinomial logistic regression
 //! ([linfa-logistic](https://docs.rs/linfa-logistic)), version 2 a decision
-//! tree of depth 3 ([linfa-trees](https://docs.rs/linfa-trees)), both trained
-//! at start-up (a few milliseconds) on the 150 rows of Fisher's iris data,
-//! which the `linfa-datasets` crate ships inside itself: nothing is fetched.
+//! tree of depth 3 ([linfa-trees](https://docs.rs/linfa-trees)), version 3
+//! the logistic regression retrained with other settings (a weaker penalty,
+//! more iterations), all trained at start-up (a few milliseconds) on the 150
+//! rows of Fisher's iris data, which the `linfa-datasets` crate ships inside
+//! itself: nothing is fetched.
 //!
 //! The models agree on most inputs and disagree near the class boundaries,
-//! which makes them a fair pair for a shadow comparison.
+//! which makes each pair a fair one for a shadow comparison. A
+//! [`WeakModel`] tells when a model's memory has been released.
 //!
 //! ```
 //! use tower_rollout_models::{samples, Model, Version};
@@ -60,7 +63,11 @@ pub const FEATURE_NAMES: [&str; 4] = ["sepal length", "sepal width", "petal leng
 /// The depth limit of version 2's decision tree.
 pub const TREE_DEPTH: usize = 3;
 
-/// Which model: the two versions rolled out against each other.
+/// The L2 penalty of version 3's logistic regression (version 1 uses
+/// linfa's default, 1.0).
+pub const V3_ALPHA: f64 = 0.01;
+
+/// Which model: the versions rolled out one after another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
     /// `"v1"`: multinomial logistic regression (L2-regularized, linfa's
@@ -68,14 +75,21 @@ pub enum Version {
     V1,
     /// `"v2"`: decision tree (Gini, depth at most [`TREE_DEPTH`]).
     V2,
+    /// `"v3"`: v1 retrained with a weaker penalty ([`V3_ALPHA`]) and at most
+    /// 500 iterations: sharper probabilities.
+    V3,
 }
 
 impl Version {
-    /// `"v1"` or `"v2"`.
+    /// Every version, in order.
+    pub const ALL: [Version; 3] = [Version::V1, Version::V2, Version::V3];
+
+    /// `"v1"`, `"v2"` or `"v3"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Version::V1 => "v1",
             Version::V2 => "v2",
+            Version::V3 => "v3",
         }
     }
 
@@ -84,6 +98,7 @@ impl Version {
         match self {
             Version::V1 => "multinomial logistic regression",
             Version::V2 => "decision tree (depth <= 3)",
+            Version::V3 => "logistic regression retrained (alpha 0.01, 500 iterations)",
         }
     }
 }
@@ -131,7 +146,7 @@ pub struct Prediction {
     /// the softmax of the regression; for v2 the class frequencies of the
     /// training rows in the tree leaf the input falls into.
     pub probabilities: [f32; 3],
-    /// The version that answered, `"v1"` or `"v2"`.
+    /// The version that answered, `"v1"`, `"v2"` or `"v3"`.
     pub version: String,
 }
 
@@ -210,6 +225,13 @@ impl Model {
                     .fit(&data)
                     .map_err(|e| fail(&e))?,
             ),
+            Version::V3 => Kind::Logistic(
+                MultiLogisticRegression::default()
+                    .alpha(V3_ALPHA)
+                    .max_iterations(500)
+                    .fit(&data)
+                    .map_err(|e| fail(&e))?,
+            ),
             Version::V2 => {
                 let fitted: DecisionTree<f64, usize> = DecisionTree::params()
                     .max_depth(Some(TREE_DEPTH))
@@ -246,6 +268,15 @@ impl Model {
     /// When either fails to train.
     pub fn train_both() -> Result<(Model, Model), TrainError> {
         Ok((Model::train(Version::V1)?, Model::train(Version::V2)?))
+    }
+
+    /// A handle that does not keep the model alive: it tells when the last
+    /// clone of this model (and so its memory) is gone.
+    pub fn downgrade(&self) -> WeakModel {
+        WeakModel {
+            version: self.inner.version,
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Which version this is.
@@ -292,6 +323,40 @@ impl fmt::Debug for Model {
             .field("version", &self.inner.version)
             .field("training_accuracy", &self.inner.accuracy)
             .finish_non_exhaustive()
+    }
+}
+
+/// Made by [`Model::downgrade`]: watches a model without keeping it alive.
+#[derive(Clone)]
+pub struct WeakModel {
+    version: Version,
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakModel {
+    /// Whether every clone of the model has been dropped, so its memory is
+    /// released.
+    pub fn is_released(&self) -> bool {
+        self.inner.strong_count() == 0
+    }
+
+    /// The clones of the model still alive.
+    pub fn clones_alive(&self) -> usize {
+        self.inner.strong_count()
+    }
+
+    /// Which version it is.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+}
+
+impl fmt::Debug for WeakModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakModel")
+            .field("version", &self.version)
+            .field("clones_alive", &self.clones_alive())
+            .finish()
     }
 }
 
@@ -495,6 +560,52 @@ mod tests {
                 .count();
             assert!(correct as f64 / iris.len() as f64 > 0.9);
         }
+    }
+
+    #[test]
+    fn v3_is_v1_retrained_and_learns_iris_too() {
+        let (v1, _) = models();
+        let v3 = Model::train(Version::V3).expect("iris trains");
+        assert_eq!(v3.version(), Version::V3);
+        assert!(v3.training_accuracy() > 0.9, "{}", v3.training_accuracy());
+        // Recomputed against linfa's own fit with the same settings.
+        let data = linfa_datasets::iris();
+        let lr = MultiLogisticRegression::default()
+            .alpha(V3_ALPHA)
+            .max_iterations(500)
+            .fit(&data)
+            .unwrap();
+        let inputs = samples(300);
+        let matrix = Array2::from_shape_fn((inputs.len(), 4), |(i, j)| f64::from(inputs[i][j]));
+        let want = lr.predict(&matrix);
+        for (i, x) in inputs.iter().enumerate() {
+            assert_eq!(v3.predict(*x).label, LABELS[want[i]], "v3 at {x:?}");
+        }
+        // Other settings, other answers: the probabilities move everywhere.
+        let moved = inputs
+            .iter()
+            .filter(|x| {
+                let (a, b) = (v1.predict(**x), v3.predict(**x));
+                a.probabilities
+                    .iter()
+                    .zip(b.probabilities)
+                    .any(|(p, q)| (p - q).abs() > 0.01)
+            })
+            .count();
+        assert!(moved > inputs.len() / 2, "{moved} of 300 moved");
+    }
+
+    #[test]
+    fn a_weak_model_sees_the_last_clone_go() {
+        let model = Model::train(Version::V1).unwrap();
+        let weak = model.downgrade();
+        let clone = model.clone();
+        assert_eq!((weak.clones_alive(), weak.is_released()), (2, false));
+        drop(model);
+        assert!(!weak.is_released());
+        drop(clone);
+        assert!(weak.is_released());
+        assert_eq!(weak.version(), Version::V1);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
-use crate::control::{ColorStatus, Transition, TransitionKind};
+use crate::control::{ColorStatus, ColorVersion, RetiringStatus, Transition};
 use crate::mirror::MirrorStats;
 use crate::plan::{Phase, PlanEvent, PlanOutcome, PlanStatus, Verdict};
 use crate::shadow::ShadowReport;
@@ -18,7 +18,9 @@ pub(crate) fn status_json(handle: &RolloutHandle) -> Value {
     let status = handle.status();
     json!({
         "active": status.active.as_str(),
+        "active_version": status.active_version().as_str(),
         "standby": status.standby().as_str(),
+        "standby_version": status.color(status.standby()).version.as_str(),
         "split": status.split,
         "mirror": status.mirror,
         "generation": status.generation,
@@ -26,13 +28,16 @@ pub(crate) fn status_json(handle: &RolloutHandle) -> Value {
             "blue": color_json(&status.blue),
             "green": color_json(&status.green),
         },
+        "retiring": status.retiring.iter().map(retiring_json).collect::<Vec<_>>(),
         "unknown_override": status.unknown_override,
-        "canary_fallback": status.canary_fallback,
+        "fallbacks": status.fallbacks,
         "transitions": status.history.iter().map(transition_json).collect::<Vec<_>>(),
         "mirror_stats": mirror_json(&handle.mirror_stats()),
         "comparison": report_json(&handle.shadow_report()),
+        "comparisons": handle.shadow_reports().iter().map(report_json).collect::<Vec<_>>(),
         "measuring": status.measuring,
-        "plan": status.plan.as_ref().map(plan_json),
+        "plan_running": status.plan_running,
+        "plan": handle.plan_status().as_ref().map(plan_json),
     })
 }
 
@@ -132,6 +137,8 @@ pub(crate) fn error_json(message: &str) -> Value {
 
 fn color_json(c: &ColorStatus) -> Value {
     json!({
+        "version": c.version.as_str(),
+        "readiness": c.readiness.as_str(),
         "in_flight": c.in_flight,
         "mirrored_in_flight": c.mirrored_in_flight,
         "served": c.served,
@@ -141,19 +148,27 @@ fn color_json(c: &ColorStatus) -> Value {
     })
 }
 
+fn retiring_json(r: &RetiringStatus) -> Value {
+    json!({
+        "version": r.version.as_str(),
+        "color": r.color.as_str(),
+        "in_flight": r.in_flight,
+        "mirrored_in_flight": r.mirrored_in_flight,
+        "holders": r.holders,
+    })
+}
+
 fn transition_json(t: &Transition) -> Value {
-    let kind = match t.kind {
-        TransitionKind::Promote => "promote",
-        TransitionKind::Rollback => "rollback",
-        TransitionKind::Split => "split",
-        TransitionKind::Mirror => "mirror",
-        TransitionKind::Abort => "abort",
-    };
     json!({
         "generation": t.generation,
         "at_unix_ms": unix_ms(t.at),
-        "kind": kind,
+        "kind": t.kind.as_str(),
+        "from": { "color": t.from.color.as_str(), "version": t.from.version.as_str() },
         "active": t.active.as_str(),
+        "version": t.version.as_str(),
+        "blue": t.blue.as_str(),
+        "green": t.green.as_str(),
+        "replaced": t.replaced.as_ref().map(|v| v.as_str()),
         "split": t.split,
         "mirror": t.mirror,
     })
@@ -184,7 +199,13 @@ fn report_json(r: &ShadowReport) -> Value {
         .iter()
         .map(|(field, count)| json!({ "field": field, "count": count }))
         .collect();
+    let side =
+        |c: &ColorVersion| json!({ "color": c.color.as_str(), "version": c.version.as_str() });
     json!({
+        "versions": r.versions.as_ref().map(|v| json!({
+            "primary": side(&v.primary),
+            "shadow": side(&v.shadow),
+        })),
         "total": r.total(),
         "matched": r.matched,
         "mismatched": r.mismatched,
@@ -229,11 +250,9 @@ mod tests {
     use crate::Color;
 
     fn handle() -> RolloutHandle {
-        let svc = tower::service_fn(
-            |_: http::Request<crate::mirror::MirrorBody<String>>| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-            },
-        );
+        let svc = tower::service_fn(|_: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        });
         crate::BlueGreenRouter::new(svc, svc).1
     }
 
@@ -250,27 +269,32 @@ mod tests {
         assert_eq!(v["colors"]["blue"]["served"], 0);
 
         h.set_split(0.25).unwrap();
-        h.mirror_standby(0.5).unwrap();
-        h.promote();
+        assert!(
+            h.mirror_standby(0.5).is_err(),
+            "a plain router does not mirror"
+        );
+        h.promote().unwrap();
         let v = status_json(&h);
         assert_eq!(
             (v["active"].as_str(), v["standby"].as_str()),
             (Some("green"), Some("blue"))
         );
         assert_eq!(v["split"], 0.0, "a promote resets the split");
-        assert_eq!(v["mirror"], 0.5);
-        assert_eq!(v["generation"], 3);
+        assert_eq!(v["active_version"], "green");
+        assert_eq!(v["colors"]["blue"]["version"], "blue");
+        assert_eq!(v["generation"], 2);
         let kinds: Vec<&str> = v["transitions"]
             .as_array()
             .unwrap()
             .iter()
             .map(|t| t["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["split", "mirror", "promote"]);
-        let last = &v["transitions"][2];
+        assert_eq!(kinds, ["split", "promote"]);
+        let last = &v["transitions"][1];
         assert_eq!(last["active"], "green");
-        assert_eq!(last["generation"], 3);
-        let at = h.status().history[2].at;
+        assert_eq!(last["from"], json!({ "color": "blue", "version": "blue" }));
+        assert_eq!(last["generation"], 2);
+        let at = h.status().history[1].at;
         assert_eq!(last["at_unix_ms"], unix_ms(at));
         assert!(last["at_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
         assert_eq!(h.active(), Color::Green);
@@ -283,6 +307,16 @@ mod tests {
             mismatched: 1,
             skipped_not_started: 2,
             field_mismatches: vec![("/label".into(), 1)],
+            versions: Some(crate::shadow::ComparedVersions::new(
+                ColorVersion {
+                    color: crate::Color::Green,
+                    version: crate::control::VersionLabel::new("iris-v3").unwrap(),
+                },
+                ColorVersion {
+                    color: crate::Color::Blue,
+                    version: crate::control::VersionLabel::new("iris-v2").unwrap(),
+                },
+            )),
             primary_latency: Percentiles {
                 count: 4,
                 p50: Some(Duration::from_micros(120)),
@@ -292,6 +326,13 @@ mod tests {
             ..Default::default()
         };
         let v = report_json(&report);
+        assert_eq!(
+            v["versions"],
+            json!({
+                "primary": { "color": "green", "version": "iris-v3" },
+                "shadow": { "color": "blue", "version": "iris-v2" },
+            })
+        );
         assert_eq!(v["total"], 6);
         assert_eq!(v["agreement_rate"], 0.75);
         assert_eq!(v["skipped"]["not_started"], 2);

@@ -14,14 +14,15 @@ use serde_json::Value;
 
 use super::auth::{Token, Verdict};
 use super::json::{error_json, fleet_status_json, models_json, status_json};
+use crate::control::{self, Change, ControlError, VersionLabel};
 use crate::error::ConfigError;
-use crate::{Fleet, RolloutHandle};
+use crate::{Color, Fleet, RolloutHandle};
 
 /// The largest request body read (the JSON of `POST /split` and `/mirror`);
 /// a larger one is answered with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use tower::BoxError;
 
 /// A tower service with JSON status and control routes for one
 /// [`RolloutHandle`] or a [`Fleet`], behind a bearer token. Made by
@@ -278,15 +279,22 @@ impl Inner {
         if parts.method != action.method() {
             return method_not_allowed(action.method());
         }
-        let changed = match action {
-            Action::Status => Ok(()),
-            Action::Promote => {
-                handle.promote();
-                Ok(())
+        let args = if action == Action::Status {
+            Args::default()
+        } else {
+            let bytes = match read_body(&parts.headers, body).await {
+                Ok(b) => b,
+                Err(res) => return res,
+            };
+            match Args::parse(action, &bytes) {
+                Ok(args) => args,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
             }
-            Action::Rollback => {
-                handle.rollback();
-                Ok(())
+        };
+        let changed = match action {
+            Action::Status => Ok(None),
+            Action::Promote | Action::Rollback | Action::Split | Action::Mirror => {
+                steer(&handle, action, args).map(|c| Some(c.is_applied()))
             }
             Action::PlanPause | Action::PlanResume | Action::PlanAbort | Action::PlanPromote => {
                 let Some(run) = handle.plan() else {
@@ -308,33 +316,152 @@ impl Inner {
                         &format!("the rollout plan is {state}: nothing to do"),
                     );
                 }
-                Ok(())
-            }
-            Action::Split | Action::Mirror => {
-                let fraction = match read_fraction(&parts.headers, body).await {
-                    Ok(f) => f,
-                    Err(res) => return res,
-                };
-                if action == Action::Split {
-                    handle.set_split(fraction).map(drop)
-                } else {
-                    handle.mirror_standby(fraction).map(drop)
-                }
+                Ok(Some(true))
             }
         };
         match changed {
-            Ok(()) => json(StatusCode::OK, &status_json(&handle)),
-            Err(e @ ConfigError::InvalidFraction { .. }) => {
-                error(StatusCode::BAD_REQUEST, &e.to_string())
+            Ok(changed) => {
+                let mut status = status_json(&handle);
+                if let (Some(changed), Some(doc)) = (changed, status.as_object_mut()) {
+                    doc.insert("changed".into(), Value::Bool(changed));
+                }
+                json(StatusCode::OK, &status)
             }
-            // The request was fine; the router cannot do it (no executor).
-            Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
+            Err(e) => control_error(&e),
         }
     }
 }
 
-/// Reads `{"fraction": <number>}`, at most [`MAX_BODY_BYTES`].
-async fn read_fraction<B>(headers: &http::HeaderMap, body: B) -> Result<f64, Response<Full<Bytes>>>
+/// Runs a control route's call on `handle`, in its conditional form when the
+/// body asked for one.
+fn steer(handle: &RolloutHandle, action: Action, args: Args) -> Result<Change, ControlError> {
+    let mut call = handle.call();
+    if let Some(g) = args.expect {
+        call = call.expect_generation(g);
+    }
+    if args.force {
+        call = call.force();
+    }
+    match action {
+        Action::Promote => match args.to {
+            Some(to) => call.promote_to(to),
+            None => call.promote(),
+        },
+        Action::Rollback => call.rollback(),
+        Action::Split => call.set_split(args.fraction.unwrap_or(f64::NAN)),
+        _ => call.mirror_standby(args.fraction.unwrap_or(f64::NAN)),
+    }
+}
+
+/// A control call's refusal, as a JSON error: 400 for a bad value, 409 when
+/// the state does not allow it (with `reason`, and for a conflict the
+/// generations).
+fn control_error(e: &ControlError) -> Response<Full<Bytes>> {
+    let (status, reason) = match e {
+        ControlError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        ControlError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        ControlError::NotReady { .. } => (StatusCode::CONFLICT, "not_ready"),
+        ControlError::UnknownVersion { .. } => (StatusCode::CONFLICT, "unknown_version"),
+        ControlError::NoMirror => (StatusCode::CONFLICT, "no_mirror"),
+    };
+    let mut doc = error_json(&e.to_string());
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("reason".into(), Value::from(reason));
+        if let ControlError::Conflict { expected, actual } = e {
+            obj.insert("expected_generation".into(), Value::from(*expected));
+            obj.insert("generation".into(), Value::from(*actual));
+        }
+    }
+    json(status, &doc)
+}
+
+/// The JSON body of a control route: `{"to": "green"}` or `{"version":
+/// "iris-v3"}` and `{"force": true}` for a promote, `{"fraction": 0.1}` for
+/// a split or mirror, and `{"expect_generation": 7}` for any of them. An
+/// empty body is `{}`.
+#[derive(Debug, Default)]
+struct Args {
+    to: Option<control::Target>,
+    fraction: Option<f64>,
+    expect: Option<u64>,
+    force: bool,
+}
+
+impl Args {
+    /// Parses `bytes` for `action`; any field the action does not take is an
+    /// error, so a typo never goes unnoticed.
+    fn parse(action: Action, bytes: &[u8]) -> Result<Args, String> {
+        let fields = if bytes.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Map::new()
+        } else {
+            match serde_json::from_slice::<Value>(bytes)
+                .map_err(|e| format!("invalid JSON: {e}"))?
+            {
+                Value::Object(fields) => fields,
+                _ => return Err(r#"expected a JSON object such as {"fraction": 0.1}"#.into()),
+            }
+        };
+        let allowed: &[&str] = match action {
+            Action::Promote => &["to", "version", "force", "expect_generation"],
+            Action::Rollback => &["expect_generation"],
+            Action::Split | Action::Mirror => &["fraction", "expect_generation"],
+            _ => &[],
+        };
+        if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let expected = if allowed.is_empty() {
+                "no fields".to_owned()
+            } else {
+                allowed
+                    .iter()
+                    .map(|f| format!("{f:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(format!("unknown field {unknown:?}: expected {expected}"));
+        }
+        let mut args = Args::default();
+        if let Some(v) = fields.get("expect_generation") {
+            args.expect = Some(v.as_u64().ok_or_else(|| {
+                format!("\"expect_generation\" must be a generation (a whole number), got {v}")
+            })?);
+        }
+        if let Some(v) = fields.get("force") {
+            args.force = v
+                .as_bool()
+                .ok_or_else(|| format!("\"force\" must be true or false, got {v}"))?;
+        }
+        match (fields.get("to"), fields.get("version")) {
+            (Some(_), Some(_)) => return Err(r#"give "to" or "version", not both"#.into()),
+            (Some(v), None) => {
+                let color = v
+                    .as_str()
+                    .and_then(|s| s.parse::<Color>().ok())
+                    .ok_or_else(|| format!("\"to\" must be \"blue\" or \"green\", got {v}"))?;
+                args.to = Some(control::Target::Color(color));
+            }
+            (None, Some(v)) => {
+                let label = v
+                    .as_str()
+                    .ok_or_else(|| format!("\"version\" must be a version label, got {v}"))?;
+                let label = VersionLabel::new(label).map_err(|e| e.to_string())?;
+                args.to = Some(control::Target::Version(label));
+            }
+            (None, None) => {}
+        }
+        if matches!(action, Action::Split | Action::Mirror) {
+            args.fraction = Some(match fields.get("fraction") {
+                None => return Err(r#"missing field "fraction""#.into()),
+                Some(v) => v
+                    .as_f64()
+                    .ok_or_else(|| format!("\"fraction\" must be a number, got {v}"))?,
+            });
+        }
+        Ok(args)
+    }
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`].
+async fn read_body<B>(headers: &http::HeaderMap, body: B) -> Result<Bytes, Response<Full<Bytes>>>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -352,36 +479,13 @@ where
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
-        Err(_) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "could not read the request body",
-            ))
-        }
-    };
-    parse_fraction(&bytes).map_err(|msg| error(StatusCode::BAD_REQUEST, &msg))
-}
-
-/// Parses `{"fraction": <number>}`; any other field is an error, so a typo
-/// never goes unnoticed. The range is checked by the handle.
-fn parse_fraction(bytes: &[u8]) -> Result<f64, String> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Value::Object(fields) = value else {
-        return Err(r#"expected a JSON object such as {"fraction": 0.1}"#.into());
-    };
-    if let Some(unknown) = fields.keys().find(|k| *k != "fraction") {
-        return Err(format!(
-            "unknown field {unknown:?}: expected only \"fraction\""
-        ));
-    }
-    match fields.get("fraction") {
-        None => Err(r#"missing field "fraction""#.into()),
-        Some(v) => v
-            .as_f64()
-            .ok_or_else(|| format!("\"fraction\" must be a number, got {v}")),
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+        )),
     }
 }
 
@@ -532,6 +636,10 @@ mod tests {
         }
     }
 
+    fn parse_fraction(bytes: &[u8]) -> Result<f64, String> {
+        Args::parse(Action::Split, bytes).map(|a| a.fraction.expect("required"))
+    }
+
     #[test]
     fn fractions_are_parsed_strictly() {
         assert_eq!(parse_fraction(br#"{"fraction": 0.1}"#), Ok(0.1));
@@ -542,7 +650,7 @@ mod tests {
             "range: the handle's"
         );
         for (body, says) in [
-            (&b""[..], "invalid JSON"),
+            (&b""[..], "missing field"),
             (b"{", "invalid JSON"),
             (b"{\"fraction\": NaN}", "invalid JSON"),
             (b"{\"fraction\": 1e999}", "invalid JSON"),
@@ -550,6 +658,10 @@ mod tests {
             (b"0.1", "expected a JSON object"),
             (b"{}", "missing field"),
             (b"{\"fracton\": 0.1}", "unknown field \"fracton\""),
+            (
+                b"{\"fraction\": 0.1, \"expect_generation\": -1}",
+                "a generation",
+            ),
             (b"{\"fraction\": 0.1, \"x\": 1}", "unknown field \"x\""),
             (b"{\"fraction\": \"0.1\"}", "must be a number"),
             (b"{\"fraction\": null}", "must be a number"),

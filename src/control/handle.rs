@@ -1,23 +1,22 @@
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
+use super::core::Control;
 use super::counters::Lane;
-use super::meter::Measurements;
-use super::state::{Control, Transition, TransitionKind};
-use crate::error::{check_fraction, ConfigError};
-use crate::mirror::MirrorStats;
-use crate::shadow::ShadowReport;
+use super::drain::Drained;
+use super::meter::{Measurement, Measurements};
+use super::state::{fraction, Change, ControlError, Op, Target, Transition};
+use super::version::{Readiness, VersionLabel};
 use crate::{Color, Percentiles};
 
 /// Steers a [`BlueGreenRouter`](crate::BlueGreenRouter) from application code.
 ///
 /// Cheap to clone (one `Arc`), usable from any thread at any time. Every call
 /// takes effect for the next request admitted; requests already admitted finish
-/// on the color that admitted them. See the [module docs](crate::control).
+/// on the version that admitted them. Every call returns what it did
+/// ([`Change`]): a call whose target is already reached changes nothing, so
+/// repeating it is safe. See the [module docs](crate::control).
 #[derive(Clone)]
 pub struct RolloutHandle {
     pub(crate) control: Arc<Control>,
@@ -38,9 +37,65 @@ impl RolloutHandle {
         self.active().other()
     }
 
-    /// The current generation: rises by one with every control call.
+    /// The version `color` holds.
+    pub fn version(&self, color: Color) -> VersionLabel {
+        self.control.state().version(color).label.clone()
+    }
+
+    /// The version the active color holds.
+    pub fn active_version(&self) -> VersionLabel {
+        let st = self.control.state();
+        st.version(st.active).label.clone()
+    }
+
+    /// The current generation: rises by one with every call that changes the
+    /// state (a deploy included).
     pub fn generation(&self) -> u64 {
         self.control.state().generation
+    }
+
+    /// The conditional form of every control call: each one fails with
+    /// [`ControlError::Conflict`] unless the state is still at `generation`
+    /// (unless its target is already reached: then it changes nothing).
+    /// Like an etcd compare-and-set, for callers that act on what they read:
+    ///
+    /// ```
+    /// use tower_rollout::{control::ControlError, BlueGreenRouter, Color};
+    /// # let svc = tower::service_fn(|_req: http::Request<()>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// # });
+    /// let (_router, handle) = BlueGreenRouter::new(svc.clone(), svc);
+    /// let seen = handle.generation();
+    /// handle.set_split(0.1)?; // someone else moved the state meanwhile
+    /// let err = handle.expect_generation(seen).promote().unwrap_err();
+    /// assert!(matches!(err, ControlError::Conflict { expected: 0, actual: 1 }));
+    /// assert_eq!(handle.active(), Color::Blue, "nothing changed");
+    /// # Ok::<(), ControlError>(())
+    /// ```
+    pub fn expect_generation(&self, generation: u64) -> ControlCall<'_> {
+        ControlCall {
+            handle: self,
+            expect: Some(generation),
+            force: false,
+        }
+    }
+
+    /// Promotes even when the standby was seen not ready (see
+    /// [`promote`](Self::promote)).
+    pub fn force(&self) -> ControlCall<'_> {
+        ControlCall {
+            handle: self,
+            expect: None,
+            force: true,
+        }
+    }
+
+    pub(crate) fn call(&self) -> ControlCall<'_> {
+        ControlCall {
+            handle: self,
+            expect: None,
+            force: false,
+        }
     }
 
     /// Makes the standby the active color and sets the split back to zero.
@@ -48,28 +103,49 @@ impl RolloutHandle {
     /// The color that was active stays available (warm) as the standby; use
     /// [`drained`](Self::drained) to know when it has finished its in-flight
     /// requests, and [`rollback`](Self::rollback) to undo this call.
-    pub fn promote(&self) -> Transition {
-        self.control.transition(TransitionKind::Promote, |st| {
-            st.previous = Some(st.active);
-            st.active = st.active.other();
-            st.split = 0.0;
-        })
+    ///
+    /// Each call flips the colors; to make a repeated call safe, name the
+    /// target with [`promote_to`](Self::promote_to).
+    ///
+    /// # Errors
+    /// [`ControlError::NotReady`] when the standby's version was seen not
+    /// ready: its `poll_ready` was pending or failed when the router (or this
+    /// call, polling a clone of it once) last looked. Use
+    /// [`force`](Self::force) to promote anyway.
+    pub fn promote(&self) -> Result<Change, ControlError> {
+        self.call().promote()
+    }
+
+    /// Makes `to` (a [`Color`], or the color holding a [`VersionLabel`])
+    /// active, unless it already is: then nothing changes.
+    ///
+    /// # Errors
+    /// As [`promote`](Self::promote); [`ControlError::UnknownVersion`] when no
+    /// color holds the version.
+    pub fn promote_to(&self, to: impl Into<Target>) -> Result<Change, ControlError> {
+        self.call().promote_to(to)
+    }
+
+    /// [`promote_to`](Self::promote_to) the color holding version `label`.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownVersion`] when no color holds it (or the label
+    /// is not valid), and as [`promote`](Self::promote).
+    pub fn promote_to_version(&self, label: &str) -> Result<Change, ControlError> {
+        self.call().promote_to_version(label)
     }
 
     /// Goes back to the stable color in one step.
     ///
     /// Undoes the last [`promote`](Self::promote) that has not been rolled back
-    /// yet: the color that was active before it is active again. In every case
-    /// the split is set back to zero, so with no promote to undo this aborts a
-    /// canary. The mirrored fraction is left as it is (mirroring never affects
-    /// users).
-    pub fn rollback(&self) -> Transition {
-        self.control.transition(TransitionKind::Rollback, |st| {
-            if let Some(previous) = st.previous.take() {
-                st.active = previous;
-            }
-            st.split = 0.0;
-        })
+    /// yet, when the color that was active before it still holds the version
+    /// it held then (a deploy into it since makes the promote impossible to
+    /// undo): that color and version are active again, as the transition's
+    /// `active` and `version` say. In every case the split is set back to
+    /// zero, so with no promote to undo this aborts a canary; with nothing to
+    /// undo at all it changes nothing. The mirrored fraction is left as it is.
+    pub fn rollback(&self) -> Result<Change, ControlError> {
+        self.call().rollback()
     }
 
     /// Sends a fraction of requests (`0.0..=1.0`) to the standby: a canary.
@@ -77,103 +153,68 @@ impl RolloutHandle {
     /// Without a sticky key each request is drawn at random; with one (see
     /// [`Builder::sticky_header`](crate::router::Builder::sticky_header)) a user
     /// hashes into a fixed bucket, so raising the split only ever moves users
-    /// from the active color to the standby. The resolution is 2⁻²⁰.
+    /// from the active color to the standby. The resolution is 2⁻²⁰; `-0.0`
+    /// is stored as `0.0`.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidFraction`] when `fraction` is NaN or outside
-    /// `0..=1`; nothing changes then.
-    pub fn set_split(&self, fraction: f64) -> Result<Transition, ConfigError> {
-        let fraction = check_fraction("split", fraction)?;
-        Ok(self
-            .control
-            .transition(TransitionKind::Split, |st| st.split = fraction))
+    /// [`ControlError::Invalid`] when `fraction` is NaN or outside `0..=1`;
+    /// nothing changes then.
+    pub fn set_split(&self, fraction: f64) -> Result<Change, ControlError> {
+        self.call().set_split(fraction)
     }
 
     /// Copies a fraction (`0.0..=1.0`) of the requests served by the active
     /// color to the standby, through the [mirror](crate::mirror) engine: users
     /// only ever see the active color's answers, and the copies are bounded,
-    /// timed out and counted (see [`mirror_stats`](Self::mirror_stats)). After
-    /// a [`promote`](Self::promote) the old color is the standby and receives
-    /// the copies.
+    /// timed out and counted. After a [`promote`](Self::promote) the old
+    /// color is the standby and receives the copies.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidFraction`] when `fraction` is NaN or outside
-    /// `0..=1`; [`ConfigError::MissingSpawner`] when the router has no
-    /// executor for shadow work. Nothing changes then.
-    pub fn mirror_standby(&self, fraction: f64) -> Result<Transition, ConfigError> {
-        let fraction = check_fraction("mirror", fraction)?;
-        if self.control.mirror.is_none() {
-            return Err(ConfigError::MissingSpawner);
-        }
-        Ok(self
-            .control
-            .transition(TransitionKind::Mirror, |st| st.mirror = fraction))
-    }
-
-    /// The counters of the copies sent by [`mirror_standby`](Self::mirror_standby).
-    pub fn mirror_stats(&self) -> MirrorStats {
-        self.control
-            .mirror
-            .as_ref()
-            .map(|e| e.stats())
-            .unwrap_or_default()
-    }
-
-    /// The results of comparing mirrored copies with the active color's
-    /// answers, when the router was built with
-    /// [`Builder::compare`](crate::router::Builder::compare); an empty report
-    /// otherwise.
-    pub fn shadow_report(&self) -> ShadowReport {
-        self.control
-            .judge
-            .as_ref()
-            .map(|j| j.report.snapshot())
-            .unwrap_or_default()
+    /// [`ControlError::Invalid`] when `fraction` is NaN or outside `0..=1`;
+    /// [`ControlError::NoMirror`] when the router was built without
+    /// [`Builder::mirror`](crate::router::Builder::mirror) or
+    /// [`Builder::compare`](crate::router::Builder::compare). Nothing changes
+    /// then.
+    pub fn mirror_standby(&self, fraction: f64) -> Result<Change, ControlError> {
+        self.call().mirror_standby(fraction)
     }
 
     /// A future that resolves when `color` has no request in flight.
     ///
-    /// A request is in flight from the moment the router admits it until its
-    /// response body has ended or been dropped, so a streamed response keeps
-    /// its color busy until its last frame. Mirrored copies running on `color`
-    /// count too: set [`mirror_standby`](Self::mirror_standby) to 0 before
-    /// unloading a standby that receives copies. Typical use: after
-    /// [`promote`](Self::promote), await `drained(old)` before unloading the
-    /// old model. The future does not stop new requests from reaching `color`;
-    /// it resolves at the first moment nothing is in flight after it is first
-    /// polled, even if new requests arrived before it was polled again.
-    ///
-    /// The router reads the state again in `call`, so a request polled ready
-    /// for the old color before a [`promote`](Self::promote) and called after
-    /// it goes to the new active color. What remains is the instant between
-    /// that read and the admission count in `call`: a request there can still
-    /// reach the old color after `drained` resolved. To be safe against it,
-    /// wait briefly (a millisecond) after the promote before awaiting
-    /// `drained`.
+    /// A request is in flight from the moment the router's `poll_ready`
+    /// admits it until its response body has ended or been dropped, so a
+    /// streamed response keeps its color busy until its last frame, and a
+    /// request admitted just before a [`promote`](Self::promote) is waited
+    /// for by a `drained` made just after it, with no sleep. Mirrored copies
+    /// running on `color` count too: set
+    /// [`mirror_standby`](Self::mirror_standby) to 0 before unloading a
+    /// standby that receives copies. Versions replaced in `color` by a deploy
+    /// and still running count as well (the versions the color holds when
+    /// the future is first polled). The future does not stop new requests
+    /// from reaching `color`; it resolves at the first moment nothing is in
+    /// flight after it is first polled.
     pub fn drained(&self, color: Color) -> Drained {
-        static IDS: AtomicU64 = AtomicU64::new(0);
-        Drained {
-            control: self.control.clone(),
-            color,
-            id: IDS.fetch_add(1, Ordering::Relaxed),
-            registered: None,
-        }
+        Drained::new(self.control.clone(), color)
     }
 
-    /// Requests admitted to `color` and not yet finished (mirrored copies
-    /// running on `color` not included; see [`ColorStatus::mirrored_in_flight`]).
+    /// Requests admitted to `color`'s current version and not yet finished
+    /// (mirrored copies not included; see [`ColorStatus::mirrored_in_flight`]).
     pub fn in_flight(&self, color: Color) -> u64 {
-        self.control.block.in_flight(Lane::Admitted(color))
+        self.control.block(color).in_flight(Lane::Admitted)
     }
 
-    /// Per-color outcomes (finished, failed, latency) recorded so far while
-    /// measuring was on. Measuring is on while a
-    /// [`RolloutPlan`](crate::plan::RolloutPlan) runs, or always when the
+    /// Per-color outcomes (finished, failed, latency) of each color's current
+    /// version, recorded so far while measuring was on. Measuring is on while
+    /// a [`RolloutPlan`](crate::plan::RolloutPlan) runs, or always when the
     /// router was built with
     /// [`Builder::measure`](crate::router::Builder::measure); take two
     /// snapshots and [`since`](Measurements::since) for a window.
     pub fn measurements(&self) -> Measurements {
-        self.control.meter.snapshot()
+        let st = self.control.state();
+        Measurements {
+            blue: st.version(Color::Blue).block.meter.snapshot(),
+            green: st.version(Color::Green).block.meter.snapshot(),
+        }
     }
 
     /// Whether outcomes are measured right now (see
@@ -184,72 +225,58 @@ impl RolloutHandle {
 
     /// Puts the stable color back in one transition: `stable` active, split
     /// and mirror at zero. What a rollout plan does when it aborts.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn abort_to(&self, stable: Color) -> Transition {
-        self.control.transition(TransitionKind::Abort, |st| {
-            if st.active != stable {
-                st.previous = None;
-                st.active = stable;
-            }
-            st.split = 0.0;
-            st.mirror = 0.0;
-        })
+    pub(crate) fn abort_to(&self, stable: Color) -> Change {
+        self.control
+            .apply(Op::Abort { stable }, None)
+            .unwrap_or(Change::Unchanged {
+                generation: self.generation(),
+            })
     }
 
     /// A plain snapshot of the state and counters.
     pub fn status(&self) -> RolloutStatus {
-        let (active, split, mirror, generation, history) = {
-            let st = self.control.state();
-            (
-                st.active,
-                st.split,
-                st.mirror,
-                st.generation,
-                st.history.iter().copied().collect(),
-            )
-        };
-        let block = self.control.block;
-        let measured = self.control.meter.snapshot();
-        let color = |c| {
-            let m = measured.color(c);
+        let st = self.control.state();
+        let color = |c: Color| {
+            let live = st.version(c);
+            let block = live.block;
+            let m: Measurement = block.meter.snapshot();
             ColorStatus {
-                in_flight: block.in_flight(Lane::Admitted(c)),
-                mirrored_in_flight: block.in_flight(Lane::Mirrored(c)),
-                served: block.served(c),
+                version: live.label.clone(),
+                readiness: live.readiness,
+                in_flight: block.in_flight(Lane::Admitted),
+                mirrored_in_flight: block.in_flight(Lane::Mirrored),
+                served: block.served(),
                 finished: m.finished,
                 failures: m.failures,
                 latency: m.latency.percentiles(),
             }
         };
+        let retiring = st
+            .retiring
+            .iter()
+            .filter(|r| !r.gone())
+            .map(|r| RetiringStatus {
+                version: r.label.clone(),
+                color: r.color,
+                in_flight: r.block.in_flight(Lane::Admitted),
+                mirrored_in_flight: r.block.in_flight(Lane::Mirrored),
+                holders: r.block.in_flight(Lane::Held),
+            })
+            .collect();
         RolloutStatus {
-            active,
-            split,
-            mirror,
-            generation,
+            active: st.active,
+            split: st.split,
+            mirror: st.mirror,
+            generation: st.generation,
             blue: color(Color::Blue),
             green: color(Color::Green),
+            retiring,
             unknown_override: self.control.unknown_override.load(Ordering::Relaxed),
-            canary_fallback: self.control.canary_fallback.load(Ordering::Relaxed),
-            history,
-            measuring: self.is_measuring(),
-            #[cfg(feature = "tokio")]
-            plan: self.plan_status(),
+            fallbacks: self.control.fallbacks.load(Ordering::Relaxed),
+            history: st.history.iter().cloned().collect(),
+            measuring: st.measure_always || st.measure_refs > 0,
+            plan_running: st.plan.is_some(),
         }
-    }
-
-    /// The rollout plan running (or last run) on this router, to watch or
-    /// steer it (pause, resume, abort, skip to promote).
-    #[cfg(feature = "tokio")]
-    pub fn plan(&self) -> Option<crate::plan::PlanRun> {
-        let slot = self.control.plan.lock().unwrap_or_else(|e| e.into_inner());
-        slot.clone().map(crate::plan::PlanRun::from_shared)
-    }
-
-    /// The status of the rollout plan running (or last run) on this router.
-    #[cfg(feature = "tokio")]
-    pub fn plan_status(&self) -> Option<crate::plan::PlanStatus> {
-        let slot = self.control.plan.lock().unwrap_or_else(|e| e.into_inner());
-        slot.as_ref().map(|shared| shared.status())
     }
 }
 
@@ -259,6 +286,75 @@ impl fmt::Debug for RolloutHandle {
         f.debug_struct("RolloutHandle")
             .field("active", &word.active())
             .finish_non_exhaustive()
+    }
+}
+
+/// A control call with conditions: made by
+/// [`RolloutHandle::expect_generation`] and [`RolloutHandle::force`], which
+/// can be chained (`handle.expect_generation(7).force().promote()`).
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a control call does nothing until one of its methods is called"]
+pub struct ControlCall<'a> {
+    handle: &'a RolloutHandle,
+    expect: Option<u64>,
+    force: bool,
+}
+
+impl ControlCall<'_> {
+    /// Also requires the state to be at `generation`.
+    pub fn expect_generation(mut self, generation: u64) -> Self {
+        self.expect = Some(generation);
+        self
+    }
+
+    /// Also promotes a standby seen not ready.
+    pub fn force(mut self) -> Self {
+        self.force = true;
+        self
+    }
+
+    fn apply(self, op: Op) -> Result<Change, ControlError> {
+        self.handle.control.apply(op, self.expect)
+    }
+
+    /// See [`RolloutHandle::promote`].
+    pub fn promote(self) -> Result<Change, ControlError> {
+        let force = self.force;
+        self.apply(Op::Promote { to: None, force })
+    }
+
+    /// See [`RolloutHandle::promote_to`].
+    pub fn promote_to(self, to: impl Into<Target>) -> Result<Change, ControlError> {
+        let force = self.force;
+        self.apply(Op::Promote {
+            to: Some(to.into()),
+            force,
+        })
+    }
+
+    /// See [`RolloutHandle::promote_to_version`].
+    pub fn promote_to_version(self, label: &str) -> Result<Change, ControlError> {
+        let label = VersionLabel::new(label).map_err(|_| ControlError::UnknownVersion {
+            version: label.to_owned(),
+        })?;
+        self.promote_to(label)
+    }
+
+    /// See [`RolloutHandle::rollback`].
+    pub fn rollback(self) -> Result<Change, ControlError> {
+        self.apply(Op::Rollback)
+    }
+
+    /// See [`RolloutHandle::set_split`].
+    pub fn set_split(self, split: f64) -> Result<Change, ControlError> {
+        let split = fraction("split", split)?;
+        self.apply(Op::Split(split))
+    }
+
+    /// See [`RolloutHandle::mirror_standby`].
+    pub fn mirror_standby(self, mirror: f64) -> Result<Change, ControlError> {
+        let mirror = fraction("mirror", mirror)?;
+        self.apply(Op::Mirror(mirror))
     }
 }
 
@@ -272,26 +368,27 @@ pub struct RolloutStatus {
     pub split: f64,
     /// The fraction of active traffic mirrored to the standby.
     pub mirror: f64,
-    /// Rises by one with every control call.
+    /// Rises by one with every control call that changed the state.
     pub generation: u64,
-    /// Counters of blue.
+    /// Blue's version and counters.
     pub blue: ColorStatus,
-    /// Counters of green.
+    /// Green's version and counters.
     pub green: ColorStatus,
+    /// Versions replaced by a deploy that still have requests, copies or
+    /// router clones using them.
+    pub retiring: Vec<RetiringStatus>,
     /// Override headers whose value named no color (ignored, counted here).
     pub unknown_override: u64,
-    /// Requests the random canary split drew for the standby that went to the
-    /// active color because the standby was not ready (or its `poll_ready`
-    /// failed) at that moment.
-    pub canary_fallback: u64,
+    /// Requests whose color (a random canary draw, a sticky key, an override
+    /// header) was not ready, served by the other color instead.
+    pub fallbacks: u64,
     /// The last transitions, oldest first (at most 64).
     pub history: Vec<Transition>,
     /// Whether outcomes are measured right now (see
     /// [`RolloutHandle::measurements`]).
     pub measuring: bool,
-    /// The rollout plan running (or last run) on this router, if any.
-    #[cfg(feature = "tokio")]
-    pub plan: Option<crate::plan::PlanStatus>,
+    /// Whether a rollout plan drives the router (deploys wait for it).
+    pub plan_running: bool,
 }
 
 impl RolloutStatus {
@@ -307,19 +404,28 @@ impl RolloutStatus {
     pub fn standby(&self) -> Color {
         self.active.other()
     }
+
+    /// The version the active color holds.
+    pub fn active_version(&self) -> &VersionLabel {
+        &self.color(self.active).version
+    }
 }
 
-/// Per-color counters in a [`RolloutStatus`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Per-color version and counters in a [`RolloutStatus`]. The counters are the
+/// current version's: they start at zero when a version is deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ColorStatus {
+    /// The version the color holds.
+    pub version: VersionLabel,
+    /// Whether that version was last seen ready.
+    pub readiness: Readiness,
     /// Requests admitted and not yet finished (response body not ended or dropped).
     pub in_flight: u64,
     /// Mirrored copies running on this color (it is the standby and
     /// [`RolloutHandle::mirror_standby`] is on).
     pub mirrored_in_flight: u64,
-    /// Requests admitted to this color since the router was built (mirrored
-    /// copies not included).
+    /// Requests admitted to this version (mirrored copies not included).
     pub served: u64,
     /// Requests classified while measuring was on (see
     /// [`RolloutHandle::measurements`]).
@@ -331,42 +437,19 @@ pub struct ColorStatus {
     pub latency: Percentiles,
 }
 
-/// Future returned by [`RolloutHandle::drained`].
-#[must_use = "futures do nothing unless polled"]
-pub struct Drained {
-    control: Arc<Control>,
-    color: Color,
-    id: u64,
-    /// Drain events seen when first registered; `None` when not registered.
-    registered: Option<u64>,
-}
-
-impl Future for Drained {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        let block = this.control.block;
-        if block.register(this.color, this.id, cx.waker(), &mut this.registered) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-impl Drop for Drained {
-    fn drop(&mut self) {
-        self.control
-            .block
-            .deregister(self.color, self.id, &mut self.registered);
-    }
-}
-
-impl fmt::Debug for Drained {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Drained")
-            .field("color", &self.color)
-            .finish_non_exhaustive()
-    }
+/// A replaced version that is still in use, in a [`RolloutStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetiringStatus {
+    /// The version.
+    pub version: VersionLabel,
+    /// The color it was in.
+    pub color: Color,
+    /// Its requests still in flight.
+    pub in_flight: u64,
+    /// Its mirrored copies still running.
+    pub mirrored_in_flight: u64,
+    /// Router clones still holding its service (until their next request),
+    /// plus copies of the slots being read.
+    pub holders: u64,
 }

@@ -1,19 +1,31 @@
-//! Per-color outcome measurements: how many requests each color finished,
+//! Outcome measurements per version: how many requests each version finished,
 //! how many of them failed, and how long each took to answer. Kept only while
 //! measuring is on (a rollout plan runs, or the router was built with
 //! [`Builder::measure`](crate::router::Builder::measure)); otherwise the
 //! request path does not read the clock.
+//!
+//! The counters live in each version's block; the request path records into
+//! them through `probe`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 
-use super::state::Control;
 use crate::stats::{Histogram, Latencies};
 use crate::Color;
+
+/// [`Admission::code`](super::counters::Admission) when there is no gRPC status.
+pub(crate) const NO_CODE: i32 = i32::MIN;
+/// An admission's measuring state: not measured at all.
+pub(crate) const UNMEASURED: u8 = 0;
+/// Measured, the response head seen, the outcome not classified yet.
+pub(crate) const MEASURING: u8 = 1;
+/// Measured and classified.
+pub(crate) const CLASSIFIED: u8 = 2;
+/// Set in the state of a gRPC response.
+pub(crate) const GRPC: u8 = 4;
 
 /// What the router saw of one finished request; the input of a failure
 /// classifier (see [`Builder::failure_classifier`](crate::router::Builder::failure_classifier)).
@@ -57,10 +69,6 @@ impl Finished {
 
 pub(crate) type Classifier = dyn Fn(&Finished) -> bool + Send + Sync;
 
-pub(crate) fn default_classifier() -> Arc<Classifier> {
-    Arc::new(Finished::is_failure_by_default)
-}
-
 /// The current instant, on tokio's clock when the `tokio` feature is on (so a
 /// paused test clock moves measured latencies too).
 #[inline]
@@ -75,168 +83,61 @@ pub(crate) fn now() -> Instant {
     }
 }
 
-#[derive(Debug)]
-struct ColorMeter {
-    finished: AtomicU64,
-    failures: AtomicU64,
-    abandoned: AtomicU64,
-    latency: Histogram,
-}
-
+/// The measurement counters of one version (in its block).
 pub(crate) struct Meter {
-    colors: [ColorMeter; 2],
-    pub(crate) classify: Arc<Classifier>,
+    pub(super) finished: AtomicU64,
+    pub(super) failures: AtomicU64,
+    abandoned: AtomicU64,
+    pub(super) latency: Histogram,
+    /// Whether the version's router has its own classifier (read before
+    /// looking it up, so the default costs no lookup).
+    pub(super) custom: AtomicBool,
 }
 
 impl Meter {
-    pub(crate) fn new(classify: Arc<Classifier>) -> Self {
-        let color = || ColorMeter {
+    pub(crate) fn new() -> Self {
+        Meter {
             finished: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             latency: Histogram::new(),
-        };
-        Meter {
-            colors: [color(), color()],
-            classify,
+            custom: AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn snapshot(&self) -> Measurements {
-        let one = |c: &ColorMeter| Measurement {
-            finished: c.finished.load(Ordering::Acquire),
-            failures: c.failures.load(Ordering::Acquire),
-            abandoned: c.abandoned.load(Ordering::Acquire),
-            latency: c.latency.latencies(),
-        };
-        Measurements {
-            blue: one(&self.colors[Color::Blue.index()]),
-            green: one(&self.colors[Color::Green.index()]),
+    pub(crate) fn reset(&self) {
+        self.finished.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        self.abandoned.store(0, Ordering::Relaxed);
+        self.latency.reset();
+        self.custom.store(false, Ordering::Relaxed);
+    }
+
+    /// A measured response dropped before it was classified.
+    pub(crate) fn abandoned(&self) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Measurement {
+        Measurement {
+            finished: self.finished.load(Ordering::Acquire),
+            failures: self.failures.load(Ordering::Acquire),
+            abandoned: self.abandoned.load(Ordering::Acquire),
+            latency: self.latency.latencies(),
         }
     }
 }
 
 impl fmt::Debug for Meter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Meter")
-            .field("colors", &self.colors)
-            .finish_non_exhaustive()
+        f.debug_tuple("Meter").field(&self.snapshot()).finish()
     }
 }
 
-/// One measured request, from the router's `call` to its classification.
-pub(crate) struct Probe {
-    control: Arc<Control>,
-    color: Color,
-    start: Instant,
-    grpc: bool,
-    grpc_code: Option<i32>,
-    status: Option<StatusCode>,
-    done: bool,
-}
-
-impl Probe {
-    pub(crate) fn start(control: Arc<Control>, color: Color) -> Box<Probe> {
-        Box::new(Probe {
-            control,
-            color,
-            start: now(),
-            grpc: false,
-            grpc_code: None,
-            status: None,
-            done: false,
-        })
-    }
-
-    fn meter(&self) -> &ColorMeter {
-        &self.control.meter.colors[self.color.index()]
-    }
-
-    /// The service failed: no response.
-    pub(crate) fn error(&mut self) {
-        self.meter().latency.record(now() - self.start);
-        self.finish(None, false);
-    }
-
-    /// The response head arrived. Returns the probe back unless the body
-    /// has already ended: the outcome is decided at the end of the body (a
-    /// failed body, or a gRPC status in the trailers, is a failure).
-    pub(crate) fn head(
-        mut self: Box<Self>,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body_ended: bool,
-    ) -> Option<Box<Self>> {
-        self.meter().latency.record(now() - self.start);
-        self.status = Some(status);
-        self.grpc = headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        // A trailers-only gRPC response carries its status in the headers.
-        self.grpc_code = grpc_status(headers);
-        if body_ended {
-            self.finish(None, false);
-            return None;
-        }
-        Some(self)
-    }
-
-    /// The body ended: `trailers` are the trailers it carried, if any.
-    pub(crate) fn end(&mut self, trailers: Option<&HeaderMap>, body_error: bool) {
-        let code = trailers.and_then(grpc_status);
-        self.finish(code, body_error);
-    }
-
-    fn finish(&mut self, grpc_status: Option<i32>, body_error: bool) {
-        self.done = true;
-        let finished = Finished {
-            status: self.status,
-            grpc_status: grpc_status.or(self.grpc_code),
-            grpc: self.grpc,
-            body_error,
-        };
-        // A panicking user classifier must not take the request down with it.
-        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (self.control.meter.classify)(&finished)
-        }))
-        .unwrap_or(true);
-        let m = self.meter();
-        if failed {
-            m.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        m.finished.fetch_add(1, Ordering::Release);
-    }
-}
-
-impl Drop for Probe {
-    /// Dropped unfinished: the response (or its body) was dropped before it
-    /// ended, the client went away. Counted apart, neither success nor failure.
-    fn drop(&mut self) {
-        if !self.done {
-            self.meter().abandoned.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl fmt::Debug for Probe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probe")
-            .field("color", &self.color)
-            .finish_non_exhaustive()
-    }
-}
-
-fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    std::str::from_utf8(headers.get("grpc-status")?.as_bytes())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Outcome measurements of both colors, from
+/// Outcome measurements of both colors' current versions, from
 /// [`RolloutHandle::measurements`](crate::RolloutHandle::measurements).
-/// Counters only move while measuring is on.
+/// Counters only move while measuring is on, and start at zero when a new
+/// version is deployed into a color.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Measurements {
@@ -264,7 +165,7 @@ impl Measurements {
     }
 }
 
-/// Outcome measurements of one color.
+/// Outcome measurements of one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Measurement {
@@ -328,15 +229,5 @@ mod tests {
         let mut f = finished(Some(200), None, false);
         f.body_error = true;
         assert!(f.is_failure_by_default());
-    }
-
-    #[test]
-    fn grpc_status_parses_or_is_none() {
-        let mut h = HeaderMap::new();
-        assert_eq!(grpc_status(&h), None);
-        h.insert("grpc-status", "14".parse().unwrap());
-        assert_eq!(grpc_status(&h), Some(14));
-        h.insert("grpc-status", "x".parse().unwrap());
-        assert_eq!(grpc_status(&h), None);
     }
 }

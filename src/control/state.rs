@@ -1,126 +1,24 @@
-//! The routing state: one packed word read on the hot path, and the full state
-//! (generation, history) behind a mutex that only control calls take.
+//! The rollout state behind the word, and control calls as pure changes of it.
+//!
+//! [`State::apply`] decides what a control call does (or why it cannot)
+//! without touching anything shared; [`Control`](super::core::Control) runs
+//! it under its mutex and publishes the result. The same function decides a
+//! compare-and-set against a stored document elsewhere.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-#[cfg(feature = "tokio")]
-use std::sync::Weak;
-use std::sync::{Arc, Mutex};
+use std::fmt;
 use std::time::SystemTime;
 
-use rand::RngExt;
-
-use super::counters::Block;
-use super::meter::Meter;
-use super::PlanSlot;
-use crate::mirror::Engine;
-use crate::shadow::Judge;
-use crate::telemetry::RouterTelemetry;
+use super::version::{ColorVersion, Live, Readiness, Retiring, VersionLabel};
+use super::word::{threshold, Word};
+use crate::error::ConfigError;
 use crate::Color;
 
-/// Fractions are stored as thresholds out of 2^20 (about one in a million).
-pub(crate) const SCALE: u32 = 1 << 20;
-const FIELD_BITS: u32 = 21;
-const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
-const SPLIT_SHIFT: u32 = 1;
-const MIRROR_SHIFT: u32 = SPLIT_SHIFT + FIELD_BITS;
-const MEASURE_BIT: u64 = 1 << (MIRROR_SHIFT + FIELD_BITS);
-
-/// How many transitions [`RolloutStatus::history`](crate::control::RolloutStatus::history) keeps.
+/// How many transitions [`RolloutStatus::history`](super::RolloutStatus::history) keeps.
 pub(crate) const HISTORY: usize = 64;
 
-/// Everything the request path needs, in one atomic word: the active color,
-/// the split and mirror thresholds, and whether outcomes are measured. One `AtomicU64` load costs well under a
-/// nanosecond and scales with cores; an `ArcSwap::load` costs ~20 ns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Word(u64);
-
-impl Word {
-    pub(crate) fn pack(active: Color, split: u32, mirror: u32) -> Word {
-        debug_assert!(split <= SCALE && mirror <= SCALE);
-        Word(
-            active.index() as u64
-                | (u64::from(split) << SPLIT_SHIFT)
-                | (u64::from(mirror) << MIRROR_SHIFT),
-        )
-    }
-
-    fn with_measure(self, on: bool) -> Word {
-        if on {
-            Word(self.0 | MEASURE_BIT)
-        } else {
-            Word(self.0 & !MEASURE_BIT)
-        }
-    }
-
-    /// Whether requests' outcomes are measured (see `meter`).
-    #[inline]
-    pub(crate) fn measure(self) -> bool {
-        self.0 & MEASURE_BIT != 0
-    }
-
-    #[inline]
-    pub(crate) fn active(self) -> Color {
-        Color::from_bit(self.0)
-    }
-
-    #[inline]
-    pub(crate) fn split(self) -> u32 {
-        ((self.0 >> SPLIT_SHIFT) & FIELD_MASK) as u32
-    }
-
-    #[inline]
-    pub(crate) fn mirror(self) -> u32 {
-        ((self.0 >> MIRROR_SHIFT) & FIELD_MASK) as u32
-    }
-
-    /// The color a request with bucket `bucket` (in `0..SCALE`) goes to.
-    #[inline]
-    pub(crate) fn color_for(self, bucket: u32) -> Color {
-        if bucket < self.split() {
-            self.active().other()
-        } else {
-            self.active()
-        }
-    }
-
-    /// The color for a request without a sticky key: a random bucket, drawn only
-    /// when a split is set.
-    #[inline]
-    pub(crate) fn pick(self) -> Color {
-        if self.split() == 0 {
-            self.active()
-        } else {
-            self.color_for(random_bucket())
-        }
-    }
-}
-
-/// A uniformly random bucket in `0..SCALE`.
-#[inline]
-pub(crate) fn random_bucket() -> u32 {
-    rand::rng().random::<u32>() >> (32 - 20)
-}
-
-/// A draw against a threshold: never at 0, always at `SCALE`, random between.
-#[inline]
-pub(crate) fn hit(threshold: u32) -> bool {
-    match threshold {
-        0 => false,
-        t if t >= SCALE => true,
-        t => random_bucket() < t,
-    }
-}
-
-/// The threshold for a fraction already checked to be within `0..=1`.
-pub(crate) fn threshold(fraction: f64) -> u32 {
-    (fraction * f64::from(SCALE))
-        .round()
-        .clamp(0.0, f64::from(SCALE)) as u32
-}
-
 /// What one control call changed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransitionKind {
     /// The standby became active; the split went back to zero.
@@ -135,12 +33,36 @@ pub enum TransitionKind {
     /// A rollout plan aborted: the stable color is active again, split and
     /// mirror back to zero, in one step.
     Abort,
+    /// A new version was loaded into the standby color.
+    Deploy,
+}
+
+impl TransitionKind {
+    /// `"promote"`, `"rollback"`, `"split"`, `"mirror"`, `"abort"` or `"deploy"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::Promote => "promote",
+            TransitionKind::Rollback => "rollback",
+            TransitionKind::Split => "split",
+            TransitionKind::Mirror => "mirror",
+            TransitionKind::Abort => "abort",
+            TransitionKind::Deploy => "deploy",
+        }
+    }
+}
+
+impl fmt::Display for TransitionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One entry of the transition history: the state right after a control call.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Transition {
-    /// The generation this call produced; rises by one with every call.
+    /// The generation this call produced; rises by one with every call that
+    /// changes something.
     pub generation: u64,
     /// When the call took effect.
     pub at: SystemTime,
@@ -148,10 +70,208 @@ pub struct Transition {
     pub kind: TransitionKind,
     /// The active color after the call.
     pub active: Color,
+    /// The version the active color holds after the call.
+    pub version: VersionLabel,
+    /// The active color and version before the call.
+    pub from: ColorVersion,
     /// The fraction of requests sent to the standby after the call.
     pub split: f64,
     /// The fraction of active traffic mirrored to the standby after the call.
     pub mirror: f64,
+    /// The version blue holds after the call.
+    pub blue: VersionLabel,
+    /// The version green holds after the call.
+    pub green: VersionLabel,
+    /// For a deploy: the version that left the standby slot.
+    pub replaced: Option<VersionLabel>,
+}
+
+impl Transition {
+    /// The version `color` holds after the call.
+    pub fn version_of(&self, color: Color) -> &VersionLabel {
+        match color {
+            Color::Blue => &self.blue,
+            Color::Green => &self.green,
+        }
+    }
+}
+
+/// What a control call did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The state changed: the transition recorded for it.
+    Applied(Transition),
+    /// The state already was what the call asked for (a repeated promote
+    /// *to* a version, a rollback with nothing to undo, a split set to its
+    /// value): no generation bump, no transition.
+    Unchanged {
+        /// The current generation.
+        generation: u64,
+    },
+}
+
+impl Change {
+    /// The transition, when the state changed.
+    pub fn transition(&self) -> Option<&Transition> {
+        match self {
+            Change::Applied(t) => Some(t),
+            Change::Unchanged { .. } => None,
+        }
+    }
+
+    /// Whether the state changed.
+    pub fn is_applied(&self) -> bool {
+        matches!(self, Change::Applied(_))
+    }
+
+    /// The generation after the call.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Change::Applied(t) => t.generation,
+            Change::Unchanged { generation } => *generation,
+        }
+    }
+}
+
+/// Where a promote goes: a color, or the color holding a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// This color.
+    Color(Color),
+    /// The color holding this version.
+    Version(VersionLabel),
+}
+
+impl From<Color> for Target {
+    fn from(color: Color) -> Target {
+        Target::Color(color)
+    }
+}
+
+impl From<VersionLabel> for Target {
+    fn from(label: VersionLabel) -> Target {
+        Target::Version(label)
+    }
+}
+
+impl From<&VersionLabel> for Target {
+    fn from(label: &VersionLabel) -> Target {
+        Target::Version(label.clone())
+    }
+}
+
+/// Why a control call changed nothing.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// A bad argument (a fraction that is NaN or outside `0..=1`).
+    Invalid(ConfigError),
+    /// The call expected another generation: the state moved since the
+    /// caller looked (see [`RolloutHandle::expect_generation`](super::RolloutHandle::expect_generation)).
+    Conflict {
+        /// The generation the caller saw.
+        expected: u64,
+        /// The current one.
+        actual: u64,
+    },
+    /// The color to promote is not ready: its version was seen pending or
+    /// failing. [`RolloutHandle::force`](super::RolloutHandle::force) promotes anyway.
+    NotReady {
+        /// The color.
+        color: Color,
+        /// Its version.
+        version: VersionLabel,
+        /// What was seen.
+        readiness: Readiness,
+    },
+    /// No color holds this version.
+    UnknownVersion {
+        /// The version asked for.
+        version: String,
+    },
+    /// The router was built without mirroring (see
+    /// [`Builder::mirror`](crate::router::Builder::mirror) and
+    /// [`Builder::compare`](crate::router::Builder::compare)).
+    NoMirror,
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlError::Invalid(e) => e.fmt(f),
+            ControlError::Conflict { expected, actual } => write!(
+                f,
+                "conflict: expected generation {expected}, the state is at {actual}"
+            ),
+            ControlError::NotReady {
+                color,
+                version,
+                readiness,
+            } => write!(
+                f,
+                "{color} ({version}) is not ready ({readiness}): deploy a ready version or force the promote"
+            ),
+            ControlError::UnknownVersion { version } => {
+                write!(f, "no color holds version {version:?}")
+            }
+            ControlError::NoMirror => f.write_str(
+                "the router was built without mirroring: use Builder::mirror or Builder::compare",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ControlError::Invalid(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for ControlError {
+    fn from(e: ConfigError) -> Self {
+        ControlError::Invalid(e)
+    }
+}
+
+/// A control call, as data.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Op {
+    /// Promote: to the standby (`None`), or to a target (a no-op when it is
+    /// already live).
+    Promote {
+        to: Option<Target>,
+        force: bool,
+    },
+    Rollback,
+    Split(f64),
+    Mirror(f64),
+    /// A plan's abort back to `stable`.
+    Abort {
+        stable: Color,
+    },
+}
+
+impl Op {
+    pub(crate) fn kind(&self) -> TransitionKind {
+        match self {
+            Op::Promote { .. } => TransitionKind::Promote,
+            Op::Rollback => TransitionKind::Rollback,
+            Op::Split(_) => TransitionKind::Split,
+            Op::Mirror(_) => TransitionKind::Mirror,
+            Op::Abort { .. } => TransitionKind::Abort,
+        }
+    }
+}
+
+/// The color that was active before the last promote not yet rolled back,
+/// and which version it held then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Previous {
+    pub(crate) color: Color,
+    pub(crate) id: u64,
 }
 
 pub(crate) struct State {
@@ -159,185 +279,192 @@ pub(crate) struct State {
     pub(crate) split: f64,
     pub(crate) mirror: f64,
     pub(crate) generation: u64,
-    /// The color that was active before the last promote not yet rolled back.
-    pub(crate) previous: Option<Color>,
+    /// Counts deploys (the word keeps its low 20 bits).
+    pub(crate) epoch: u32,
+    pub(crate) previous: Option<Previous>,
+    /// The version each color holds, blue first.
+    pub(crate) versions: [Live; 2],
+    /// Replaced versions not gone yet.
+    pub(crate) retiring: Vec<Retiring>,
     pub(crate) history: VecDeque<Transition>,
     /// Measuring is on while this is true or `measure_refs` is above zero.
     pub(crate) measure_always: bool,
     pub(crate) measure_refs: u32,
+    /// The rollout plan driving this router, if one runs.
+    pub(crate) plan: Option<u64>,
+    /// Whether the router can mirror to the standby.
+    pub(crate) can_mirror: bool,
+}
+
+/// What [`State::apply`] decided.
+pub(crate) enum Decision {
+    Unchanged,
+    Apply,
 }
 
 impl State {
-    fn word(&self) -> Word {
-        Word::pack(self.active, threshold(self.split), threshold(self.mirror))
-            .with_measure(self.measure_always || self.measure_refs > 0)
+    pub(crate) fn word(&self) -> Word {
+        Word::pack(
+            self.active,
+            threshold(self.split),
+            threshold(self.mirror),
+            self.measure_always || self.measure_refs > 0,
+            self.epoch,
+        )
     }
-}
 
-/// The routing state shared by a router, its clones and its handles.
-pub(crate) struct Control {
-    word: AtomicU64,
-    pub(crate) block: &'static Block,
-    state: Mutex<State>,
-    pub(crate) unknown_override: AtomicU64,
-    pub(crate) canary_fallback: AtomicU64,
-    /// Copies requests to the standby at the word's mirror fraction. `None`
-    /// only without an executor (no `tokio` feature and no spawner set).
-    pub(crate) mirror: Option<Arc<Engine>>,
-    /// Compares mirrored copies with the active color's answers, if set.
-    pub(crate) judge: Option<Arc<Judge>>,
-    /// Per-color outcomes, recorded while measuring is on.
-    pub(crate) meter: Meter,
-    /// The rollout plan running against this router, if any.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) plan: Mutex<Option<PlanSlot>>,
-    /// Metrics and tracing (empty without those features).
-    pub(crate) telemetry: RouterTelemetry,
-}
+    pub(crate) fn version(&self, color: Color) -> &Live {
+        &self.versions[color.index()]
+    }
 
-impl Control {
-    pub(crate) fn new(
-        mirror: Option<Arc<Engine>>,
-        judge: Option<Arc<Judge>>,
-        meter: Meter,
-        measure_always: bool,
-        telemetry: RouterTelemetry,
-    ) -> Control {
-        Control {
-            word: AtomicU64::new(Word::pack(Color::Blue, 0, 0).with_measure(measure_always).0),
-            block: Block::acquire(),
-            state: Mutex::new(State {
-                active: Color::Blue,
-                split: 0.0,
-                mirror: 0.0,
-                generation: 0,
-                previous: None,
-                history: VecDeque::with_capacity(HISTORY),
-                measure_always,
-                measure_refs: 0,
-            }),
-            unknown_override: AtomicU64::new(0),
-            canary_fallback: AtomicU64::new(0),
-            mirror,
-            judge,
-            meter,
-            plan: Mutex::new(None),
-            telemetry,
+    pub(crate) fn version_mut(&mut self, color: Color) -> &mut Live {
+        &mut self.versions[color.index()]
+    }
+
+    /// The color holding `label`.
+    pub(crate) fn color_of(&self, label: &str) -> Option<Color> {
+        Color::ALL
+            .into_iter()
+            .find(|&c| self.version(c).label.as_str() == label)
+    }
+
+    pub(crate) fn served(&self, color: Color) -> ColorVersion {
+        ColorVersion {
+            color,
+            version: self.version(color).label.clone(),
         }
     }
 
-    #[inline]
-    pub(crate) fn word(&self) -> Word {
-        Word(self.word.load(Ordering::Acquire))
+    /// The previous color, if it still holds the version it held then.
+    fn previous_loaded(&self) -> Option<Color> {
+        self.previous
+            .filter(|p| p.color != self.active && self.version(p.color).id == p.id)
+            .map(|p| p.color)
     }
 
-    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Decides `op` on this state and, when it changes something, makes the
+    /// change (the caller bumps the generation and records the transition).
+    /// `expect` is the generation the caller saw, if it gave one. A call
+    /// whose target is already reached is unchanged whatever the generation:
+    /// repeating it is safe.
+    pub(crate) fn apply(&mut self, op: &Op, expect: Option<u64>) -> Result<Decision, ControlError> {
+        let check = |st: &State| match expect {
+            Some(expected) if expected != st.generation => Err(ControlError::Conflict {
+                expected,
+                actual: st.generation,
+            }),
+            _ => Ok(()),
+        };
+        match op {
+            Op::Promote { to, force } => {
+                let target = match to {
+                    None => self.active.other(),
+                    Some(Target::Color(c)) => *c,
+                    Some(Target::Version(label)) => {
+                        self.color_of(label.as_str()).ok_or_else(|| {
+                            ControlError::UnknownVersion {
+                                version: label.to_string(),
+                            }
+                        })?
+                    }
+                };
+                if target == self.active {
+                    // Promoting to what is live: a no-op (a plain promote
+                    // always targets the standby, so it never gets here).
+                    return Ok(Decision::Unchanged);
+                }
+                check(self)?;
+                let live = self.version(target);
+                if !force && matches!(live.readiness, Readiness::NotReady | Readiness::Failed) {
+                    return Err(ControlError::NotReady {
+                        color: target,
+                        version: live.label.clone(),
+                        readiness: live.readiness,
+                    });
+                }
+                self.previous = Some(Previous {
+                    color: self.active,
+                    id: self.version(self.active).id,
+                });
+                self.active = target;
+                self.split = 0.0;
+            }
+            Op::Rollback => {
+                let back = self.previous_loaded();
+                if back.is_none() && self.split == 0.0 {
+                    return Ok(Decision::Unchanged);
+                }
+                check(self)?;
+                if let Some(color) = back {
+                    self.active = color;
+                    self.previous = None;
+                }
+                self.split = 0.0;
+            }
+            Op::Split(fraction) => {
+                if *fraction == self.split {
+                    return Ok(Decision::Unchanged);
+                }
+                check(self)?;
+                self.split = *fraction;
+            }
+            Op::Mirror(fraction) => {
+                if !self.can_mirror {
+                    return Err(ControlError::NoMirror);
+                }
+                if *fraction == self.mirror {
+                    return Ok(Decision::Unchanged);
+                }
+                check(self)?;
+                self.mirror = *fraction;
+            }
+            Op::Abort { stable } => {
+                if self.active == *stable && self.split == 0.0 && self.mirror == 0.0 {
+                    return Ok(Decision::Unchanged);
+                }
+                check(self)?;
+                if self.active != *stable {
+                    self.previous = None;
+                    self.active = *stable;
+                }
+                self.split = 0.0;
+                self.mirror = 0.0;
+            }
+        }
+        Ok(Decision::Apply)
     }
 
-    /// Applies `change` under the lock, bumps the generation, publishes the
-    /// word and records the transition.
-    pub(crate) fn transition(
-        &self,
+    /// Bumps the generation and records a transition of `kind` from `from`.
+    pub(crate) fn record(
+        &mut self,
         kind: TransitionKind,
-        change: impl FnOnce(&mut State),
+        from: ColorVersion,
+        replaced: Option<VersionLabel>,
     ) -> Transition {
-        let mut st = self.state();
-        let from = st.active;
-        change(&mut st);
-        st.generation += 1;
-        self.word.store(st.word().0, Ordering::Release);
+        self.generation += 1;
         let t = Transition {
-            generation: st.generation,
+            generation: self.generation,
             at: SystemTime::now(),
             kind,
-            active: st.active,
-            split: st.split,
-            mirror: st.mirror,
+            active: self.active,
+            version: self.version(self.active).label.clone(),
+            from,
+            split: self.split,
+            mirror: self.mirror,
+            blue: self.version(Color::Blue).label.clone(),
+            green: self.version(Color::Green).label.clone(),
+            replaced,
         };
-        if st.history.len() == HISTORY {
-            st.history.pop_front();
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
         }
-        st.history.push_back(t);
-        self.telemetry.transition(&t, from);
+        self.history.push_back(t.clone());
         t
     }
 }
 
-#[cfg(feature = "tokio")]
-impl Control {
-    /// Turns measuring on until the returned guard is dropped.
-    pub(crate) fn measuring(self: &Arc<Self>) -> MeasureGuard {
-        let mut st = self.state();
-        st.measure_refs += 1;
-        self.word.store(st.word().0, Ordering::Release);
-        MeasureGuard {
-            control: Arc::downgrade(self),
-        }
-    }
-}
-
-/// Keeps measuring on; see [`Control::measuring`]. Does not keep the router
-/// alive.
-#[cfg(feature = "tokio")]
-pub(crate) struct MeasureGuard {
-    control: Weak<Control>,
-}
-
-#[cfg(feature = "tokio")]
-impl Drop for MeasureGuard {
-    fn drop(&mut self) {
-        if let Some(control) = self.control.upgrade() {
-            let mut st = control.state();
-            st.measure_refs -= 1;
-            control.word.store(st.word().0, Ordering::Release);
-        }
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl std::fmt::Debug for MeasureGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MeasureGuard").finish_non_exhaustive()
-    }
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        self.block.release();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn word_round_trips() {
-        for active in Color::ALL {
-            for split in [0, 1, SCALE / 3, SCALE - 1, SCALE] {
-                for mirror in [0, 7, SCALE] {
-                    for measure in [false, true] {
-                        let w = Word::pack(active, split, mirror).with_measure(measure);
-                        assert_eq!(
-                            (w.active(), w.split(), w.mirror(), w.measure()),
-                            (active, split, mirror, measure)
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn thresholds_cover_the_ends() {
-        assert_eq!(threshold(0.0), 0);
-        assert_eq!(threshold(1.0), SCALE);
-        let w = Word::pack(Color::Blue, threshold(1.0), 0);
-        assert_eq!(w.color_for(SCALE - 1), Color::Green);
-        assert!((0..1000).all(|_| w.pick() == Color::Green));
-        let w = Word::pack(Color::Green, 0, 0);
-        assert!((0..1000).all(|_| w.pick() == Color::Green));
-        assert!((0..1000).all(|_| random_bucket() < SCALE));
-    }
+/// A fraction checked to be within `0..=1`, with `-0.0` stored as `0.0`.
+pub(crate) fn fraction(setting: &'static str, value: f64) -> Result<f64, ControlError> {
+    let value = crate::error::check_fraction(setting, value)?;
+    Ok(if value == 0.0 { 0.0 } else { value })
 }

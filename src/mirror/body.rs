@@ -9,10 +9,9 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::mpsc;
 
-use super::stats::{Outcome, Stats};
+use tower::BoxError;
 
-/// The error type of [`MirrorBody`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::stats::{Outcome, Stats};
 
 /// The error a shadow's request body ends with when its copy was abandoned
 /// (the shadow fell behind, the byte budget was exceeded, or the primary
@@ -30,8 +29,10 @@ impl fmt::Display for CopyAborted {
 impl std::error::Error for CopyAborted {}
 
 pin_project! {
-    /// The request body services behind a [`Mirror`](super::Mirror) (and a
-    /// [`BlueGreenRouter`](crate::BlueGreenRouter)) receive.
+    /// The request body services behind a [`Mirror`](super::Mirror), a
+    /// [`ShadowComparator`](crate::shadow::ShadowComparator) and a
+    /// [`BlueGreenRouter`](crate::BlueGreenRouter) that mirrors or compares
+    /// receive (a plain router passes bodies through unchanged).
     ///
     /// For the primary it yields exactly the frames of the original body, in
     /// order, as they arrive (copying each to the shadow on the way); for the

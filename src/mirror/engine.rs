@@ -19,12 +19,14 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::body::{BoxError, CopyState, MirrorBody, RequestSample, Tee};
+use tower::BoxError;
+
+use super::body::{CopyState, MirrorBody, RequestSample, Tee};
+use super::captured::Captured;
 use super::spawn::Spawn;
 use super::stats::{Outcome, Stats};
-use crate::control::{state_threshold, Block, InFlight, Lane};
+use crate::control::{threshold as state_threshold, InFlight};
 use crate::error::ConfigError;
-use crate::shadow::Captured;
 use crate::RequestHead;
 
 type Predicate = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
@@ -146,13 +148,14 @@ impl Engine {
     /// and the bounds allow, and returns the request for the primary: the
     /// same head and exactly the same body frames.
     ///
-    /// With `lane`, the running copy is counted there (the router counts
-    /// copies to its standby, so `drained` waits for them).
+    /// With `lane`, the running copy is counted there until it ends (the
+    /// router counts copies on its standby's version, so `drained` and a
+    /// retirement wait for them).
     pub(crate) fn copy<B, T, TB>(
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<(&'static Block, Lane)>,
+        lane: Option<InFlight>,
     ) -> Request<MirrorBody<B>>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -162,7 +165,7 @@ impl Engine {
         TB: Body + Send + 'static,
         TB::Data: Send,
     {
-        self.copy_with(req, shadow, lane, None).0
+        self.copy_with(req, shadow, lane, None).req
     }
 
     /// [`copy`](Self::copy), and then, with `followup`, collect the shadow's
@@ -173,9 +176,9 @@ impl Engine {
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<(&'static Block, Lane)>,
+        lane: Option<InFlight>,
         followup: Option<Followup>,
-    ) -> (Request<MirrorBody<B>>, CopyStart)
+    ) -> Teed<B>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -184,13 +187,7 @@ impl Engine {
         TB: Body + Send + 'static,
         TB::Data: Send,
     {
-        self.copy_pair(
-            req,
-            shadow,
-            lane,
-            followup,
-            None::<(crate::shadow::NoSecondary, Followup)>,
-        )
+        self.copy_pair(req, shadow, lane, followup, None::<Second<NoSecond>>)
     }
 
     /// [`copy_with`](Self::copy_with), and a second copy of the same request
@@ -200,10 +197,10 @@ impl Engine {
         &self,
         req: Request<B>,
         shadow: T,
-        lane: Option<(&'static Block, Lane)>,
+        lane: Option<InFlight>,
         followup: Option<Followup>,
-        second: Option<(U, Followup)>,
-    ) -> (Request<MirrorBody<B>>, CopyStart)
+        second: Option<Second<U>>,
+    ) -> Teed<B>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -218,20 +215,21 @@ impl Engine {
     {
         if let Some(predicate) = &self.predicate {
             if !predicate(&RequestHead::of(&req)) {
-                return (req.map(MirrorBody::new), CopyStart::NotChosen);
+                return Teed::untouched(req, CopyStart::NotChosen);
             }
         }
+        let guard = lane;
         self.stats.sampled();
         let hint = req.body().size_hint();
         if hint.lower() > self.max_body_bytes {
             self.stats.count(Outcome::OverBudget);
-            return (req.map(MirrorBody::new), CopyStart::NotStarted);
+            return Teed::untouched(req, CopyStart::NotStarted);
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.stats.count(Outcome::Saturated);
-            return (req.map(MirrorBody::new), CopyStart::NotStarted);
+            return Teed::untouched(req, CopyStart::NotStarted);
         };
-        let second = second.and_then(|(svc, followup)| {
+        let second = second.and_then(|Second { svc, followup }| {
             self.stats.sampled();
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => Some((svc, followup, permit)),
@@ -249,10 +247,7 @@ impl Engine {
             if second.is_some() {
                 self.stats.count(Outcome::OverBudget);
             }
-            return (
-                Request::from_parts(parts, MirrorBody::new(body)),
-                CopyStart::NotStarted,
-            );
+            return Teed::untouched(Request::from_parts(parts, body), CopyStart::NotStarted);
         };
         let mut tee = (!body.is_end_stream()).then(|| Tee::new(self.max_body_bytes));
         let mut prepare = |sample: Option<RequestSample>| {
@@ -282,13 +277,18 @@ impl Engine {
             Some(tee) => MirrorBody::tee(body, tee),
             None => MirrorBody::new(body),
         };
-        let guard = lane.map(|(block, lane)| block.start(lane));
         let started = self.spawn(self.stats.telemetry.instrument(shadow_task(
             shadow,
             first_req,
             SettleOnDrop(first_state.clone()),
-            (permit, guard),
-            (self.spawner.clone(), self.timeout),
+            Hold {
+                permit,
+                lane: guard,
+            },
+            Deadline {
+                spawner: self.spawner.clone(),
+                after: self.timeout,
+            },
             self.stats.clone(),
             followup,
         )));
@@ -302,8 +302,11 @@ impl Engine {
                 svc,
                 req,
                 SettleOnDrop(state.clone()),
-                (permit, None),
-                (self.spawner.clone(), self.timeout),
+                Hold { permit, lane: None },
+                Deadline {
+                    spawner: self.spawner.clone(),
+                    after: self.timeout,
+                },
                 self.stats.clone(),
                 Some(followup),
             );
@@ -316,7 +319,10 @@ impl Engine {
         } else {
             CopyStart::NotStarted
         };
-        (Request::from_parts(parts, primary_body), start)
+        Teed {
+            req: Request::from_parts(parts, primary_body),
+            start,
+        }
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) -> bool {
@@ -379,6 +385,61 @@ fn rewrite_authority(req: &mut Request<()>, suffix: &str) {
     }
 }
 
+/// The second service of a copy without one. Never called.
+pub(crate) struct NoSecond;
+
+impl<R> Service<R> for NoSecond {
+    type Response = Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: R) -> Self::Future {
+        std::future::ready(Ok(Response::new(String::new())))
+    }
+}
+
+/// The primary's request after [`Engine::copy_with`], and whether a copy
+/// started.
+pub(crate) struct Teed<B> {
+    pub(crate) req: Request<MirrorBody<B>>,
+    pub(crate) start: CopyStart,
+}
+
+impl<B> Teed<B> {
+    fn untouched(req: Request<B>, start: CopyStart) -> Self {
+        Teed {
+            req: req.map(MirrorBody::new),
+            start,
+        }
+    }
+}
+
+/// A second copy of a request (the comparison's noise-floor secondary).
+pub(crate) struct Second<U> {
+    pub(crate) svc: U,
+    pub(crate) followup: Followup,
+}
+
+/// What a shadow task holds until it ends: its permit, and the count of the
+/// copy on the standby's version (through the router).
+struct Hold {
+    permit: OwnedSemaphorePermit,
+    lane: Option<InFlight>,
+}
+
+/// Where a shadow task's deadline timer comes from, and when it fires.
+struct Deadline {
+    spawner: Arc<dyn Spawn>,
+    after: Duration,
+}
+
 /// Whether [`Engine::copy_with`] started a copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CopyStart {
@@ -432,8 +493,8 @@ async fn shadow_task<T, B, TB>(
     shadow: T,
     req: Request<B>,
     state: SettleOnDrop,
-    permit: (OwnedSemaphorePermit, Option<InFlight>),
-    deadline: (Arc<dyn Spawn>, Duration),
+    hold: Hold,
+    deadline: Deadline,
     stats: Arc<Stats>,
     followup: Option<Followup>,
 ) where
@@ -443,11 +504,16 @@ async fn shadow_task<T, B, TB>(
     if let Some(began) = followup.as_ref().and_then(|f| f.began.as_ref()) {
         began.store(true, Ordering::Release);
     }
-    let (_permit, lane_guard) = permit; // the permit is released when the task ends
+    // The permit is released when the task ends; the lane once the standby
+    // has answered.
+    let Hold {
+        permit: _permit,
+        lane: lane_guard,
+    } = hold;
     let state = &state.0;
     let start = Instant::now();
     // Made here, inside the executor, rather than on the request path.
-    let deadline = deadline.0.sleep(deadline.1);
+    let deadline = deadline.spawner.sleep(deadline.after);
     let cap = followup.as_ref().map(|f| f.cap);
     let work = async move {
         let res = shadow.oneshot(req).await.map_err(drop)?;

@@ -27,7 +27,9 @@
 //! - **Counters.** [`MirrorStats`] accounts for every sampled copy exactly once.
 //!
 //! Services behind the layer receive [`MirrorBody<B>`] as their request body
-//! (axum's and tonic's routers accept any body).
+//! (axum's and tonic's routers accept any body). The same engine copies a
+//! router's traffic to its standby when the router is built with
+//! [`Builder::mirror`](crate::router::Builder::mirror).
 //!
 //! # Example
 //!
@@ -84,17 +86,22 @@
 //! ```
 
 mod body;
+pub(crate) mod captured;
 mod engine;
 mod layer;
+mod mode;
+mod outcome;
 mod service;
 mod spawn;
 mod stats;
+mod telemetry;
 
 pub(crate) use body::RequestSample;
-pub use body::{BoxError, CopyAborted, MirrorBody};
+pub use body::{CopyAborted, MirrorBody};
 pub use engine::Mirrored;
-pub(crate) use engine::{CopyStart, Engine, Followup, ShadowResult};
+pub(crate) use engine::{CopyStart, Engine, Followup, Second, ShadowResult};
 pub use layer::{MirrorBuilder, MirrorHandle, MirrorLayer, DEFAULT_MARKER};
+pub use mode::Mirroring;
 pub use service::Mirror;
 #[cfg(feature = "idle")]
 pub use spawn::IdleSpawner;
@@ -102,4 +109,3 @@ pub use spawn::IdleSpawner;
 pub use spawn::TokioSpawner;
 pub use spawn::{BoxTask, Spawn, SpawnError};
 pub use stats::MirrorStats;
-pub(crate) use stats::Outcome as CopyOutcome;

@@ -7,7 +7,9 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::body::{BoxError, MirrorBody};
+use tower::BoxError;
+
+use super::body::MirrorBody;
 use super::engine::Engine;
 
 /// Sends the primary's requests on unchanged and copies sampled ones to a

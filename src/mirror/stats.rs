@@ -1,25 +1,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub(crate) use super::outcome::Outcome;
+use super::outcome::OUTCOMES;
+use super::telemetry::MirrorTelemetry;
 use crate::stats::{Histogram, Percentiles};
-use crate::telemetry::MirrorTelemetry;
-
-/// How one sampled copy ended. Each copy gets exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Outcome {
-    Saturated = 1,
-    OverBudget,
-    ShadowSlow,
-    PrimaryEarly,
-    NoExecutor,
-    Completed,
-    Error,
-    Timeout,
-    Panic,
-}
-
-const OUTCOMES: usize = 9;
 
 /// Live counters of one mirror engine.
 #[derive(Debug)]

@@ -71,7 +71,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use run::PlanRun;
-pub(crate) use run::Shared;
 pub use status::{
     AbortReason, GateStatus, Phase, PlanEvent, PlanOutcome, PlanRecord, PlanState, PlanStatus,
     Verdict,

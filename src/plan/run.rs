@@ -16,7 +16,8 @@ use super::status::{
     Verdict,
 };
 use super::{CheckInput, Gate, GateKind, MirrorUntil, PlanError, RolloutPlan};
-use crate::control::{Control, MeasureGuard, Measurement, Measurements};
+use crate::control::{Change, Control, ControlError, MeasureGuard, Measurement, Measurements};
+use crate::shadow::Judge;
 use crate::RolloutHandle;
 
 /// How many events [`PlanStatus::history`] keeps.
@@ -25,6 +26,8 @@ const HISTORY: usize = 256;
 /// The shared state of one plan: held by its task, every [`PlanRun`], and
 /// the router's control (for the status). Holds the router only weakly.
 pub(crate) struct Shared {
+    /// Tells this plan apart from others on the same router.
+    id: u64,
     control: Weak<Control>,
     plan: RolloutPlan,
     started: Instant,
@@ -47,7 +50,7 @@ struct Runner {
     last_tick: Instant,
     /// Measurements and shadow counts when the phase began.
     window_start: Measurements,
-    shadow_start: (u64, u64),
+    shadow_start: ShadowCounts,
     plan_start: Measurements,
     /// The stable color's measurements from the plan's start to the promote:
     /// the latency baseline after it.
@@ -76,28 +79,27 @@ pub(super) fn start(plan: RolloutPlan, handle: &RolloutHandle) -> Result<PlanRun
                 ..
             })
         );
-    if compares && control.judge.is_none() {
+    if compares && control.attached::<Judge>().is_none() {
         return Err(PlanError::NoComparison);
     }
-    if plan.mirror.is_some() && control.mirror.is_none() {
+    if plan.mirror.is_some() && !control.can_mirror() {
         return Err(PlanError::NoMirror);
     }
-    let mut slot = control.plan.lock().unwrap_or_else(|e| e.into_inner());
-    if slot
-        .as_ref()
-        .is_some_and(|s| !s.status().state.is_finished())
-    {
+    static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if !control.lock_plan(id) {
         return Err(PlanError::AlreadyRunning);
     }
     let stable = handle.active();
     let candidate = stable.other();
     let now = Instant::now();
     let measure = control.measuring();
-    let snapshot = control.meter.snapshot();
+    let snapshot = handle.measurements();
     let generation = handle.generation();
     let (events, _) = broadcast::channel(1024);
     let (outcome, _) = watch::channel(None);
     let shared = Arc::new(Shared {
+        id,
         control: Arc::downgrade(control),
         plan,
         started: now,
@@ -116,7 +118,7 @@ pub(super) fn start(plan: RolloutPlan, handle: &RolloutHandle) -> Result<PlanRun
             at: At::Done,
             last_tick: now,
             window_start: snapshot.clone(),
-            shadow_start: (0, 0),
+            shadow_start: ShadowCounts::default(),
             plan_start: snapshot,
             baseline: None,
             generation,
@@ -137,8 +139,7 @@ pub(super) fn start(plan: RolloutPlan, handle: &RolloutHandle) -> Result<PlanRun
         };
         shared.enter(&mut r, control, first);
     }
-    *slot = Some(shared.clone());
-    drop(slot);
+    control.replace(shared.clone());
     let task = shared.clone();
     runtime.spawn(async move {
         let mut every = tokio::time::interval(task.plan.interval);
@@ -208,12 +209,13 @@ impl Shared {
         r.last_tick = now;
         r.status.elapsed = now - self.started;
 
-        let measured = control.meter.snapshot();
+        let handle = RolloutHandle::new(control.clone());
+        let measured = handle.measurements();
         let window = measured.since(&r.window_start);
-        let (matched, mismatched) = shadow_counts(&control);
+        let now = shadow_counts(&control);
         let (matched, mismatched) = (
-            matched.saturating_sub(r.shadow_start.0),
-            mismatched.saturating_sub(r.shadow_start.1),
+            now.matched.saturating_sub(r.shadow_start.matched),
+            now.mismatched.saturating_sub(r.shadow_start.mismatched),
         );
         let input = CheckInput {
             phase: &r.status.phase,
@@ -320,20 +322,20 @@ impl Shared {
         r.at = at;
         if leaving == At::Mirror {
             // Copies stop before users move.
-            r.generation = mirror(&handle, 0.0);
+            r.generation = mirror(&handle, 0.0, r.generation);
         }
         let phase = match at {
             At::Mirror => {
                 let fraction = self.plan.mirror.map_or(0.0, |m| m.fraction);
-                r.generation = mirror(&handle, fraction);
+                r.generation = mirror(&handle, fraction, r.generation);
                 Phase::Mirror { fraction }
             }
             At::Step(i) => {
                 let split = self.plan.steps[i].0;
                 r.generation = handle
                     .set_split(split)
-                    .expect("splits are checked when the plan is built")
-                    .generation;
+                    .map(|c| c.generation())
+                    .unwrap_or(r.generation);
                 Phase::Canary {
                     step: i + 1,
                     steps: self.plan.steps.len(),
@@ -341,10 +343,29 @@ impl Shared {
                 }
             }
             At::Post => {
-                let measured = control.meter.snapshot();
+                let measured = handle.measurements();
                 let stable = r.status.stable;
+                let candidate = r.status.candidate;
+                match handle.promote_to(candidate) {
+                    Ok(change) => r.generation = change.generation(),
+                    Err(ControlError::NotReady { .. }) => {
+                        // The candidate is not ready: hold where we are and
+                        // try again at the next evaluation.
+                        r.at = leaving;
+                        if r.status.state != PlanState::Holding {
+                            r.status.state = PlanState::Holding;
+                            self.emit(
+                                r,
+                                PlanEvent::Holding {
+                                    gates: vec!["candidate ready".to_owned()],
+                                },
+                            );
+                        }
+                        return;
+                    }
+                    Err(_) => {}
+                }
                 r.baseline = Some(measured.since(&r.plan_start).color(stable).clone());
-                r.generation = handle.promote().generation;
                 self.emit(r, PlanEvent::Promoted);
                 Phase::PostPromotion
             }
@@ -353,7 +374,7 @@ impl Shared {
                 return;
             }
         };
-        r.window_start = control.meter.snapshot();
+        r.window_start = handle.measurements();
         r.shadow_start = shadow_counts(control);
         r.status.baked = Duration::ZERO;
         r.last_tick = Instant::now();
@@ -366,7 +387,7 @@ impl Shared {
     }
 
     fn abort(&self, r: &mut Runner, control: &Arc<Control>, reason: AbortReason) {
-        RolloutHandle::new(control.clone()).abort_to(r.status.stable);
+        let _: Change = RolloutHandle::new(control.clone()).abort_to(r.status.stable);
         self.finish(
             r,
             PlanState::Aborted,
@@ -388,6 +409,9 @@ impl Shared {
         r.status.elapsed = Instant::now() - self.started;
         r.status.outcome = Some(outcome.clone());
         r.measure = None;
+        if let Some(control) = self.control.upgrade() {
+            control.unlock_plan(self.id);
+        }
         let event = event.unwrap_or(match &outcome {
             PlanOutcome::Promoted => PlanEvent::Completed,
             PlanOutcome::Aborted(reason) => PlanEvent::Aborted(reason.clone()),
@@ -430,20 +454,33 @@ impl Shared {
     }
 }
 
-fn mirror(handle: &RolloutHandle, fraction: f64) -> u64 {
+fn mirror(handle: &RolloutHandle, fraction: f64, generation: u64) -> u64 {
+    // Checked when the plan started: the router can mirror, the fraction is
+    // valid.
     handle
         .mirror_standby(fraction)
-        .expect("checked when the plan started: the router can mirror, the fraction is valid")
-        .generation
+        .map(|c| c.generation())
+        .unwrap_or(generation)
 }
 
-fn shadow_counts(control: &Control) -> (u64, u64) {
-    match &control.judge {
-        Some(judge) => {
-            let report = judge.report.snapshot();
-            (report.matched, report.mismatched)
-        }
-        None => (0, 0),
+/// The comparison's counts, at a phase's start or now.
+#[derive(Debug, Clone, Copy, Default)]
+struct ShadowCounts {
+    matched: u64,
+    mismatched: u64,
+}
+
+fn shadow_counts(control: &Control) -> ShadowCounts {
+    // The pair compared now (the plan's candidate against the stable
+    // version); a new pair starts from zero.
+    let report = control
+        .attached::<Judge>()
+        .and_then(|j| j.pairs.current(control.word()))
+        .map(|p| p.report.snapshot())
+        .unwrap_or_default();
+    ShadowCounts {
+        matched: report.matched,
+        mismatched: report.mismatched,
     }
 }
 
@@ -661,5 +698,20 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("plan", &self.plan)
             .finish_non_exhaustive()
+    }
+}
+
+impl RolloutHandle {
+    /// The rollout plan running (or last run) on this router, to watch or
+    /// steer it (pause, resume, abort, skip to promote).
+    pub fn plan(&self) -> Option<PlanRun> {
+        self.control.attached::<Shared>().map(PlanRun::from_shared)
+    }
+
+    /// The status of the rollout plan running (or last run) on this router.
+    pub fn plan_status(&self) -> Option<PlanStatus> {
+        self.control
+            .attached::<Shared>()
+            .map(|shared| shared.status())
     }
 }

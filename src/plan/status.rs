@@ -181,7 +181,7 @@ pub struct PlanRecord {
 }
 
 /// A snapshot of a plan, from [`PlanRun::status`](super::PlanRun::status) or
-/// [`RolloutStatus::plan`](crate::control::RolloutStatus::plan).
+/// [`RolloutHandle::plan_status`](crate::RolloutHandle::plan_status).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PlanStatus {

@@ -1,24 +1,31 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderName, Request};
 
+use super::mode::{Mode, Plain};
 use super::{BlueGreenLayer, BlueGreenRouter};
-use crate::control::{default_classifier, Classifier, Control, Finished, Meter, RolloutHandle};
+use crate::control::{
+    Classifier, Control, Finished, Initial, Observer, RolloutHandle, VersionLabel,
+};
 use crate::error::{header_name, ConfigError};
-use crate::mirror::MirrorBuilder;
-use crate::shadow::CompareSettings;
 use crate::telemetry::{Name, RouterTelemetry};
 use crate::{Color, RequestHead};
 
 type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync;
 type AllowFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
+type MakeMode<M> = Box<dyn FnOnce(&Name) -> Result<M, ConfigError> + Send>;
 
 /// Configures a [`BlueGreenRouter`] or [`BlueGreenLayer`] beyond the defaults.
 ///
 /// Obtained from [`BlueGreenRouter::builder`]. Setters never panic: a bad value
 /// (an invalid header name) is remembered and returned as a [`ConfigError`] by
-/// [`build`](Builder::build) or [`layer`](Builder::layer).
+/// [`build`](Builder::build) or [`layer`](Builder::layer). The result never
+/// depends on the order of the calls.
+///
+/// `M` is the router's [`Mode`]: [`Plain`] unless
+/// [`mirror`](Builder::mirror) or [`compare`](Builder::compare) was called
+/// (each once, and not both: the comparison has its own mirror settings).
 ///
 /// ```
 /// use tower_rollout::BlueGreenRouter;
@@ -26,6 +33,7 @@ type AllowFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
 /// # });
 /// let (router, handle) = BlueGreenRouter::builder()
+///     .versions("iris-v1", "iris-v2")
 ///     .sticky_header("x-user-id")
 ///     .served_by_header("x-served-by")
 ///     .override_header("x-rollout-color", |head| {
@@ -34,7 +42,8 @@ type AllowFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 ///     .color_extension(true)
 ///     .build(svc.clone(), svc)
 ///     .expect("valid configuration");
-/// # drop((router, handle));
+/// assert_eq!(handle.active_version(), "iris-v1");
+/// # drop(router);
 ///
 /// let err = BlueGreenRouter::builder().sticky_header("not a header").build(
 /// #   tower::service_fn(|_req: http::Request<()>| async {
@@ -47,13 +56,14 @@ type AllowFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 /// );
 /// assert!(err.is_err());
 /// ```
-#[derive(Default)]
-pub struct Builder {
+pub struct Builder<M = Plain> {
     config: Config,
-    mirror: Option<MirrorBuilder<()>>,
-    compare: Option<CompareSettings>,
+    /// Made when the router is built, so the mode's engines get the final
+    /// name whatever the order of the calls.
+    mode: MakeMode<M>,
     measure: bool,
     classifier: Option<Arc<Classifier>>,
+    versions: (String, String),
     error: Option<ConfigError>,
 }
 
@@ -76,13 +86,50 @@ pub(crate) struct Override {
     allow: Arc<AllowFn>,
 }
 
-impl Builder {
+impl Builder<Plain> {
     pub(crate) fn new() -> Self {
-        Builder::default()
+        Builder {
+            config: Config::default(),
+            mode: Box::new(|_| Ok(Plain)),
+            measure: false,
+            classifier: None,
+            versions: ("blue".to_owned(), "green".to_owned()),
+            error: None,
+        }
     }
+}
 
+impl<M> Builder<M> {
     fn fail(&mut self, err: ConfigError) {
         self.error.get_or_insert(err);
+    }
+
+    /// The same settings with another mode, made from the router's name
+    /// when the router is built (for the mirror's and the comparison's
+    /// builder methods).
+    pub(crate) fn with_mode<N>(
+        self,
+        mode: impl FnOnce(&Name) -> Result<N, ConfigError> + Send + 'static,
+    ) -> Builder<N> {
+        Builder {
+            config: self.config,
+            mode: Box::new(mode),
+            measure: self.measure,
+            classifier: self.classifier,
+            versions: self.versions,
+            error: self.error,
+        }
+    }
+
+    /// The version labels of the two services given to
+    /// [`build`](Self::build) (or of the wrapped service and the standby of
+    /// [`layer`](Self::layer)): 1 to 64 ASCII letters, digits, `_`, `-`, `.`,
+    /// `:` or `/`, not the same twice. They name the versions in the status,
+    /// transitions, the served-by header, the request extension, metrics and
+    /// tracing. Default `"blue"` and `"green"`.
+    pub fn versions(mut self, blue: impl Into<String>, green: impl Into<String>) -> Self {
+        self.versions = (blue.into(), green.into());
+        self
     }
 
     /// Makes the canary sticky by the value of a request header (a user or
@@ -91,7 +138,9 @@ impl Builder {
     /// user stays on one color, and raising the split never moves a user back
     /// from the standby to the active color. Requests without the header are
     /// drawn at random. The hash is stable across processes and versions of
-    /// this crate, so replicas agree on each user's color.
+    /// this crate, so replicas agree on each user's color. A user whose color
+    /// is not ready at that moment is served by the other one (counted in
+    /// [`RolloutStatus::fallbacks`](crate::control::RolloutStatus::fallbacks)).
     pub fn sticky_header<K>(mut self, name: K) -> Self
     where
         K: TryInto<HeaderName> + Clone + fmt::Debug,
@@ -119,7 +168,9 @@ impl Builder {
     /// Argo Rollouts' preview service, but only when `allow` returns true for
     /// it. Off by default. Values naming no color are ignored (the request is
     /// routed normally) and counted in
-    /// [`RolloutStatus::unknown_override`](crate::control::RolloutStatus::unknown_override).
+    /// [`RolloutStatus::unknown_override`](crate::control::RolloutStatus::unknown_override);
+    /// a color that is not ready at that moment is replaced by the other one
+    /// (counted as a fallback).
     ///
     /// Anyone who can reach the server can send the header: make `allow` check
     /// something a client cannot forge, such as a peer address or an
@@ -141,8 +192,8 @@ impl Builder {
         self
     }
 
-    /// Adds a response header naming the color (`blue` or `green`) that served
-    /// the request. Off by default.
+    /// Adds a response header naming the color and version that served the
+    /// request, as `green; version=iris-v3`. Off by default.
     pub fn served_by_header<K>(mut self, name: K) -> Self
     where
         K: TryInto<HeaderName> + Clone + fmt::Debug,
@@ -154,9 +205,10 @@ impl Builder {
         self
     }
 
-    /// Inserts the serving [`Color`] as a request extension the inner service
-    /// can read. Off by default: the first extension inserted into a request
-    /// allocates.
+    /// Inserts the serving color and version, a
+    /// [`ColorVersion`](crate::control::ColorVersion), as a request extension
+    /// the inner service can read. Off by default: the first extension
+    /// inserted into a request allocates.
     pub fn color_extension(mut self, on: bool) -> Self {
         self.config.color_extension = on;
         self
@@ -174,25 +226,7 @@ impl Builder {
         self
     }
 
-    /// Bounds and header handling for the copies that
-    /// [`RolloutHandle::mirror_standby`] sends to the standby; see
-    /// [`MirrorBuilder`] (its `sample` is ignored here). Default: the
-    /// defaults of [`MirrorLayer::settings`](crate::MirrorLayer::settings).
-    pub fn mirror(mut self, settings: MirrorBuilder<()>) -> Self {
-        self.mirror = Some(settings);
-        self
-    }
-
-    /// Compares the copies that [`RolloutHandle::mirror_standby`] sends to the
-    /// standby with the active color's answers; read the results with
-    /// [`RolloutHandle::shadow_report`]. The copies' bounds then come from
-    /// [`CompareSettings::mirror`] (and [`mirror`](Self::mirror) is not used).
-    pub fn compare(mut self, settings: CompareSettings) -> Self {
-        self.compare = Some(settings);
-        self
-    }
-
-    /// Measures every request's outcome per color (finished, failed, time
+    /// Measures every request's outcome per version (finished, failed, time
     /// to the response head) from the start, for
     /// [`RolloutHandle::measurements`] and the status. Off by default: then
     /// outcomes are measured only while a
@@ -226,8 +260,13 @@ impl Builder {
         self.classifier = Some(Arc::new(classify));
         self
     }
+}
 
-    /// Builds a router over `blue` (active) and `green` (standby).
+impl<M: Mode + Clone> Builder<M> {
+    /// Builds a router over `blue` (active) and `green` (standby). Each color
+    /// is a slot: a [`Deployer`](crate::control::Deployer) loads later
+    /// versions into the standby while the router serves (when both services
+    /// have the same type).
     ///
     /// # Errors
     /// The first bad setting given to this builder.
@@ -235,61 +274,80 @@ impl Builder {
         self,
         blue: SB,
         green: SG,
-    ) -> Result<(BlueGreenRouter<SB, SG>, RolloutHandle), ConfigError> {
-        let (control, config) = self.finish()?;
-        let handle = RolloutHandle::new(control.clone());
-        Ok((
-            BlueGreenRouter::from_parts(blue, green, control, config),
-            handle,
-        ))
+    ) -> Result<(BlueGreenRouter<SB, SG, M>, RolloutHandle), ConfigError>
+    where
+        SB: Clone + Send + Sync + 'static,
+        SG: Clone + Send + Sync + 'static,
+    {
+        let parts = self.finish()?;
+        let handle = RolloutHandle::new(parts.control.clone());
+        Ok((BlueGreenRouter::slotted(blue, green, parts), handle))
     }
 
     /// Builds a layer that puts a router in front of the service it wraps
-    /// (blue, active) with `green` as the standby.
+    /// (blue, active) with `green` as the standby. Versions cannot be
+    /// deployed into a layer's routers (their blue is the service each route
+    /// wraps); build a router over two services for that.
     ///
     /// # Errors
     /// The first bad setting given to this builder.
-    pub fn layer<G>(self, green: G) -> Result<(BlueGreenLayer<G>, RolloutHandle), ConfigError> {
-        let (control, config) = self.finish()?;
-        let handle = RolloutHandle::new(control.clone());
-        Ok((BlueGreenLayer::new(green, control, config), handle))
+    pub fn layer<G>(self, green: G) -> Result<(BlueGreenLayer<G, M>, RolloutHandle), ConfigError> {
+        let parts = self.finish()?;
+        let handle = RolloutHandle::new(parts.control.clone());
+        Ok((BlueGreenLayer::new(green, parts), handle))
     }
 
-    fn finish(self) -> Result<(Arc<Control>, Arc<Config>), ConfigError> {
+    fn finish(self) -> Result<Parts<M>, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let (mirror, judge) = match (self.compare, self.mirror) {
-            (Some(compare), _) => {
-                let shared = compare.build(None)?;
-                (Some(Arc::new(shared.engine)), Some(shared.judge))
-            }
-            (None, Some(settings)) => (Some(Arc::new(settings.engine()?.1)), None),
-            // Without an executor there is no default engine; mirror_standby
-            // then reports `ConfigError::MissingSpawner`.
-            (None, None) => (
-                crate::MirrorLayer::settings()
-                    .engine()
-                    .ok()
-                    .map(|(_, e)| Arc::new(e)),
-                None,
-            ),
-        };
-        let classify = self.classifier.unwrap_or_else(default_classifier);
-        let telemetry =
-            RouterTelemetry::new(&self.config.name, mirror.as_deref(), judge.as_deref());
-        let control = Control::new(mirror, judge, Meter::new(classify), self.measure, telemetry);
-        Ok((Arc::new(control), Arc::new(self.config)))
+        let blue = VersionLabel::new(self.versions.0)?;
+        let green = VersionLabel::new(self.versions.1)?;
+        if blue == green {
+            return Err(ConfigError::DuplicateVersion {
+                label: blue.to_string(),
+            });
+        }
+        let mode = (self.mode)(&self.config.name)?;
+        let telemetry = RouterTelemetry::new(&self.config.name);
+        let observer: Option<Arc<dyn Observer>> = telemetry.clone().map(|t| t as Arc<dyn Observer>);
+        let control = Control::new(Initial {
+            observer,
+            served_by: self.config.served_by.clone(),
+            blue,
+            green,
+            measure_always: self.measure,
+            can_mirror: mode.can_mirror(),
+            classify: self.classifier,
+        });
+        for attachment in mode.attachments() {
+            control.attach(attachment);
+        }
+        Ok(Parts {
+            control: Arc::new(control),
+            config: Arc::new(self.config),
+            mode,
+            telemetry,
+        })
     }
 }
 
-impl fmt::Debug for Builder {
+/// What a builder hands to the router or layer it builds.
+pub(crate) struct Parts<M> {
+    pub(crate) control: Arc<Control>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) mode: M,
+    pub(crate) telemetry: Option<Arc<RouterTelemetry>>,
+}
+
+impl<M> fmt::Debug for Builder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
+            .field("versions", &self.versions)
             .field("measure", &self.measure)
             .field("error", &self.error)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -317,7 +375,9 @@ impl Config {
     #[inline]
     pub(crate) fn sticky_bucket<B>(&self, req: &Request<B>) -> Option<u32> {
         let hash = match self.sticky.as_ref()? {
-            StickyKey::Header(name) => sticky_hash(req.headers().get(name)?.as_bytes()),
+            StickyKey::Header(name) => {
+                sticky_hash(crate::head::header(req.headers(), name)?.as_bytes())
+            }
             StickyKey::Fn(f) => mix(f(&RequestHead::of(req))?),
         };
         Some(bucket(hash))
@@ -343,10 +403,6 @@ impl fmt::Debug for Config {
     }
 }
 
-pub(crate) fn color_header_value(color: Color) -> HeaderValue {
-    HeaderValue::from_static(color.as_str())
-}
-
 /// The stable hash used for sticky keys: FNV-1a over the bytes, then a
 /// SplitMix64 finalizer so that similar ids spread over all buckets.
 ///
@@ -358,10 +414,12 @@ pub(crate) fn color_header_value(color: Color) -> HeaderValue {
 /// assert_eq!(sticky_hash(b"user-42"), sticky_hash(b"user-42"));
 /// assert_ne!(sticky_hash(b"user-42"), sticky_hash(b"user-43"));
 /// ```
+#[inline]
 pub fn sticky_hash(bytes: &[u8]) -> u64 {
     mix(fnv1a(bytes))
 }
 
+#[inline]
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {

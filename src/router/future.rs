@@ -1,171 +1,244 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::{HeaderName, Response};
+use http::Response;
 use pin_project_lite::pin_project;
-use tower::util::Oneshot;
-use tower_service::Service;
 
-use super::config::color_header_value;
-use crate::body::RolloutBody;
-use crate::control::{InFlight, Probe};
-use crate::shadow::PendingCapture;
-use crate::telemetry::{EnteredRequest, RequestTelemetry};
+use super::body::RolloutBody;
+use super::mode::{Mode, Plain};
+use crate::control::{Admission, Probe, Tags};
+use crate::telemetry::RequestTelemetry;
 
 pin_project! {
-    /// Response future of [`BlueGreenRouter`](super::BlueGreenRouter).
-    pub struct ResponseFuture<R, SB, SG>
+    /// Response future of [`BlueGreenRouter`](super::BlueGreenRouter): the
+    /// inner service's future and the request's admission.
+    pub struct ResponseFuture<FB, FG, M = Plain>
     where
-        SB: Service<R>,
-        SG: Service<R>,
+        M: Mode,
     {
         #[pin]
-        kind: Kind<R, SB, SG>,
-        // Counts the request in flight; moves into the response body.
-        guard: Option<InFlight>,
-        served_by: Option<HeaderName>,
-        // The active color's side of a shadow comparison, when compared.
-        pending: Option<Box<PendingCapture>>,
-        // Measures the outcome, while measuring is on.
-        probe: Option<Box<Probe>>,
-        // The request's span and response counter (empty without the
-        // `metrics` and `tracing` features).
-        telemetry: RequestTelemetry,
+        kind: Kind<FB, FG>,
+        // Counts the request in flight, with what it needs at the response
+        // head; moves into the response body.
+        state: Option<Admitted<M>>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<R, SB, SG>
-    where
-        SB: Service<R>,
-        SG: Service<R>,
-    {
-        Blue { #[pin] fut: SB::Future },
-        Green { #[pin] fut: SG::Future },
-        // The other color: rare, and as large as a request, so boxed to keep
-        // the common future small (every byte of it is copied per request).
-        BlueOneshot { fut: Pin<Box<Oneshot<SB, R>>> },
-        GreenOneshot { fut: Pin<Box<Oneshot<SG, R>>> },
+    enum Kind<FB, FG> {
+        Blue { #[pin] fut: FB },
+        Green { #[pin] fut: FG },
     }
 }
 
-/// What the router adds to each response future: the in-flight guard, the
-/// served-by header name, the capture for a shadow comparison, the probe
-/// that measures the outcome, and the request's telemetry (its span entered
-/// while the inner service is called).
-pub(crate) type Extra = (
-    InFlight,
-    Option<HeaderName>,
-    Option<Box<PendingCapture>>,
-    Option<Box<Probe>>,
-    EnteredRequest,
-);
+struct Admitted<M: Mode> {
+    guard: Admission,
+    extra: Extra<M>,
+}
 
-impl<R, SB, SG> ResponseFuture<R, SB, SG>
-where
-    SB: Service<R>,
-    SG: Service<R>,
-{
-    #[inline]
-    fn new(kind: Kind<R, SB, SG>, (guard, served_by, pending, probe, telemetry): Extra) -> Self {
-        ResponseFuture {
-            kind,
-            guard: Some(guard),
-            served_by,
-            pending,
+/// What a request needs at its response head beyond its admission; all
+/// empty on the plain path.
+pub(crate) struct Extra<M: Mode> {
+    /// Measures the outcome, while measuring is on.
+    pub(crate) probe: Option<Probe>,
+    /// The version's tags, when the served-by header is added.
+    pub(crate) served_by: Option<Arc<Tags>>,
+    /// The active color's side of a shadow comparison, when compared.
+    pub(crate) pending: M::Pending,
+    /// The request's span and response counter (empty without the
+    /// `metrics` and `tracing` features).
+    pub(crate) telemetry: RequestTelemetry,
+}
+
+impl<M: Mode> Extra<M> {
+    /// Nothing beyond the admission: no probe, no header, no comparison.
+    #[inline(always)]
+    fn is_plain(&self) -> bool {
+        self.probe.is_none()
+            && self.served_by.is_none()
+            && !M::COMPARES
+            && self.telemetry.is_empty()
+    }
+
+    /// Only the probe, if the request is measured.
+    #[inline(always)]
+    pub(crate) fn probed(probe: Option<Probe>) -> Self {
+        Extra {
             probe,
-            telemetry: telemetry.exit(),
+            served_by: None,
+            pending: M::Pending::default(),
+            telemetry: RequestTelemetry::none(),
         }
     }
 
     #[inline]
-    pub(crate) fn blue(fut: SB::Future, extra: Extra) -> Self {
-        Self::new(Kind::Blue { fut }, extra)
-    }
-
-    #[inline]
-    pub(crate) fn green(fut: SG::Future, extra: Extra) -> Self {
-        Self::new(Kind::Green { fut }, extra)
-    }
-
-    pub(crate) fn blue_oneshot(fut: Oneshot<SB, R>, extra: Extra) -> Self {
-        Self::new(Kind::BlueOneshot { fut: Box::pin(fut) }, extra)
-    }
-
-    pub(crate) fn green_oneshot(fut: Oneshot<SG, R>, extra: Extra) -> Self {
-        Self::new(Kind::GreenOneshot { fut: Box::pin(fut) }, extra)
+    pub(crate) fn none() -> Self {
+        Extra {
+            probe: None,
+            served_by: None,
+            pending: M::Pending::default(),
+            telemetry: RequestTelemetry::none(),
+        }
     }
 }
 
-impl<R, SB, SG, RB, E> Future for ResponseFuture<R, SB, SG>
+impl<FB, FG, M: Mode> ResponseFuture<FB, FG, M> {
+    #[inline(always)]
+    pub(crate) fn blue(fut: FB, guard: Admission, extra: Extra<M>) -> Self {
+        ResponseFuture {
+            kind: Kind::Blue { fut },
+            state: Some(Admitted { guard, extra }),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn green(fut: FG, guard: Admission, extra: Extra<M>) -> Self {
+        ResponseFuture {
+            kind: Kind::Green { fut },
+            state: Some(Admitted { guard, extra }),
+        }
+    }
+}
+
+impl<FB, FG, M: Mode> ResponseFuture<FB, FG, M> {
+    /// Sets the request's telemetry (after the inner call ran in its span).
+    #[inline]
+    pub(crate) fn with_telemetry(mut self, telemetry: RequestTelemetry) -> Self {
+        if let Some(s) = self.state.as_mut() {
+            s.extra.telemetry = telemetry;
+        }
+        self
+    }
+}
+
+impl<FB, FG, M, RB, E> Future for ResponseFuture<FB, FG, M>
 where
-    SB: Service<R, Response = Response<RB>, Error = E>,
-    SG: Service<R, Response = Response<RB>, Error = E>,
+    FB: Future<Output = Result<Response<RB>, E>>,
+    FG: Future<Output = Result<Response<RB>, E>>,
+    M: Mode,
     RB: http_body::Body,
 {
-    type Output = Result<Response<RolloutBody<RB>>, E>;
+    type Output = Result<Response<RolloutBody<RB, M::Capture>>, E>;
 
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.telemetry.enter();
-        let res = match this.kind.project() {
-            KindProj::Blue { fut } => ready!(fut.poll(cx)),
-            KindProj::Green { fut } => ready!(fut.poll(cx)),
-            KindProj::BlueOneshot { fut } => ready!(fut.as_mut().poll(cx)),
-            KindProj::GreenOneshot { fut } => ready!(fut.as_mut().poll(cx)),
-        };
-        this.telemetry
-            .respond(res.as_ref().ok().map(http::Response::status));
-        // On error the guard is dropped here: the request is no longer in flight.
-        let guard = this
-            .guard
-            .take()
-            .expect("ResponseFuture polled after completion");
-        let (mut head, body) = match res {
-            Ok(res) => res.into_parts(),
-            Err(e) => {
-                if let Some(p) = this.pending.take() {
-                    (*p).failed();
-                }
-                if let Some(mut p) = this.probe.take() {
-                    p.error();
-                }
-                return Poll::Ready(Err(e));
+        // Each color's arm runs to the end on its own, so the response moves
+        // straight from the inner future into the output.
+        match this.kind.project() {
+            KindProj::Blue { fut } => {
+                let polled = {
+                    let _entered = this.state.as_ref().map(|s| s.extra.telemetry.enter());
+                    fut.poll(cx)
+                };
+                finish(polled, this.state)
             }
-        };
-        let capture = this.pending.take().map(|p| begin(*p, &head));
-        let probe = this
-            .probe
-            .take()
-            .and_then(|p| p.head(head.status, &head.headers, body.is_end_stream()));
-        if let Some(name) = this.served_by.take() {
-            head.headers.insert(name, color_header_value(guard.color()));
+            KindProj::Green { fut } => {
+                let polled = {
+                    let _entered = this.state.as_ref().map(|s| s.extra.telemetry.enter());
+                    fut.poll(cx)
+                };
+                finish(polled, this.state)
+            }
         }
-        Poll::Ready(Ok(Response::from_parts(
-            head,
-            RolloutBody::new(body, guard, capture, probe),
-        )))
     }
 }
 
-/// The compared path, out of line: most responses are not compared.
-#[cold]
-#[inline(never)]
-fn begin(pending: PendingCapture, head: &http::response::Parts) -> Box<crate::shadow::Capture> {
-    pending.begin(head.status, &head.headers)
+/// What the response future yields for an inner response body `RB`.
+type Routed<RB, M, E> = Poll<Result<Response<RolloutBody<RB, <M as Mode>::Capture>>, E>>;
+
+/// The inner future's outcome, with the admission moved into the body. The
+/// plain case is decided before the response is looked at, so it moves only
+/// once.
+#[inline(always)]
+fn finish<RB, E, M>(
+    polled: Poll<Result<Response<RB>, E>>,
+    state: &mut Option<Admitted<M>>,
+) -> Routed<RB, M, E>
+where
+    M: Mode,
+    RB: http_body::Body,
+{
+    if state.as_ref().is_some_and(|s| s.extra.is_plain()) {
+        let res = ready!(polled);
+        let guard = match state.take() {
+            Some(s) => s.guard,
+            None => unreachable!("checked above"),
+        };
+        return Poll::Ready(res.map(|res| res.map(|body| RolloutBody::plain(body, guard))));
+    }
+    finish_with_extras(polled, state)
 }
 
-impl<R, SB, SG> fmt::Debug for ResponseFuture<R, SB, SG>
+#[inline(never)]
+fn finish_with_extras<RB, E, M>(
+    polled: Poll<Result<Response<RB>, E>>,
+    state: &mut Option<Admitted<M>>,
+) -> Routed<RB, M, E>
 where
-    SB: Service<R>,
-    SG: Service<R>,
+    M: Mode,
+    RB: http_body::Body,
 {
+    let res = ready!(polled);
+    let Admitted { guard, extra } = state
+        .take()
+        .expect("ResponseFuture polled after completion");
+    Poll::Ready(respond(res, guard, extra))
+}
+
+/// The response, with the admission and the extras moved into its body.
+#[inline]
+fn respond<RB, E, M>(
+    res: Result<Response<RB>, E>,
+    mut guard: Admission,
+    extra: Extra<M>,
+) -> Result<Response<RolloutBody<RB, M::Capture>>, E>
+where
+    M: Mode,
+    RB: http_body::Body,
+{
+    let Extra {
+        probe,
+        served_by,
+        pending,
+        telemetry,
+    } = extra;
+    match res {
+        Ok(res) => {
+            let (mut head, body) = res.into_parts();
+            telemetry.respond(Some(head.status));
+            if let Some(p) = probe {
+                p.head(&mut guard, head.status, &head.headers, body.is_end_stream());
+            }
+            let capture = M::begin(pending, head.status, &head.headers);
+            if let Some((name, value)) = served_by.as_ref().and_then(|t| t.served_by.as_ref()) {
+                head.headers.insert(name.clone(), value.clone());
+            }
+            Ok(Response::from_parts(
+                head,
+                RolloutBody::new(body, guard, capture),
+            ))
+        }
+        Err(e) => {
+            // The request is no longer in flight.
+            telemetry.respond(None);
+            if let Some(p) = probe {
+                p.error(&mut guard);
+            }
+            M::failed(pending);
+            Err(e)
+        }
+    }
+}
+
+impl<FB, FG, M: Mode> fmt::Debug for ResponseFuture<FB, FG, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("color", &self.guard.as_ref().map(InFlight::color))
+            .field("admitted", &self.state.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -1,24 +1,38 @@
-//! [`BlueGreenRouter`]: blue/green switching and canary splits over two services.
+//! [`BlueGreenRouter`]: blue/green switching and canary splits over two version slots.
 //!
-//! The router holds two complete services, blue and green, and a shared control
-//! state steered through a [`RolloutHandle`](crate::RolloutHandle). One color is active and serves
-//! every request, except the fraction that the canary split sends to the
-//! standby. [`promote`](crate::RolloutHandle::promote) and
-//! [`rollback`](crate::RolloutHandle::rollback) swap the colors in one atomic store;
-//! requests already admitted finish on their color, streamed bodies included.
+//! The router holds two slots, blue and green, each with a version: a label
+//! (`"iris-v2"`, see [`Builder::versions`]) and a complete service. A shared
+//! control state is steered through a [`RolloutHandle`](crate::RolloutHandle).
+//! One color is active and serves every request, except the fraction that the
+//! canary split sends to the standby.
+//! [`promote`](crate::RolloutHandle::promote) and
+//! [`rollback`](crate::RolloutHandle::rollback) swap the colors in one atomic
+//! store; requests already admitted finish on their version, streamed bodies
+//! included. A [`Deployer`](crate::control::Deployer) (from
+//! [`BlueGreenRouter::deployer`]) loads the next version into the standby
+//! slot while the router serves.
+//!
+//! Inner services receive the request unchanged (`Request<B>`) and their
+//! response body is wrapped in a [`RolloutBody`] that counts the request in
+//! flight until it ends. Only a router built with
+//! [`Builder::mirror`] or [`Builder::compare`] changes the request body type
+//! (to [`MirrorBody`](crate::mirror::MirrorBody)), since it may tee the body
+//! to the standby.
 //!
 //! # Readiness
 //!
 //! `poll_ready` picks the color from the current state and polls only that
 //! color's service, so a standby that is not ready, or whose `poll_ready`
 //! fails, never delays or fails requests bound for the active color (unlike
-//! `tower::steer::Steer`, which polls every service). A random canary pick goes
-//! to the standby only when it is ready at that moment; otherwise the request is
-//! served by the active color and counted in
-//! [`RolloutStatus::canary_fallback`](crate::control::RolloutStatus::canary_fallback).
-//! `call` uses the color polled ready even if a promote happened in between.
-//! A request whose own key or override header picks the other color goes to a
-//! clone of that color's service, driven to readiness on its own.
+//! `tower::steer::Steer`, which polls every service). A request whose color
+//! (a random canary draw, a sticky key, an override header) is not ready at
+//! that moment is served by the other color when that one is ready, and
+//! counted in [`RolloutStatus::fallbacks`](crate::control::RolloutStatus::fallbacks).
+//! A request waiting in `poll_ready` picks again when the state changes, so a
+//! rollback rescues requests waiting on a standby that never became ready.
+//! A request counts as in flight from the moment `poll_ready` admits it, so
+//! [`drained`](crate::RolloutHandle::drained) right after a promote waits for
+//! it.
 //!
 //! # Per-request choices
 //!
@@ -26,8 +40,10 @@
 //!   user on one color for a given split.
 //! - An override header ([`Builder::override_header`]), off by default and
 //!   honoured only when a predicate allows it, forces a color.
-//! - [`Builder::served_by_header`] names the serving color in the response;
-//!   [`Builder::color_extension`] puts it in the request's extensions.
+//! - [`Builder::served_by_header`] names the serving color and version in the
+//!   response (`green; version=iris-v2`, read back with
+//!   [`ColorVersion::from_served_by`](crate::control::ColorVersion::from_served_by));
+//!   [`Builder::color_extension`] puts them in the request's extensions.
 //!
 //! # Example
 //!
@@ -46,6 +62,7 @@
 //! let v2 = Router::new().route("/predict", get(|| async { "v2" }));
 //!
 //! let (layer, handle) = BlueGreenRouter::builder()
+//!     .versions("v1", "v2")
 //!     .served_by_header("x-served-by")
 //!     .layer(v2)
 //!     .unwrap();
@@ -54,24 +71,31 @@
 //! let get = |app: Router| async move {
 //!     let res = app.oneshot(Request::get("/predict").body(axum::body::Body::empty()).unwrap());
 //!     let res = res.await.unwrap();
-//!     let color = res.headers()["x-served-by"].to_str().unwrap().to_owned();
+//!     let served_by = res.headers()["x-served-by"].to_str().unwrap().to_owned();
 //!     let body = res.into_body().collect().await.unwrap().to_bytes();
-//!     (color, body)
+//!     (served_by, body)
 //! };
-//! assert_eq!(get(app.clone()).await, ("blue".into(), "v1".into()));
-//! handle.promote();
-//! assert_eq!(get(app.clone()).await, ("green".into(), "v2".into()));
-//! handle.rollback();
+//! assert_eq!(get(app.clone()).await, ("blue; version=v1".into(), "v1".into()));
+//! handle.promote().unwrap();
+//! assert_eq!(get(app.clone()).await, ("green; version=v2".into(), "v2".into()));
+//! handle.rollback().unwrap();
 //! assert_eq!(handle.active(), Color::Blue);
 //! # }
 //! ```
 
+mod body;
 mod config;
 mod future;
 mod layer;
+mod mode;
 mod service;
 
+pub use body::RolloutBody;
 pub use config::{sticky_hash, Builder};
 pub use future::ResponseFuture;
 pub use layer::BlueGreenLayer;
+pub(crate) use mode::sealed;
+#[doc(hidden)]
+pub use mode::{Capture, CopyLane, NoCapture};
+pub use mode::{Copied, CopyTo, Mode, ModeFor, Plain};
 pub use service::BlueGreenRouter;

@@ -16,7 +16,8 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 
 use super::compare::{truncate_bytes, Captured, Comparator, Compare, Verdict};
-use super::report::{Exemplar, Outcome, Report};
+use super::pairs::{Pair, Pairs};
+use super::report::{Exemplar, Outcome};
 use crate::mirror::{Followup, RequestSample, ShadowResult, Spawn};
 
 /// How the primary's response ended, as far as the comparison is concerned.
@@ -30,7 +31,7 @@ pub(crate) enum Primary {
 /// What a comparator shares between requests.
 pub(crate) struct Judge {
     pub(crate) comparator: Comparator,
-    pub(crate) report: Report,
+    pub(crate) pairs: Pairs,
     /// The largest response body (either side) that is compared.
     pub(crate) cap: u64,
     /// How long the comparison waits for the primary's body after the shadow
@@ -56,15 +57,32 @@ pub(crate) struct NoiseCounts {
     pub(crate) noise: std::collections::HashMap<String, u64>,
 }
 
+/// What a comparison waits for once the shadow answered, and where it is
+/// counted.
+struct Waiting {
+    primary: oneshot::Receiver<Primary>,
+    secondary: Option<oneshot::Receiver<ShadowResult>>,
+    method: Method,
+    uri: Uri,
+    request: RequestSample,
+    pair: Arc<Pair>,
+}
+
+/// A comparison started by [`Judge::start`].
+pub(crate) struct Started {
+    /// The follow-up for the shadow's task.
+    pub(crate) shadow: Followup,
+    /// The capture of the primary's answer.
+    pub(crate) capture: Box<PendingCapture>,
+    /// With a noise floor, the follow-up for the secondary's task.
+    pub(crate) secondary: Option<Followup>,
+}
+
 impl Judge {
-    /// The follow-up for the shadow's task and the capture for the primary.
-    /// The follow-up for the shadow's task, the capture for the primary, and
-    /// (with a noise floor) the follow-up for the secondary's task.
-    pub(crate) fn start(
-        self: &Arc<Self>,
-        method: &Method,
-        uri: &Uri,
-    ) -> (Followup, Box<PendingCapture>, Option<Followup>) {
+    /// Starts one comparison: the follow-ups of the copies and the capture
+    /// of the primary's answer.
+    /// `pair` is the report it is counted in.
+    pub(crate) fn start(self: &Arc<Self>, method: &Method, uri: &Uri, pair: Arc<Pair>) -> Started {
         let (tx, rx) = oneshot::channel();
         let request = RequestSample::default();
         let (second, second_rx) = match self.noise {
@@ -85,55 +103,57 @@ impl Judge {
             None => (None, None),
         };
         let judge = self.clone();
-        let method = method.clone();
-        let uri = uri.clone();
-        let sample = request.clone();
         // Counts the comparison as skipped if the task is dropped before it
         // is counted (never run, or stopped mid-way by a runtime shutdown).
         let began = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let guard = CountOnDrop(Some(self.clone()), began.clone());
+        let guard = CountOnDrop(Some(pair.clone()), began.clone());
+        let waiting = Waiting {
+            primary: rx,
+            secondary: second_rx,
+            method: method.clone(),
+            uri: uri.clone(),
+            request: request.clone(),
+            pair,
+        };
         let then = move |result: ShadowResult| -> crate::mirror::BoxTask {
             Box::pin(async move {
                 let guard = guard;
-                judge
-                    .settle(result, rx, second_rx, method, uri, sample)
-                    .await;
+                judge.settle(result, waiting).await;
                 guard.disarm();
             })
         };
-        (
-            Followup {
+        Started {
+            shadow: Followup {
                 cap: self.cap,
                 request,
                 then: Box::new(then),
                 began: Some(began),
             },
-            Box::new(PendingCapture {
+            capture: Box::new(PendingCapture {
                 tx,
                 cap: self.cap,
                 start: Instant::now(),
             }),
-            second,
-        )
+            secondary: second,
+        }
     }
 
-    async fn settle(
-        &self,
-        result: ShadowResult,
-        rx: oneshot::Receiver<Primary>,
-        second: Option<oneshot::Receiver<ShadowResult>>,
-        method: Method,
-        uri: Uri,
-        request: RequestSample,
-    ) {
+    async fn settle(&self, result: ShadowResult, waiting: Waiting) {
+        let Waiting {
+            primary: rx,
+            secondary: second,
+            method,
+            uri,
+            request,
+            pair,
+        } = waiting;
+        let report = &pair.report;
         let (shadow, shadow_latency) = match result {
             ShadowResult::Answered(c, d) => (c, d),
-            ShadowResult::OverCap => return self.report.count(Outcome::SkippedOverCap),
-            ShadowResult::Error | ShadowResult::Panic => {
-                return self.report.count(Outcome::ShadowError)
-            }
-            ShadowResult::Timeout => return self.report.count(Outcome::ShadowTimeout),
-            ShadowResult::Dropped => return self.report.count(Outcome::SkippedDropped),
+            ShadowResult::OverCap => return report.count(Outcome::SkippedOverCap),
+            ShadowResult::Error | ShadowResult::Panic => return report.count(Outcome::ShadowError),
+            ShadowResult::Timeout => return report.count(Outcome::ShadowTimeout),
+            ShadowResult::Dropped => return report.count(Outcome::SkippedDropped),
         };
         let primary = match select(rx, self.spawner.sleep(self.wait)).await {
             Either::Left((Ok(primary), _)) => primary,
@@ -142,8 +162,8 @@ impl Judge {
         };
         let (primary, primary_latency) = match primary {
             Primary::Whole(c, d) => (c, d),
-            Primary::OverCap => return self.report.count(Outcome::SkippedOverCap),
-            Primary::Failed => return self.report.count(Outcome::SkippedPrimaryFailed),
+            Primary::OverCap => return report.count(Outcome::SkippedOverCap),
+            Primary::Failed => return report.count(Outcome::SkippedPrimaryFailed),
         };
         let (primary, shadow) = (*primary, *shadow);
         // The panic payload is not `Sync`: drop it before awaiting.
@@ -156,16 +176,16 @@ impl Judge {
         }
         match verdict {
             Ok(Verdict::Match) => {
-                self.report.count(Outcome::Match);
-                self.report.latencies(primary_latency, shadow_latency);
+                report.count(Outcome::Match);
+                report.latencies(primary_latency, shadow_latency);
             }
             Ok(Verdict::Mismatch(diffs)) => {
-                self.report.latencies(primary_latency, shadow_latency);
+                report.latencies(primary_latency, shadow_latency);
                 let short = |mut c: Captured| {
                     c.body = truncate_bytes(c.body, 4096);
                     c
                 };
-                self.report.mismatch(Exemplar {
+                report.mismatch(Exemplar {
                     at: SystemTime::now(),
                     method,
                     uri,
@@ -173,9 +193,10 @@ impl Judge {
                     primary: short(primary),
                     shadow: short(shadow),
                     diffs,
+                    versions: None, // set by the pair's report
                 });
             }
-            Err(_panic) => self.report.count(Outcome::ComparatorPanic),
+            Err(_panic) => report.count(Outcome::ComparatorPanic),
         }
     }
 }
@@ -260,12 +281,12 @@ impl fmt::Debug for Judge {
         f.debug_struct("Judge")
             .field("cap", &self.cap)
             .field("wait", &self.wait)
-            .field("report", &self.report)
+            .field("pairs", &self.pairs.all().len())
             .finish_non_exhaustive()
     }
 }
 
-struct CountOnDrop(Option<Arc<Judge>>, Arc<std::sync::atomic::AtomicBool>);
+struct CountOnDrop(Option<Arc<Pair>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl CountOnDrop {
     fn disarm(mut self) {
@@ -275,11 +296,11 @@ impl CountOnDrop {
 
 impl Drop for CountOnDrop {
     fn drop(&mut self) {
-        if let Some(judge) = self.0.take() {
+        if let Some(pair) = self.0.take() {
             // Never run: not started (saturated, over budget, predicate, no
             // executor); stopped mid-way: dropped.
             let began = self.1.load(std::sync::atomic::Ordering::Acquire);
-            judge.report.count(if began {
+            pair.report.count(if began {
                 Outcome::SkippedDropped
             } else {
                 Outcome::SkippedNotStarted
@@ -289,8 +310,10 @@ impl Drop for CountOnDrop {
 }
 
 /// Made when a copy starts; becomes a [`Capture`] when the primary answers.
+/// (Public only as a router mode's per-request state.)
+#[doc(hidden)]
 #[derive(Debug)]
-pub(crate) struct PendingCapture {
+pub struct PendingCapture {
     tx: oneshot::Sender<Primary>,
     cap: u64,
     start: Instant,
@@ -316,8 +339,10 @@ impl PendingCapture {
 }
 
 /// Keeps a copy of the primary's response body (up to the cap) as it streams.
+/// (Public only as a router mode's per-response state.)
+#[doc(hidden)]
 #[derive(Debug)]
-pub(crate) struct Capture {
+pub struct Capture {
     tx: Option<oneshot::Sender<Primary>>,
     cap: u64,
     start: Instant,

@@ -6,10 +6,11 @@ use tower_layer::Layer;
 
 use super::capture::{Judge, Noise};
 use super::compare::Comparator;
-use super::report::{Exemplar, OnMismatch, Report, ShadowReport};
-use super::service::Shadowed;
+use super::pairs::Pairs;
+use super::report::{Exemplar, OnMismatch, ShadowReport};
+use super::service::{NoSecondary, Shadowed, Shared};
 use crate::error::ConfigError;
-use crate::mirror::{Engine, MirrorBuilder, MirrorLayer, MirrorStats};
+use crate::mirror::{MirrorBuilder, MirrorLayer, MirrorStats};
 use crate::telemetry::{Name, Owner};
 
 /// Sends sampled requests to a shadow too and compares its answers with the
@@ -21,34 +22,6 @@ pub struct ShadowComparator<T, U = NoSecondary> {
     shadow: T,
     secondary: Option<U>,
     shared: Arc<Shared>,
-}
-
-/// The secondary of a [`ShadowComparator`] without a noise floor. Never
-/// called.
-#[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
-pub struct NoSecondary;
-
-impl<R> tower_service::Service<R> for NoSecondary {
-    type Response = http::Response<String>;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: R) -> Self::Future {
-        std::future::ready(Ok(http::Response::new(String::new())))
-    }
-}
-
-pub(crate) struct Shared {
-    pub(crate) engine: Engine,
-    pub(crate) judge: Arc<Judge>,
 }
 
 impl<T> ShadowComparator<T> {
@@ -103,7 +76,7 @@ pub struct ShadowHandle {
 impl ShadowHandle {
     /// A snapshot of the comparison results.
     pub fn report(&self) -> ShadowReport {
-        let mut report = self.shared.judge.report.snapshot();
+        let mut report = self.shared.judge.pairs.single().report.snapshot();
         report.noise = self.shared.judge.noise_report();
         report
     }
@@ -227,7 +200,7 @@ impl CompareSettings {
         let (_, engine) = self.mirror.engine()?;
         let judge = Arc::new(Judge {
             comparator: self.comparator,
-            report: Report::new(self.exemplars, self.on_mismatch),
+            pairs: Pairs::new(self.exemplars, self.on_mismatch),
             cap: self.max_compare_bytes,
             wait: self.compare_wait,
             spawner: engine.spawner(),
@@ -338,7 +311,7 @@ impl<T, U> ShadowBuilder<T, U> {
         let noise = self.secondary.as_ref().map(|_| self.noise);
         let shared = Arc::new(self.settings.build(noise)?);
         shared.engine.stats.telemetry.attach(&name, Owner::Shadow);
-        shared.judge.report.telemetry.attach(&name, Owner::Shadow);
+        shared.judge.pairs.telemetry.attach(&name, Owner::Shadow);
         let handle = ShadowHandle {
             shared: shared.clone(),
         };

@@ -65,15 +65,21 @@ mod compare;
 #[cfg(feature = "json")]
 mod json;
 mod layer;
+mod mode;
+mod outcome;
+mod pairs;
 mod report;
 mod service;
+mod telemetry;
 
 pub use capture::CompareBody;
-pub(crate) use capture::{Capture, Judge, PendingCapture};
+pub(crate) use capture::Judge;
+#[doc(hidden)]
+pub use capture::{Capture as PrimaryCapture, PendingCapture};
 pub use compare::{Captured, Comparator, Compare, FieldDiff, Verdict};
 #[cfg(feature = "json")]
 pub use json::JsonCompare;
-pub use layer::{CompareSettings, NoSecondary, ShadowBuilder, ShadowComparator, ShadowHandle};
-pub(crate) use report::Outcome as CompareOutcome;
-pub use report::{Exemplar, FieldNoise, NoiseReport, ShadowReport};
-pub use service::{ResponseFuture, Shadowed};
+pub use layer::{CompareSettings, ShadowBuilder, ShadowComparator, ShadowHandle};
+pub use mode::Comparing;
+pub use report::{ComparedVersions, Exemplar, FieldNoise, NoiseReport, ShadowReport};
+pub use service::{NoSecondary, ResponseFuture, Shadowed};

@@ -7,29 +7,18 @@ use std::time::{Duration, SystemTime};
 use http::{Method, Uri};
 
 use super::compare::{Captured, FieldDiff};
+pub(crate) use super::outcome::Outcome;
+use super::outcome::OUTCOMES;
+use super::telemetry::CompareTelemetry;
+use crate::control::ColorVersion;
 use crate::stats::{Histogram, Percentiles};
-use crate::telemetry::CompareTelemetry;
-
-/// How one sampled comparison ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Match,
-    Mismatch,
-    ShadowError,
-    ShadowTimeout,
-    SkippedOverCap,
-    SkippedPrimaryFailed,
-    SkippedNotStarted,
-    SkippedDropped,
-    ComparatorPanic,
-}
-
-const OUTCOMES: usize = 9;
 
 pub(crate) type OnMismatch = dyn Fn(&Exemplar) + Send + Sync;
 
-/// Live counters and exemplars of one comparator.
+/// Live counters and exemplars of one pair of versions.
 pub(crate) struct Report {
+    /// The pair compared (`None` for a standalone comparator).
+    versions: Option<ComparedVersions>,
     counts: [AtomicU64; OUTCOMES],
     primary_latency: Histogram,
     shadow_latency: Histogram,
@@ -38,13 +27,19 @@ pub(crate) struct Report {
     max_exemplars: usize,
     on_mismatch: Option<Arc<OnMismatch>>,
     /// Metrics and events, when the owning layer names the comparator.
-    pub(crate) telemetry: CompareTelemetry,
+    telemetry: Arc<CompareTelemetry>,
 }
 
 impl Report {
-    pub(crate) fn new(max_exemplars: usize, on_mismatch: Option<Arc<OnMismatch>>) -> Self {
+    pub(crate) fn new(
+        max_exemplars: usize,
+        on_mismatch: Option<Arc<OnMismatch>>,
+        telemetry: Arc<CompareTelemetry>,
+        versions: Option<ComparedVersions>,
+    ) -> Self {
         let max_exemplars = max_exemplars.min(MAX_EXEMPLARS);
         Report {
+            versions,
             counts: Default::default(),
             primary_latency: Histogram::new(),
             shadow_latency: Histogram::new(),
@@ -52,7 +47,7 @@ impl Report {
             exemplars: Mutex::new(VecDeque::with_capacity(max_exemplars)),
             max_exemplars,
             on_mismatch,
-            telemetry: CompareTelemetry::default(),
+            telemetry,
         }
     }
 
@@ -70,6 +65,7 @@ impl Report {
     pub(crate) fn mismatch(&self, mut exemplar: Exemplar) {
         self.count(Outcome::Mismatch);
         exemplar.diffs.truncate(MAX_DIFFS);
+        exemplar.versions = self.versions.clone();
         self.telemetry.mismatch(&exemplar.diffs);
         {
             let mut fields = lock(&self.fields);
@@ -98,6 +94,7 @@ impl Report {
             .collect();
         field_mismatches.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         ShadowReport {
+            versions: self.versions.clone(),
             matched: get(Outcome::Match),
             mismatched: get(Outcome::Mismatch),
             shadow_errors: get(Outcome::ShadowError),
@@ -147,6 +144,25 @@ impl fmt::Debug for Report {
     }
 }
 
+/// The two sides of a comparison: the primary (whose answers users got) and
+/// the shadow (the candidate that answered the copies), each with its color
+/// and version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ComparedVersions {
+    /// The version that answered users.
+    pub primary: ColorVersion,
+    /// The version that answered the mirrored copies.
+    pub shadow: ColorVersion,
+}
+
+impl ComparedVersions {
+    /// Both sides.
+    pub fn new(primary: ColorVersion, shadow: ColorVersion) -> Self {
+        ComparedVersions { primary, shadow }
+    }
+}
+
 /// One mismatch kept for debugging: the request, both answers, the diff.
 ///
 /// Bodies are kept up to 4 KiB each (request and both responses).
@@ -167,17 +183,25 @@ pub struct Exemplar {
     pub shadow: Captured,
     /// What differs.
     pub diffs: Vec<FieldDiff>,
+    /// The versions and colors of both sides, when compared through a
+    /// router (a standalone comparator has no colors: `None`).
+    pub versions: Option<ComparedVersions>,
 }
 
 /// A snapshot of a comparator's results, from
-/// [`ShadowHandle::report`](super::ShadowHandle::report) or
-/// [`RolloutHandle::shadow_report`](crate::RolloutHandle::shadow_report).
+/// [`ShadowHandle::report`](super::ShadowHandle::report), or of one pair of
+/// versions from [`RolloutHandle::shadow_report`](crate::RolloutHandle::shadow_report)
+/// and [`RolloutHandle::shadow_reports`](crate::RolloutHandle::shadow_reports).
 ///
 /// Every sampled request ends in exactly one counter. Requests that were not
 /// sampled are not counted.
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct ShadowReport {
+    /// The pair of versions compared, primary first; `None` for a
+    /// standalone [`ShadowComparator`](super::ShadowComparator) and for a
+    /// router that has compared nothing yet.
+    pub versions: Option<ComparedVersions>,
     /// Comparisons that matched.
     pub matched: u64,
     /// Comparisons that found a difference.

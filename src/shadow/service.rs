@@ -11,8 +11,40 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::capture::{CompareBody, PendingCapture};
-use super::layer::{NoSecondary, Shared};
-use crate::mirror::{BoxError, CopyStart, MirrorBody};
+use tower::BoxError;
+
+use super::capture::Judge;
+use crate::mirror::{CopyStart, Engine, MirrorBody, Second};
+
+/// The secondary of a [`ShadowComparator`](super::ShadowComparator) without a noise floor. Never
+/// called.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct NoSecondary;
+
+impl<R> tower_service::Service<R> for NoSecondary {
+    type Response = http::Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: R) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(String::new())))
+    }
+}
+
+/// What a comparator's layer and its services share: the copies' engine and
+/// the judge of their answers.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) judge: Arc<Judge>,
+}
 
 /// A primary service whose sampled requests are also sent to a shadow and
 /// compared. Made by [`ShadowComparator`](super::ShadowComparator); see the
@@ -70,19 +102,28 @@ where
         if !self.shared.engine.sample_hit() {
             return ResponseFuture::new(self.primary.call(req.map(MirrorBody::new)), None);
         }
-        let (followup, pending, second) = self.shared.judge.start(req.method(), req.uri());
-        let second = second.and_then(|f| Some((self.secondary.clone()?, f)));
-        let (req, started) =
-            self.shared
-                .engine
-                .copy_pair(req, self.shadow.clone(), None, Some(followup), second);
-        let pending = match started {
-            CopyStart::Started => Some(pending),
+        let pair = self.shared.judge.pairs.single();
+        let started = self.shared.judge.start(req.method(), req.uri(), pair);
+        let second = started.secondary.and_then(|followup| {
+            Some(Second {
+                svc: self.secondary.clone()?,
+                followup,
+            })
+        });
+        let teed = self.shared.engine.copy_pair(
+            req,
+            self.shadow.clone(),
+            None,
+            Some(started.shadow),
+            second,
+        );
+        let pending = match teed.start {
+            CopyStart::Started => Some(started.capture),
             CopyStart::NotChosen => None,
             // Counted by the dropped follow-up (skipped_not_started).
             CopyStart::NotStarted => None,
         };
-        ResponseFuture::new(self.primary.call(req), pending)
+        ResponseFuture::new(self.primary.call(teed.req), pending)
     }
 }
 

@@ -1,14 +1,11 @@
 //! The metric names and their handles, registered once per router or layer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram, Label, Unit};
 
-use super::labels::{self, CLASSES, COMPARE_OUTCOMES, COPY_OUTCOMES, KINDS};
-use super::Owner;
-use crate::control::Transition;
-use crate::shadow::FieldDiff;
+use super::labels::{self, CLASSES, KINDS};
+use crate::control::{Transition, VersionLabel};
 use crate::Color;
 
 const REQUESTS: &str = "rollout_requests_total";
@@ -18,19 +15,10 @@ const ACTIVE: &str = "rollout_active";
 const SPLIT: &str = "rollout_split_ratio";
 const MIRROR: &str = "rollout_mirror_ratio";
 const GENERATION: &str = "rollout_generation";
-const SAMPLED: &str = "rollout_mirror_sampled_total";
-const COPIES: &str = "rollout_mirror_copies_total";
-const SHADOW_DURATION: &str = "rollout_mirror_shadow_duration_seconds";
-const COMPARED: &str = "rollout_compare_total";
-const COMPARE_DURATION: &str = "rollout_compare_duration_seconds";
-const FIELDS: &str = "rollout_compare_field_mismatches_total";
-
-/// Distinct `field` labels per comparator; the rest go to [`OTHER_FIELD`].
-const MAX_FIELDS: usize = 32;
-const OTHER_FIELD: &str = "(other)";
+const VERSION: &str = "rollout_version";
 
 /// `name` (shared, not copied) and then static labels.
-fn labels(name: &Arc<str>, more: &[(&'static str, &'static str)]) -> Vec<Label> {
+pub(crate) fn labels(name: &Arc<str>, more: &[(&'static str, &'static str)]) -> Vec<Label> {
     let mut v = Vec::with_capacity(1 + more.len());
     v.push(Label::new("name", name.clone()));
     v.extend(
@@ -40,21 +28,20 @@ fn labels(name: &Arc<str>, more: &[(&'static str, &'static str)]) -> Vec<Label> 
     v
 }
 
-fn counter(key: &'static str, labels: Vec<Label>) -> Counter {
+pub(crate) fn counter(key: &'static str, labels: Vec<Label>) -> Counter {
     metrics::counter!(key, labels)
 }
 
-fn gauge(key: &'static str, labels: Vec<Label>) -> Gauge {
+pub(crate) fn gauge(key: &'static str, labels: Vec<Label>) -> Gauge {
     metrics::gauge!(key, labels)
 }
 
-fn histogram(key: &'static str, labels: Vec<Label>) -> Histogram {
+pub(crate) fn histogram(key: &'static str, labels: Vec<Label>) -> Histogram {
     metrics::histogram!(key, labels)
 }
 
 pub(super) struct Router {
-    pub(super) requests: [Counter; 2],
-    pub(super) responses: [[Counter; CLASSES.len()]; 2],
+    name: Arc<str>,
     transitions: [Counter; KINDS.len()],
     active: [Gauge; 2],
     split: Gauge,
@@ -67,17 +54,17 @@ impl Router {
         metrics::describe_counter!(
             REQUESTS,
             Unit::Count,
-            "Requests admitted by the router, per serving color."
+            "Requests admitted by the router, per serving color and version."
         );
         metrics::describe_counter!(
             RESPONSES,
             Unit::Count,
-            "Responses per serving color and status class (error: the service failed)."
+            "Responses per serving color and version and status class (error: the service failed)."
         );
         metrics::describe_counter!(
             TRANSITIONS,
             Unit::Count,
-            "Control calls: promote, rollback, split, mirror."
+            "Control calls: promote, rollback, split, mirror, abort, deploy."
         );
         metrics::describe_gauge!(ACTIVE, "1 for the active color, 0 for the standby.");
         metrics::describe_gauge!(SPLIT, "Fraction of requests sent to the standby (canary).");
@@ -86,12 +73,13 @@ impl Router {
             "Fraction of the active color's requests copied to the standby."
         );
         metrics::describe_gauge!(GENERATION, "Rises by one with every control call.");
+        metrics::describe_gauge!(
+            VERSION,
+            "1 while the version is loaded in the color, 0 once it was replaced."
+        );
         let color = |c: Color| ("color", c.as_str());
         let router = Router {
-            requests: Color::ALL.map(|c| counter(REQUESTS, labels(name, &[color(c)]))),
-            responses: Color::ALL.map(|c| {
-                CLASSES.map(|class| counter(RESPONSES, labels(name, &[color(c), ("class", class)])))
-            }),
+            name: name.clone(),
             transitions: KINDS.map(|k| counter(TRANSITIONS, labels(name, &[("kind", k)]))),
             active: Color::ALL.map(|c| gauge(ACTIVE, labels(name, &[color(c)]))),
             split: gauge(SPLIT, labels(name, &[])),
@@ -116,104 +104,43 @@ impl Router {
         self.transitions[labels::kind_label(t.kind).0].increment(1);
         self.state(t.active, t.split, t.mirror, t.generation);
     }
-}
 
-pub(super) struct Mirror {
-    pub(super) sampled: Counter,
-    pub(super) outcomes: [Counter; COPY_OUTCOMES.len()],
-    pub(super) latency: Histogram,
-}
-
-impl Mirror {
-    pub(super) fn new(name: &Arc<str>, owner: Owner) -> Mirror {
-        metrics::describe_counter!(SAMPLED, Unit::Count, "Requests chosen for a copy.");
-        metrics::describe_counter!(
-            COPIES,
-            Unit::Count,
-            "How each chosen copy ended, by outcome and reason."
-        );
-        metrics::describe_histogram!(
-            SHADOW_DURATION,
-            Unit::Seconds,
-            "Shadow latency, from the copy's start to the end of its response body."
-        );
-        let layer = ("layer", owner.as_str());
-        Mirror {
-            sampled: counter(SAMPLED, labels(name, &[layer])),
-            outcomes: COPY_OUTCOMES.map(|o| {
-                let (_, outcome, reason) = labels::copy_labels(o);
-                let mut l = labels(name, &[layer, ("outcome", outcome)]);
-                if let Some(reason) = reason {
-                    l.push(Label::from_static_parts("reason", reason));
-                }
-                counter(COPIES, l)
-            }),
-            latency: histogram(SHADOW_DURATION, labels(name, &[layer])),
+    /// `version` was loaded into `color`, replacing `replaced`.
+    pub(super) fn loaded(
+        &self,
+        color: Color,
+        version: &VersionLabel,
+        replaced: Option<&VersionLabel>,
+    ) {
+        let info = |v: &VersionLabel| {
+            let mut l = labels(&self.name, &[("color", color.as_str())]);
+            l.push(Label::new("version", v.to_string()));
+            gauge(VERSION, l)
+        };
+        if let Some(old) = replaced {
+            info(old).set(0.0);
         }
+        info(version).set(1.0);
     }
 }
 
-pub(super) struct Compare {
-    name: Arc<str>,
-    layer: &'static str,
-    pub(super) outcomes: [Counter; COMPARE_OUTCOMES.len()],
-    pub(super) primary: Histogram,
-    pub(super) shadow: Histogram,
-    /// Registered at the first mismatch of each field, at most
-    /// `MAX_FIELDS` of them plus the `(other)` one.
-    fields: Mutex<HashMap<String, Counter>>,
+/// The request and response counters of one loaded version.
+pub(super) struct Version {
+    pub(super) requests: Counter,
+    pub(super) responses: [Counter; CLASSES.len()],
 }
 
-impl Compare {
-    pub(super) fn new(name: &Arc<str>, owner: Owner) -> Compare {
-        metrics::describe_counter!(COMPARED, Unit::Count, "How each sampled comparison ended.");
-        metrics::describe_histogram!(
-            COMPARE_DURATION,
-            Unit::Seconds,
-            "Latency of compared requests, primary and shadow side."
-        );
-        metrics::describe_counter!(
-            FIELDS,
-            Unit::Count,
-            "Differences per field (at most 32 fields, the rest as \"(other)\")."
-        );
-        let layer = ("layer", owner.as_str());
-        let side = |s| histogram(COMPARE_DURATION, labels(name, &[layer, ("side", s)]));
-        Compare {
-            name: name.clone(),
-            layer: owner.as_str(),
-            outcomes: COMPARE_OUTCOMES.map(|o| {
-                let outcome = labels::compare_label(o).1;
-                counter(COMPARED, labels(name, &[layer, ("outcome", outcome)]))
-            }),
-            primary: side("primary"),
-            shadow: side("shadow"),
-            fields: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(super) fn fields(&self, diffs: &[FieldDiff]) {
-        let mut fields = self.fields.lock().unwrap_or_else(|e| e.into_inner());
-        for d in diffs {
-            if let Some(c) = fields.get(&d.path) {
-                c.increment(1);
-                continue;
-            }
-            let key = if fields.len() < MAX_FIELDS {
-                d.path.clone()
-            } else {
-                OTHER_FIELD.to_owned()
-            };
-            let name = &self.name;
-            let layer = self.layer;
-            fields
-                .entry(key)
-                .or_insert_with_key(|field| {
-                    let mut l = labels(name, &[("layer", layer)]);
-                    l.push(Label::new("field", field.clone()));
-                    counter(FIELDS, l)
-                })
-                .increment(1);
+impl Version {
+    pub(super) fn new(name: &Arc<str>, color: Color, version: &VersionLabel) -> Version {
+        let with = |more: &[(&'static str, &'static str)]| {
+            let mut l = labels(name, &[("color", color.as_str())]);
+            l.push(Label::new("version", version.to_string()));
+            l.extend(more.iter().map(|&(k, v)| Label::from_static_parts(k, v)));
+            l
+        };
+        Version {
+            requests: counter(REQUESTS, with(&[])),
+            responses: CLASSES.map(|class| counter(RESPONSES, with(&[("class", class)]))),
         }
     }
 }

@@ -4,11 +4,6 @@
 use http::StatusCode;
 
 #[cfg(any(feature = "metrics", feature = "tracing"))]
-use crate::mirror::CopyOutcome;
-#[cfg(feature = "metrics")]
-use crate::shadow::CompareOutcome;
-
-#[cfg(any(feature = "metrics", feature = "tracing"))]
 pub(super) fn kind_label(kind: crate::control::TransitionKind) -> (usize, &'static str) {
     use crate::control::TransitionKind;
     match kind {
@@ -17,11 +12,12 @@ pub(super) fn kind_label(kind: crate::control::TransitionKind) -> (usize, &'stat
         TransitionKind::Split => (2, "split"),
         TransitionKind::Mirror => (3, "mirror"),
         TransitionKind::Abort => (4, "abort"),
+        TransitionKind::Deploy => (5, "deploy"),
     }
 }
 
 #[cfg(feature = "metrics")]
-pub(super) const KINDS: [&str; 5] = ["promote", "rollback", "split", "mirror", "abort"];
+pub(super) const KINDS: [&str; 6] = ["promote", "rollback", "split", "mirror", "abort", "deploy"];
 
 #[cfg(feature = "metrics")]
 pub(super) const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"];
@@ -33,64 +29,6 @@ pub(super) fn class(status: Option<StatusCode>) -> usize {
         Some(n @ 1..=5) => usize::from(n) - 1,
         Some(_) => 5,
         None => 6,
-    }
-}
-
-#[cfg(feature = "metrics")]
-pub(super) const COPY_OUTCOMES: [CopyOutcome; 9] = [
-    CopyOutcome::Saturated,
-    CopyOutcome::OverBudget,
-    CopyOutcome::ShadowSlow,
-    CopyOutcome::PrimaryEarly,
-    CopyOutcome::NoExecutor,
-    CopyOutcome::Completed,
-    CopyOutcome::Error,
-    CopyOutcome::Timeout,
-    CopyOutcome::Panic,
-];
-
-/// The `outcome` and `reason` labels of a copy's outcome, and its index.
-#[cfg(any(feature = "metrics", feature = "tracing"))]
-pub(super) fn copy_labels(o: CopyOutcome) -> (usize, &'static str, Option<&'static str>) {
-    match o {
-        CopyOutcome::Saturated => (0, "dropped", Some("saturated")),
-        CopyOutcome::OverBudget => (1, "dropped", Some("over_budget")),
-        CopyOutcome::ShadowSlow => (2, "dropped", Some("shadow_slow")),
-        CopyOutcome::PrimaryEarly => (3, "dropped", Some("primary_early")),
-        CopyOutcome::NoExecutor => (4, "skipped", Some("no_executor")),
-        CopyOutcome::Completed => (5, "completed", None),
-        CopyOutcome::Error => (6, "error", None),
-        CopyOutcome::Timeout => (7, "timeout", None),
-        CopyOutcome::Panic => (8, "panic", None),
-    }
-}
-
-#[cfg(feature = "metrics")]
-pub(super) const COMPARE_OUTCOMES: [CompareOutcome; 9] = [
-    CompareOutcome::Match,
-    CompareOutcome::Mismatch,
-    CompareOutcome::ShadowError,
-    CompareOutcome::ShadowTimeout,
-    CompareOutcome::SkippedOverCap,
-    CompareOutcome::SkippedPrimaryFailed,
-    CompareOutcome::SkippedNotStarted,
-    CompareOutcome::SkippedDropped,
-    CompareOutcome::ComparatorPanic,
-];
-
-/// The `outcome` label of a comparison's outcome, and its index.
-#[cfg(feature = "metrics")]
-pub(super) fn compare_label(o: CompareOutcome) -> (usize, &'static str) {
-    match o {
-        CompareOutcome::Match => (0, "matched"),
-        CompareOutcome::Mismatch => (1, "mismatched"),
-        CompareOutcome::ShadowError => (2, "shadow_error"),
-        CompareOutcome::ShadowTimeout => (3, "shadow_timeout"),
-        CompareOutcome::SkippedOverCap => (4, "skipped_over_cap"),
-        CompareOutcome::SkippedPrimaryFailed => (5, "skipped_primary_failed"),
-        CompareOutcome::SkippedNotStarted => (6, "skipped_not_started"),
-        CompareOutcome::SkippedDropped => (7, "skipped_dropped"),
-        CompareOutcome::ComparatorPanic => (8, "comparator_panic"),
     }
 }
 
@@ -111,12 +49,19 @@ mod tests {
     }
 
     #[test]
-    fn every_outcome_has_its_own_index() {
-        for (i, o) in COPY_OUTCOMES.into_iter().enumerate() {
-            assert_eq!(copy_labels(o).0, i);
-        }
-        for (i, o) in COMPARE_OUTCOMES.into_iter().enumerate() {
-            assert_eq!(compare_label(o).0, i);
+    fn every_kind_has_its_own_index() {
+        use crate::control::TransitionKind as K;
+        let all = [
+            K::Promote,
+            K::Rollback,
+            K::Split,
+            K::Mirror,
+            K::Abort,
+            K::Deploy,
+        ];
+        for (i, k) in all.into_iter().enumerate() {
+            assert_eq!(kind_label(k), (i, KINDS[i]));
+            assert_eq!(k.as_str(), KINDS[i]);
         }
     }
 }

@@ -44,13 +44,14 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `rollout_requests_total` | counter | `name`, `color` | requests admitted by the router, per color that serves them (mirrored copies not included) |
-//! | `rollout_responses_total` | counter | `name`, `color`, `class` | responses per color when their head is ready; `class` is `1xx`, `2xx`, `3xx`, `4xx`, `5xx`, `other` (a status above 599) or `error` (the inner service failed) |
-//! | `rollout_transitions_total` | counter | `name`, `kind` | control calls: `kind` is `promote`, `rollback`, `split`, `mirror` or `abort` (a rollout plan aborting) |
+//! | `rollout_requests_total` | counter | `name`, `color`, `version` | requests admitted by the router, per color and version that serve them (mirrored copies not included) |
+//! | `rollout_responses_total` | counter | `name`, `color`, `version`, `class` | responses per color and version when their head is ready; `class` is `1xx`, `2xx`, `3xx`, `4xx`, `5xx`, `other` (a status above 599) or `error` (the inner service failed) |
+//! | `rollout_transitions_total` | counter | `name`, `kind` | control calls that changed the state: `kind` is `promote`, `rollback`, `split`, `mirror`, `abort` (a rollout plan aborting) or `deploy` (a new version loaded) |
+//! | `rollout_version` | gauge | `name`, `color`, `version` | 1 while the version is loaded in the color, 0 once a deploy replaced it |
 //! | `rollout_active` | gauge | `name`, `color` | 1 for the active color, 0 for the standby |
 //! | `rollout_split_ratio` | gauge | `name` | the fraction of requests sent to the standby |
 //! | `rollout_mirror_ratio` | gauge | `name` | the fraction of the active color's requests copied to the standby |
-//! | `rollout_generation` | gauge | `name` | the generation: rises by one with every control call |
+//! | `rollout_generation` | gauge | `name` | the generation: rises by one with every control call that changed the state |
 //! | `rollout_mirror_sampled_total` | counter | `name`, `layer` | requests chosen for a copy |
 //! | `rollout_mirror_copies_total` | counter | `name`, `layer`, `outcome`, `reason` | how each chosen copy ended, exactly once: `outcome` is `completed`, `error`, `timeout`, `panic`, `dropped` or `skipped`; only `dropped` and `skipped` carry a `reason`: `saturated`, `over_budget`, `shadow_slow`, `primary_early` (dropped) or `no_executor` (skipped) |
 //! | `rollout_mirror_shadow_duration_seconds` | histogram | `name`, `layer` | shadow latency, from the copy's start to the end of its response body, for completed copies and errors |
@@ -67,9 +68,9 @@
 //!
 //! | what | level | target | fields |
 //! |---|---|---|---|
-//! | span `rollout.request` | INFO | `tower_rollout::router` | `name`, `color` (the color that serves the request) |
+//! | span `rollout.request` | INFO | `tower_rollout::router` | `name`, `color`, `version` (the color and version that serve the request) |
 //! | span `rollout.mirror` | INFO | `tower_rollout::mirror` | `name`, `layer` |
-//! | event `rollout transition` | INFO | `tower_rollout::router` | `name`, `kind`, `from`, `to`, `split`, `mirror`, `generation` |
+//! | event `rollout transition` | INFO | `tower_rollout::router` | `name`, `kind`, `from`, `from_version`, `to`, `to_version` (the active color and version before and after), `replaced` (a deploy's version that left), `split`, `mirror`, `generation` |
 //! | event `mirrored copy not completed` | DEBUG (WARN for `panic`) | `tower_rollout::mirror` | `name`, `layer`, `outcome`, `reason` (as in the metric) |
 //! | event `shadow mismatch` | DEBUG | `tower_rollout::shadow` | `name`, `layer`, `diffs` (how many), `fields` (the first 8 distinct fields that differ) |
 //! | event `comparator panicked` | WARN | `tower_rollout::shadow` | `name`, `layer` |
@@ -104,7 +105,8 @@
 //! let (router, handle) = metrics::with_local_recorder(&recorder, || {
 //!     let v1 = Router::new().route("/predict", get(|| async { "v1" }));
 //!     let v2 = Router::new().route("/predict", get(|| async {
-//!         // Inside the `rollout.request` span, whose `color` field is "green".
+//!         // Inside the `rollout.request` span, whose `color` field is "green"
+//!         // and `version` field "iris-v2".
 //!         assert_eq!(
 //!             tracing::Span::current().metadata().map(|m| m.name()),
 //!             Some("rollout.request")
@@ -117,11 +119,15 @@
 //!         .name("iris")
 //!         .build()
 //!         .unwrap();
-//!     BlueGreenRouter::builder().name("iris").build(v1, v2).unwrap()
+//!     BlueGreenRouter::builder()
+//!         .name("iris")
+//!         .versions("iris-v1", "iris-v2")
+//!         .build(v1, v2)
+//!         .unwrap()
 //! });
 //! let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
 //!
-//! handle.promote();
+//! handle.promote().unwrap();
 //! let req = Request::get("/predict").body(axum::body::Body::empty()).unwrap();
 //! assert_eq!(router.oneshot(req).await.unwrap().status(), 200);
 //!
@@ -129,25 +135,21 @@
 //!     let key = key.key();
 //!     let labels: Vec<_> = key.labels().map(|l| (l.key(), l.value())).collect();
 //!     key.name() == "rollout_requests_total"
-//!         && labels == [("name", "iris"), ("color", "green")]
+//!         && labels == [("name", "iris"), ("color", "green"), ("version", "iris-v2")]
 //! });
 //! assert_eq!(served_by_green.map(|(.., value)| value), Some(DebugValue::Counter(1)));
 //! # }
 //! ```
 
-mod compare;
 #[cfg(feature = "metrics")]
-mod handles;
+pub(crate) mod handles;
 mod labels;
-mod mirror;
 mod name;
 mod router;
 
-pub(crate) use compare::CompareTelemetry;
-pub(crate) use mirror::MirrorTelemetry;
 pub use name::DEFAULT_NAME;
 pub(crate) use name::{Name, Owner};
-pub(crate) use router::{EnteredRequest, RequestTelemetry, RouterTelemetry};
+pub(crate) use router::{request, RequestTelemetry, RouterTelemetry};
 
 #[cfg(test)]
 mod tests {
@@ -156,14 +158,13 @@ mod tests {
     #[cfg(not(any(feature = "metrics", feature = "tracing")))]
     #[test]
     fn empty_without_the_features() {
-        use super::router::Entered;
+        use super::router::{Entered, EnteredRequest};
         use super::*;
         use std::mem::size_of;
         assert_eq!(size_of::<RouterTelemetry>(), 0);
         assert_eq!(size_of::<EnteredRequest>(), 0);
         assert_eq!(size_of::<RequestTelemetry>(), 0);
         assert_eq!(size_of::<Entered<'_>>(), 0);
-        assert_eq!(size_of::<MirrorTelemetry>(), 0);
-        assert_eq!(size_of::<CompareTelemetry>(), 0);
+        assert!(RouterTelemetry::new(&Name::default()).is_none());
     }
 }

@@ -13,7 +13,7 @@ const MAX_NAME: usize = 64;
 
 /// A validated name for a router or layer.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Name(pub(super) Arc<str>);
+pub(crate) struct Name(pub(crate) Arc<str>);
 
 impl Name {
     pub(crate) fn new(name: impl Into<String>) -> Result<Name, ConfigError> {
@@ -50,7 +50,7 @@ pub(crate) enum Owner {
 
 impl Owner {
     #[cfg(any(feature = "metrics", feature = "tracing"))]
-    pub(super) fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Owner::Router => "router",
             Owner::Mirror => "mirror",

@@ -72,3 +72,15 @@ impl tower_rollout::mirror::Spawn for DropTasks {
         Box::pin(std::future::pending())
     }
 }
+
+/// The color and version a served-by header names (`green; version=v2`).
+pub fn served_by(value: &str) -> (tower_rollout::Color, String) {
+    let (color, version) = value
+        .split_once(';')
+        .unwrap_or_else(|| panic!("served-by header without a version: {value:?}"));
+    let version = version
+        .trim()
+        .strip_prefix("version=")
+        .unwrap_or_else(|| panic!("served-by header without version=: {value:?}"));
+    (color.trim().parse().unwrap(), version.to_owned())
+}

@@ -1,16 +1,23 @@
 //! What a comparator emits: comparisons by outcome and field, mismatches.
 
 use std::fmt;
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "metrics", feature = "tracing"))]
 use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "metrics")]
-use super::handles;
+use std::collections::HashMap;
 #[cfg(feature = "metrics")]
-use super::labels;
-use super::{Name, Owner};
-use crate::shadow::{CompareOutcome, FieldDiff};
+use std::sync::Mutex;
+
+#[cfg(feature = "metrics")]
+use metrics::{Counter, Histogram, Label, Unit};
+
+use super::compare::FieldDiff;
+use super::outcome::Outcome as CompareOutcome;
+#[cfg(feature = "metrics")]
+use crate::telemetry::handles::{counter, histogram, labels};
+use crate::telemetry::{Name, Owner};
 
 /// What a comparator emits: set once by the layer or router that owns it.
 #[derive(Default)]
@@ -26,7 +33,7 @@ struct CompareInner {
     #[cfg(feature = "tracing")]
     owner: Owner,
     #[cfg(feature = "metrics")]
-    metrics: handles::Compare,
+    metrics: CompareMetrics,
 }
 
 /// Distinct fields named in a mismatch event.
@@ -43,7 +50,7 @@ impl CompareTelemetry {
             #[cfg(feature = "tracing")]
             owner,
             #[cfg(feature = "metrics")]
-            metrics: handles::Compare::new(&name.0, owner),
+            metrics: CompareMetrics::new(&name.0, owner),
         });
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         let _ = (name, owner);
@@ -54,7 +61,7 @@ impl CompareTelemetry {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
         if let Some(inner) = self.inner.get() {
             #[cfg(feature = "metrics")]
-            inner.metrics.outcomes[labels::compare_label(outcome).0].increment(1);
+            inner.metrics.outcomes[compare_label(outcome).0].increment(1);
             #[cfg(feature = "tracing")]
             if outcome == CompareOutcome::ComparatorPanic {
                 tracing::warn!(
@@ -99,6 +106,115 @@ impl CompareTelemetry {
         }
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         let _ = diffs;
+    }
+}
+
+#[cfg(feature = "metrics")]
+const COMPARED: &str = "rollout_compare_total";
+#[cfg(feature = "metrics")]
+const COMPARE_DURATION: &str = "rollout_compare_duration_seconds";
+#[cfg(feature = "metrics")]
+const FIELDS: &str = "rollout_compare_field_mismatches_total";
+
+/// Distinct `field` labels per comparator; the rest go to [`OTHER_FIELD`].
+#[cfg(feature = "metrics")]
+const MAX_FIELDS: usize = 32;
+#[cfg(feature = "metrics")]
+const OTHER_FIELD: &str = "(other)";
+
+#[cfg(feature = "metrics")]
+const COMPARE_OUTCOMES: [CompareOutcome; 9] = [
+    CompareOutcome::Match,
+    CompareOutcome::Mismatch,
+    CompareOutcome::ShadowError,
+    CompareOutcome::ShadowTimeout,
+    CompareOutcome::SkippedOverCap,
+    CompareOutcome::SkippedPrimaryFailed,
+    CompareOutcome::SkippedNotStarted,
+    CompareOutcome::SkippedDropped,
+    CompareOutcome::ComparatorPanic,
+];
+
+/// The `outcome` label of a comparison's outcome, and its index.
+#[cfg(feature = "metrics")]
+fn compare_label(o: CompareOutcome) -> (usize, &'static str) {
+    match o {
+        CompareOutcome::Match => (0, "matched"),
+        CompareOutcome::Mismatch => (1, "mismatched"),
+        CompareOutcome::ShadowError => (2, "shadow_error"),
+        CompareOutcome::ShadowTimeout => (3, "shadow_timeout"),
+        CompareOutcome::SkippedOverCap => (4, "skipped_over_cap"),
+        CompareOutcome::SkippedPrimaryFailed => (5, "skipped_primary_failed"),
+        CompareOutcome::SkippedNotStarted => (6, "skipped_not_started"),
+        CompareOutcome::SkippedDropped => (7, "skipped_dropped"),
+        CompareOutcome::ComparatorPanic => (8, "comparator_panic"),
+    }
+}
+
+#[cfg(feature = "metrics")]
+struct CompareMetrics {
+    name: Arc<str>,
+    layer: &'static str,
+    outcomes: [Counter; COMPARE_OUTCOMES.len()],
+    primary: Histogram,
+    shadow: Histogram,
+    /// Registered at the first mismatch of each field, at most
+    /// `MAX_FIELDS` of them plus the `(other)` one.
+    fields: Mutex<HashMap<String, Counter>>,
+}
+
+#[cfg(feature = "metrics")]
+impl CompareMetrics {
+    fn new(name: &Arc<str>, owner: Owner) -> CompareMetrics {
+        metrics::describe_counter!(COMPARED, Unit::Count, "How each sampled comparison ended.");
+        metrics::describe_histogram!(
+            COMPARE_DURATION,
+            Unit::Seconds,
+            "Latency of compared requests, primary and shadow side."
+        );
+        metrics::describe_counter!(
+            FIELDS,
+            Unit::Count,
+            "Differences per field (at most 32 fields, the rest as \"(other)\")."
+        );
+        let layer = ("layer", owner.as_str());
+        let side = |s| histogram(COMPARE_DURATION, labels(name, &[layer, ("side", s)]));
+        CompareMetrics {
+            name: name.clone(),
+            layer: owner.as_str(),
+            outcomes: COMPARE_OUTCOMES.map(|o| {
+                let outcome = compare_label(o).1;
+                counter(COMPARED, labels(name, &[layer, ("outcome", outcome)]))
+            }),
+            primary: side("primary"),
+            shadow: side("shadow"),
+            fields: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn fields(&self, diffs: &[FieldDiff]) {
+        let mut fields = self.fields.lock().unwrap_or_else(|e| e.into_inner());
+        for d in diffs {
+            if let Some(c) = fields.get(&d.path) {
+                c.increment(1);
+                continue;
+            }
+            let key = if fields.len() < MAX_FIELDS {
+                d.path.clone()
+            } else {
+                OTHER_FIELD.to_owned()
+            };
+            let name = &self.name;
+            let layer = self.layer;
+            fields
+                .entry(key)
+                .or_insert_with_key(|field| {
+                    let mut l = labels(name, &[("layer", layer)]);
+                    l.push(Label::new("field", field.clone()));
+                    counter(FIELDS, l)
+                })
+                .increment(1);
+        }
     }
 }
 
@@ -149,5 +265,17 @@ mod tests {
             "/f0, /f1, /f2, /f3, /f4, /f5, /f6, /f7, …"
         );
         assert_eq!(FieldList(&[]).to_string(), "");
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod metric_tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_has_its_own_index() {
+        for (i, o) in COMPARE_OUTCOMES.into_iter().enumerate() {
+            assert_eq!(compare_label(o).0, i);
+        }
     }
 }

@@ -1,0 +1,138 @@
+//! Comparison reports kept per pair of versions.
+//!
+//! Through a router, what is compared is the active color's version (the
+//! primary) against the standby's (the shadow). A promote swaps the sides and
+//! a deploy replaces one: each starts a new pair, so an agreement rate never
+//! blends v1-vs-v2 with v2-vs-v1. A rollback returns to a pair that is still
+//! kept and goes on counting there. The last [`MAX_PAIRS`] pairs are kept.
+//!
+//! A pair is keyed by what the routing word says (the active color and the
+//! slot epoch, which rises with every deploy), so finding a request's pair
+//! reads no label; the labels are read once, when the pair is first seen.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::report::{ComparedVersions, OnMismatch, Report};
+use super::telemetry::CompareTelemetry;
+use crate::control::{ColorVersion, Control, Word, EPOCH_MASK};
+use crate::Color;
+
+/// Pairs kept; the oldest is dropped when a new one starts.
+pub(crate) const MAX_PAIRS: usize = 8;
+
+/// Which pair a routed request belongs to, as the routing word says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PairKey {
+    active: Color,
+    epoch: u32,
+}
+
+impl PairKey {
+    pub(crate) fn of(word: Word) -> Self {
+        PairKey {
+            active: word.active(),
+            epoch: word.epoch(),
+        }
+    }
+}
+
+/// One pair's report.
+pub(crate) struct Pair {
+    /// `None` for a standalone comparator (one pair, no colors).
+    key: Option<PairKey>,
+    pub(crate) report: Report,
+}
+
+/// The reports of one comparator, per pair.
+pub(crate) struct Pairs {
+    /// Oldest first; the most recent at the back.
+    pairs: Mutex<VecDeque<Arc<Pair>>>,
+    max_exemplars: usize,
+    on_mismatch: Option<Arc<OnMismatch>>,
+    /// Metrics and events, shared by every pair.
+    pub(crate) telemetry: Arc<CompareTelemetry>,
+}
+
+impl Pairs {
+    pub(crate) fn new(max_exemplars: usize, on_mismatch: Option<Arc<OnMismatch>>) -> Self {
+        Pairs {
+            pairs: Mutex::new(VecDeque::with_capacity(MAX_PAIRS)),
+            max_exemplars,
+            on_mismatch,
+            telemetry: Arc::new(CompareTelemetry::default()),
+        }
+    }
+
+    /// The report of a standalone comparator (a single pair, no versions).
+    pub(crate) fn single(&self) -> Arc<Pair> {
+        let mut pairs = lock(&self.pairs);
+        if let Some(p) = pairs.back() {
+            return p.clone();
+        }
+        let pair = Arc::new(self.pair(None, None));
+        pairs.push_back(pair.clone());
+        pair
+    }
+
+    /// The report of the pair `word` routes to, started (with the versions
+    /// `control` holds) when it is new.
+    pub(crate) fn routed(&self, word: Word, control: &Control) -> Arc<Pair> {
+        let key = PairKey::of(word);
+        let mut pairs = lock(&self.pairs);
+        if let Some(p) = pairs.iter().rev().find(|p| p.key == Some(key)) {
+            return p.clone();
+        }
+        let versions = {
+            let st = control.state();
+            let side = |color: Color| ColorVersion {
+                color,
+                version: st.version(color).label.clone(),
+            };
+            // The copy was counted on the standby only if the word had not
+            // moved, so the state holds the versions of this epoch unless a
+            // deploy ran in the few instructions since: then the pair is
+            // left without names rather than named wrongly.
+            (st.epoch & EPOCH_MASK == key.epoch)
+                .then(|| ComparedVersions::new(side(key.active), side(key.active.other())))
+        };
+        if pairs.len() == MAX_PAIRS {
+            pairs.pop_front();
+        }
+        let pair = Arc::new(self.pair(Some(key), versions));
+        pairs.push_back(pair.clone());
+        pair
+    }
+
+    fn pair(&self, key: Option<PairKey>, versions: Option<ComparedVersions>) -> Pair {
+        Pair {
+            key,
+            report: Report::new(
+                self.max_exemplars,
+                self.on_mismatch.clone(),
+                self.telemetry.clone(),
+                versions,
+            ),
+        }
+    }
+
+    /// The report of the pair the router compares now (`word`), if it has
+    /// started.
+    pub(crate) fn current(&self, word: Word) -> Option<Arc<Pair>> {
+        let key = PairKey::of(word);
+        lock(&self.pairs)
+            .iter()
+            .rev()
+            .find(|p| p.key == Some(key))
+            .cloned()
+    }
+
+    /// Every pair kept, oldest first.
+    pub(crate) fn all(&self) -> Vec<Arc<Pair>> {
+        lock(&self.pairs).iter().cloned().collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
