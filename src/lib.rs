@@ -64,6 +64,9 @@
 pub mod admin;
 mod color;
 pub mod control;
+#[cfg(feature = "drift")]
+#[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+pub mod drift;
 mod error;
 pub mod fleet;
 mod head;
