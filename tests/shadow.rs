@@ -168,21 +168,31 @@ async fn failures_are_counted_once_and_never_reach_the_primary() {
     tokio::time::sleep(Duration::from_secs(5)).await; // past the shadow deadline
     let r = settled(&handle, inputs.len() as u64).await;
     assert_eq!(r.matched, 2);
-    assert_eq!(r.mismatched, 2, "differ and status");
+    assert_eq!(r.mismatched, 1, "differ");
+    assert_eq!(
+        r.schema_breaks, 1,
+        "status: 200 on the primary, 400 on the shadow"
+    );
     assert_eq!(r.shadow_errors, 1);
     assert_eq!(r.shadow_timeouts, 1);
     assert_eq!(r.skipped_over_cap, 1);
     assert_eq!(r.comparator_panics, 1);
-    assert_eq!(r.agreement_rate(), Some(0.5));
+    assert_eq!(r.agreement_rate(), Some(2.0 / 3.0));
     let fields: Vec<_> = r
         .field_mismatches
         .iter()
         .map(|(f, n)| (f.as_str(), *n))
         .collect();
-    assert_eq!(fields, vec![("body", 1), ("status", 1)]);
+    assert_eq!(
+        fields,
+        vec![("body", 1)],
+        "a schema break is not a field mismatch"
+    );
     assert_eq!(r.exemplars.len(), 2);
     assert_eq!(r.exemplars[0].request, "differ");
     assert_eq!(r.exemplars[0].shadow.body, "v2:differ");
+    assert_eq!(r.exemplars[1].request, "status");
+    assert_eq!(r.exemplars[1].diffs[0].path, "status");
     assert_eq!(r.primary_latency.count, 4, "latency of compared requests");
     assert_eq!(calls.load(Ordering::SeqCst), inputs.len());
 }

@@ -219,10 +219,53 @@ fn report_json(r: &ShadowReport) -> Value {
             "dropped": r.skipped_dropped,
         },
         "comparator_panics": r.comparator_panics,
+        "schema_breaks": r.schema_breaks,
         "primary_latency": percentiles_json(&r.primary_latency),
         "shadow_latency": percentiles_json(&r.shadow_latency),
         "field_mismatches": fields,
+        "drift": drift_json(r),
     })
+}
+
+#[cfg(feature = "drift")]
+fn drift_json(r: &ShadowReport) -> Value {
+    let stats = |d: &crate::drift::FieldDrift| {
+        json!({
+            "field": d.field,
+            "kind": match d.kind {
+                crate::drift::FieldKind::Categorical => "categorical",
+                _ => "numeric",
+            },
+            "primary_n": d.primary_n,
+            "shadow_n": d.shadow_n,
+            "psi": d.psi,
+            "jensen_shannon": d.jensen_shannon,
+            "chi_square": d.chi_square.map(|c| json!({
+                "statistic": c.statistic, "dof": c.dof, "p_value": c.p_value,
+            })),
+            "ks": d.ks.map(|k| json!({
+                "statistic": k.statistic, "p_value": k.p_value, "exact": k.exact,
+            })),
+            "wasserstein": d.wasserstein,
+            "categories": d.categories.iter().map(|c| json!({
+                "name": c.name, "primary": c.primary, "shadow": c.shadow,
+            })).collect::<Vec<_>>(),
+            "problems": {
+                "missing_primary": d.problems.missing_primary,
+                "missing_shadow": d.problems.missing_shadow,
+                "wrong_type": d.problems.wrong_type,
+                "not_finite": d.problems.not_finite,
+                "not_json": d.problems.not_json,
+            },
+        })
+    };
+    Value::Array(r.drift.iter().map(stats).collect())
+}
+
+/// Without the `drift` feature there is no drift to show.
+#[cfg(not(feature = "drift"))]
+fn drift_json(_: &ShadowReport) -> Value {
+    Value::Array(Vec::new())
 }
 
 fn percentiles_json(p: &Percentiles) -> Value {
@@ -298,6 +341,37 @@ mod tests {
         assert_eq!(last["at_unix_ms"], unix_ms(at));
         assert!(last["at_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
         assert_eq!(h.active(), Color::Green);
+    }
+
+    #[test]
+    #[cfg(feature = "drift")]
+    fn drift_figures_and_problems_are_shown() {
+        use crate::drift::{Drift, DriftField, DriftSettings};
+        let settings = DriftSettings::new([DriftField::categorical("/label").unwrap()]);
+        let mut drift = Drift::new(&settings);
+        drift.observe(br#"{"label":"a"}"#, br#"{"label":"b"}"#);
+        drift.observe(br#"{"label":"a"}"#, br#"{"label":"a"}"#);
+        drift.observe(br#"{"label":"b"}"#, b"oops");
+        let report = ShadowReport {
+            drift: drift.report(),
+            ..Default::default()
+        };
+        let v = report_json(&report);
+        let d = &v["drift"][0];
+        assert_eq!(d["field"], "/label");
+        assert_eq!(d["kind"], "categorical");
+        assert_eq!(
+            (d["primary_n"].as_u64(), d["shadow_n"].as_u64()),
+            (Some(3), Some(2))
+        );
+        assert_eq!(d["problems"]["not_json"], 1);
+        assert_eq!(
+            d["categories"],
+            json!([{ "name": "a", "primary": 2, "shadow": 1 }, { "name": "b", "primary": 1, "shadow": 1 }])
+        );
+        assert!(d["psi"].as_f64().unwrap() > 0.0);
+        assert!(d["chi_square"]["p_value"].as_f64().is_some());
+        assert!(d["ks"].is_null(), "categorical: no KS");
     }
 
     #[test]

@@ -292,6 +292,19 @@ impl PlanBuilder {
                 _ => {}
             }
         }
+        #[cfg(feature = "drift")]
+        {
+            let p_gates = plan
+                .gates
+                .iter()
+                .filter(|g| matches!(&g.kind, GateKind::Drift { statistic, .. } if statistic.is_p_value()))
+                .count();
+            for g in &mut plan.gates {
+                if let GateKind::Drift { tests, .. } = &mut g.kind {
+                    *tests = p_gates.max(1);
+                }
+            }
+        }
         for (i, gate) in plan.gates.iter().enumerate() {
             gate.validate()?;
             if plan.gates[..i].iter().any(|g| g.name == gate.name) {
@@ -345,14 +358,31 @@ enum GateKind {
     Mismatches {
         max: u64,
     },
+    SchemaBreaks {
+        max: u64,
+    },
     Check(Arc<CheckFn>),
+    #[cfg(feature = "drift")]
+    Drift {
+        field: String,
+        statistic: crate::drift::Statistic,
+        limit: f64,
+        /// The p-value gates in the plan (Bonferroni), set by `build`.
+        tests: usize,
+    },
 }
 
 impl GateKind {
     fn mirror_only(&self) -> bool {
+        #[cfg(feature = "drift")]
+        if matches!(self, GateKind::Drift { .. }) {
+            return true;
+        }
         matches!(
             self,
-            GateKind::Agreement { .. } | GateKind::Mismatches { .. }
+            GateKind::Agreement { .. }
+                | GateKind::Mismatches { .. }
+                | GateKind::SchemaBreaks { .. }
         )
     }
 }
@@ -399,6 +429,43 @@ impl Gate {
     /// [`Builder::compare`](crate::router::Builder::compare).
     pub fn agreement(min: f64) -> Gate {
         Gate::new("agreement", GateKind::Agreement { min })
+    }
+
+    /// Fails when the drift of `field` (a pointer given to
+    /// [`CompareSettings::drift`](crate::shadow::CompareSettings::drift))
+    /// between the stable version's and the candidate's answers in the
+    /// mirror phase passes `limit`: above it for a distance (PSI,
+    /// Jensen–Shannon, chi-square, KS, Wasserstein), below `limit / k` for a
+    /// p-value, where `k` is the number of p-value drift gates in the plan
+    /// (Bonferroni). Usual limits: [`crate::drift::limits`]. Inconclusive
+    /// while the field has not appeared on both sides `min_sample` times,
+    /// and when it never appeared: never a pass on no data. Sample: the
+    /// fewer of the two sides' values. Named `drift:{field}:{statistic}`.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+    pub fn drift(field: &str, statistic: crate::drift::Statistic, limit: f64) -> Gate {
+        Gate::new(
+            format!("drift:{field}:{}", statistic.as_str()),
+            GateKind::Drift {
+                field: field.to_owned(),
+                statistic,
+                limit,
+                tests: 1,
+            },
+        )
+    }
+
+    /// Fails when more than `max` requests in the mirror phase were
+    /// accepted (2xx) by one side and rejected (4xx) by the other: the
+    /// candidate requires a field the stable version did not, or rejects a
+    /// value it accepted (see [`ShadowReport::schema_breaks`](crate::shadow::ShadowReport::schema_breaks)).
+    /// The verdict names the request of the last break. Sample: requests
+    /// both sides answered. Named `schema_compatible`.
+    pub fn schema_compatible(max_breaks: u64) -> Gate {
+        Gate::new(
+            "schema_compatible",
+            GateKind::SchemaBreaks { max: max_breaks },
+        )
     }
 
     /// Fails when more than `max` compared requests in the mirror phase
@@ -474,6 +541,14 @@ impl Gate {
             GateKind::Agreement { min } if !(0.0..=1.0).contains(&min) || min.is_nan() => {
                 Err(bad("min agreement", min))
             }
+            #[cfg(feature = "drift")]
+            GateKind::Drift {
+                statistic, limit, ..
+            } if !(limit.is_finite() && limit >= 0.0)
+                || (statistic.is_p_value() && limit > 1.0) =>
+            {
+                Err(bad("drift limit", limit))
+            }
             _ => Ok(()),
         }
     }
@@ -495,7 +570,19 @@ impl fmt::Debug for Gate {
                 .field("slack", slack),
             GateKind::Agreement { min } => d.field("min_agreement", min),
             GateKind::Mismatches { max } => d.field("max_mismatches", max),
+            GateKind::SchemaBreaks { max } => d.field("max_schema_breaks", max),
             GateKind::Check(_) => d.field("check", &"<fn>"),
+            #[cfg(feature = "drift")]
+            GateKind::Drift {
+                field,
+                statistic,
+                limit,
+                tests,
+            } => d
+                .field("field", field)
+                .field("statistic", statistic)
+                .field("limit", limit)
+                .field("tests", tests),
         };
         d.field("min_sample", &self.min_sample).finish()
     }
@@ -517,8 +604,17 @@ pub struct CheckInput<'a> {
     pub matched: u64,
     /// Shadow comparisons in the current phase that differed.
     pub mismatched: u64,
+    /// Requests in the current phase one side accepted and the other
+    /// rejected (see [`Gate::schema_compatible`]).
+    pub schema_breaks: u64,
     /// Bake time so far in the phase.
     pub baked: Duration,
+    /// The drift of the fields given to
+    /// [`CompareSettings::drift`](crate::shadow::CompareSettings::drift),
+    /// over the pair of versions compared now.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+    pub drift: &'a [crate::drift::FieldDrift],
 }
 
 /// Why a plan could not be built or started.

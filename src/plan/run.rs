@@ -224,7 +224,12 @@ impl Shared {
             window: &window,
             matched,
             mismatched,
+            schema_breaks: now
+                .schema_breaks
+                .saturating_sub(r.shadow_start.schema_breaks),
             baked: r.status.baked,
+            #[cfg(feature = "drift")]
+            drift: &now.drift,
         };
         // The stable color's latency baseline when its window is too thin
         // (a 100% step, after the promote): everything it served since the
@@ -238,9 +243,11 @@ impl Shared {
             .gates
             .iter()
             .filter_map(|g| {
-                evaluate(g, &input, &baseline).map(|verdict| GateStatus {
-                    gate: g.name.clone(),
-                    verdict,
+                evaluate(g, &input, &baseline, now.last_break.as_deref()).map(|verdict| {
+                    GateStatus {
+                        gate: g.name.clone(),
+                        verdict,
+                    }
                 })
             })
             .collect();
@@ -464,10 +471,15 @@ fn mirror(handle: &RolloutHandle, fraction: f64, generation: u64) -> u64 {
 }
 
 /// The comparison's counts, at a phase's start or now.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct ShadowCounts {
     matched: u64,
     mismatched: u64,
+    schema_breaks: u64,
+    /// The request and statuses of the last schema break.
+    last_break: Option<String>,
+    #[cfg(feature = "drift")]
+    drift: Vec<crate::drift::FieldDrift>,
 }
 
 fn shadow_counts(control: &Control) -> ShadowCounts {
@@ -478,14 +490,45 @@ fn shadow_counts(control: &Control) -> ShadowCounts {
         .and_then(|j| j.pairs.current(control.word()))
         .map(|p| p.report.snapshot())
         .unwrap_or_default();
+    let last_break = report
+        .exemplars
+        .iter()
+        .rev()
+        .find(|e| e.diffs.first().is_some_and(|d| d.path == "status"))
+        .map(|e| {
+            // The rejecting side's answer usually names what it missed.
+            let rejected = if e.shadow.status.is_client_error() {
+                &e.shadow.body
+            } else {
+                &e.primary.body
+            };
+            let said: String = String::from_utf8_lossy(rejected)
+                .chars()
+                .take(160)
+                .collect();
+            format!(
+                "{} {}: {} on the stable version, {} on the candidate ({said})",
+                e.method, e.uri, e.primary.status, e.shadow.status
+            )
+        });
     ShadowCounts {
         matched: report.matched,
         mismatched: report.mismatched,
+        schema_breaks: report.schema_breaks,
+        last_break,
+        #[cfg(feature = "drift")]
+        drift: report.drift,
     }
 }
 
 /// A gate's verdict in the current phase; `None` when it does not apply.
-fn evaluate(gate: &Gate, input: &CheckInput<'_>, baseline: &Measurement) -> Option<Verdict> {
+/// `last_break` describes the last schema break, for the schema gate's verdict.
+fn evaluate(
+    gate: &Gate,
+    input: &CheckInput<'_>,
+    baseline: &Measurement,
+    last_break: Option<&str>,
+) -> Option<Verdict> {
     let mirror = matches!(input.phase, Phase::Mirror { .. });
     let live = matches!(input.phase, Phase::Canary { .. } | Phase::PostPromotion);
     let cand = input.window.color(input.candidate);
@@ -573,6 +616,27 @@ fn evaluate(gate: &Gate, input: &CheckInput<'_>, baseline: &Measurement) -> Opti
                 Verdict::Pass
             }
         }
+        GateKind::SchemaBreaks { max } if mirror => {
+            let answered = compared + input.schema_breaks;
+            if answered < need {
+                short(answered, "requests answered by both")
+            } else if input.schema_breaks > *max {
+                Verdict::Fail(format!(
+                    "{} of {answered} requests accepted by one version and rejected by the other (at most {max} allowed){}",
+                    input.schema_breaks,
+                    last_break.map(|b| format!("; last: {b}")).unwrap_or_default()
+                ))
+            } else {
+                Verdict::Pass
+            }
+        }
+        #[cfg(feature = "drift")]
+        GateKind::Drift {
+            field,
+            statistic,
+            limit,
+            tests,
+        } if mirror => drift_verdict(input.drift, field, *statistic, *limit, *tests, need),
         GateKind::Check(check) if mirror || live => {
             let have = if mirror { compared } else { cand.finished };
             if have < need {
@@ -714,4 +778,52 @@ impl RolloutHandle {
             .attached::<Shared>()
             .map(|shared| shared.status())
     }
+}
+
+/// A drift gate's verdict over the current pair's figures.
+#[cfg(feature = "drift")]
+fn drift_verdict(
+    drift: &[crate::drift::FieldDrift],
+    field: &str,
+    statistic: crate::drift::Statistic,
+    limit: f64,
+    tests: usize,
+    need: u64,
+) -> Verdict {
+    let Some(d) = drift.iter().find(|d| d.field == field) else {
+        return Verdict::Inconclusive(format!(
+            "{field} is not measured (give it to CompareSettings::drift)"
+        ));
+    };
+    if d.kind != statistic.kind() {
+        return Verdict::Inconclusive(format!(
+            "{} does not apply to {field} ({:?})",
+            statistic.as_str(),
+            d.kind
+        ));
+    }
+    if d.sample() == 0 {
+        return Verdict::Inconclusive(format!(
+            "{field} never appeared on both sides ({} and {} values)",
+            d.primary_n, d.shadow_n
+        ));
+    }
+    if d.sample() < need {
+        return Verdict::Inconclusive(format!("{} of {need} values of {field}", d.sample()));
+    }
+    let Some(value) = d.get(statistic) else {
+        return Verdict::Inconclusive(format!("no {} for {field} yet", statistic.as_str()));
+    };
+    let name = statistic.as_str();
+    if statistic.is_p_value() {
+        let alpha = limit / tests as f64;
+        if value < alpha {
+            return Verdict::Fail(format!(
+                "{field}: {name} {value:.3e} below {alpha:.3e} ({limit} over {tests} tests)"
+            ));
+        }
+    } else if value > limit {
+        return Verdict::Fail(format!("{field}: {name} {value:.4} above {limit}"));
+    }
+    Verdict::Pass
 }

@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 
-use super::compare::{truncate_bytes, Captured, Comparator, Compare, Verdict};
+use super::compare::{truncate_bytes, Captured, Comparator, Compare, FieldDiff, Verdict};
 use super::pairs::{Pair, Pairs};
 use super::report::{Exemplar, Outcome};
 use crate::mirror::{Followup, RequestSample, ShadowResult, Spawn};
@@ -166,6 +166,31 @@ impl Judge {
             Primary::Failed => return report.count(Outcome::SkippedPrimaryFailed),
         };
         let (primary, shadow) = (*primary, *shadow);
+        let short = |mut c: Captured| {
+            c.body = truncate_bytes(c.body, 4096);
+            c
+        };
+        if is_schema_break(primary.status, shadow.status) {
+            report.latencies(primary_latency, shadow_latency);
+            let diffs = vec![FieldDiff::new(
+                "status",
+                primary.status.as_str(),
+                shadow.status.as_str(),
+            )];
+            report.schema_break(Exemplar {
+                at: SystemTime::now(),
+                method,
+                uri,
+                request: request.get(),
+                primary: short(primary),
+                shadow: short(shadow),
+                diffs,
+                versions: None, // set by the pair's report
+            });
+            return;
+        }
+        #[cfg(feature = "drift")]
+        report.drift(&primary, &shadow);
         // The panic payload is not `Sync`: drop it before awaiting.
         let verdict = std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.comparator.compare(&primary, &shadow)
@@ -181,10 +206,6 @@ impl Judge {
             }
             Ok(Verdict::Mismatch(diffs)) => {
                 report.latencies(primary_latency, shadow_latency);
-                let short = |mut c: Captured| {
-                    c.body = truncate_bytes(c.body, 4096);
-                    c
-                };
                 report.mismatch(Exemplar {
                     at: SystemTime::now(),
                     method,
@@ -489,4 +510,11 @@ impl<B> fmt::Debug for CompareBody<B> {
             .field("captured", &self.capture.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// One side accepted the request and the other rejected it as the client's
+/// fault: a change of what the versions accept.
+fn is_schema_break(primary: StatusCode, shadow: StatusCode) -> bool {
+    (primary.is_success() && shadow.is_client_error())
+        || (primary.is_client_error() && shadow.is_success())
 }

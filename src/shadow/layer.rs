@@ -113,6 +113,8 @@ pub struct CompareSettings {
     compare_wait: Duration,
     exemplars: usize,
     on_mismatch: Option<Arc<OnMismatch>>,
+    #[cfg(feature = "drift")]
+    drift: Option<Arc<crate::drift::DriftSettings>>,
 }
 
 impl CompareSettings {
@@ -125,7 +127,22 @@ impl CompareSettings {
             compare_wait: Duration::from_secs(30),
             exemplars: 16,
             on_mismatch: None,
+            #[cfg(feature = "drift")]
+            drift: None,
         }
+    }
+
+    /// Also measures the drift of these response fields between the
+    /// primary's and the shadow's answers to the same copied requests
+    /// (answers both sides gave with a 2xx status), per pair of versions:
+    /// [`ShadowReport::drift`](super::ShadowReport::drift). Runs on the
+    /// comparison task, never on the request path; memory is bounded (see
+    /// [`DriftSettings::sample`](crate::drift::DriftSettings::sample)).
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+    pub fn drift(mut self, settings: crate::drift::DriftSettings) -> Self {
+        self.drift = Some(Arc::new(settings));
+        self
     }
 
     /// Responses (either side) whose body exceeds this many bytes are not
@@ -200,7 +217,12 @@ impl CompareSettings {
         let (_, engine) = self.mirror.engine()?;
         let judge = Arc::new(Judge {
             comparator: self.comparator,
-            pairs: Pairs::new(self.exemplars, self.on_mismatch),
+            pairs: Pairs::new(
+                self.exemplars,
+                self.on_mismatch,
+                #[cfg(feature = "drift")]
+                self.drift,
+            ),
             cap: self.max_compare_bytes,
             wait: self.compare_wait,
             spawner: engine.spawner(),

@@ -13,6 +13,8 @@ pub(crate) enum Outcome {
     SkippedNotStarted,
     SkippedDropped,
     ComparatorPanic,
+    /// One side accepted the request (2xx) and the other rejected it (4xx).
+    SchemaBreak,
 }
 
-pub(crate) const OUTCOMES: usize = 9;
+pub(crate) const OUTCOMES: usize = 10;

@@ -50,16 +50,24 @@ pub(crate) struct Pairs {
     pairs: Mutex<VecDeque<Arc<Pair>>>,
     max_exemplars: usize,
     on_mismatch: Option<Arc<OnMismatch>>,
+    #[cfg(feature = "drift")]
+    drift: Option<Arc<crate::drift::DriftSettings>>,
     /// Metrics and events, shared by every pair.
     pub(crate) telemetry: Arc<CompareTelemetry>,
 }
 
 impl Pairs {
-    pub(crate) fn new(max_exemplars: usize, on_mismatch: Option<Arc<OnMismatch>>) -> Self {
+    pub(crate) fn new(
+        max_exemplars: usize,
+        on_mismatch: Option<Arc<OnMismatch>>,
+        #[cfg(feature = "drift")] drift: Option<Arc<crate::drift::DriftSettings>>,
+    ) -> Self {
         Pairs {
             pairs: Mutex::new(VecDeque::with_capacity(MAX_PAIRS)),
             max_exemplars,
             on_mismatch,
+            #[cfg(feature = "drift")]
+            drift,
             telemetry: Arc::new(CompareTelemetry::default()),
         }
     }
@@ -112,6 +120,8 @@ impl Pairs {
                 self.on_mismatch.clone(),
                 self.telemetry.clone(),
                 versions,
+                #[cfg(feature = "drift")]
+                self.drift.as_deref(),
             ),
         }
     }

@@ -28,6 +28,8 @@ pub(crate) struct Report {
     on_mismatch: Option<Arc<OnMismatch>>,
     /// Metrics and events, when the owning layer names the comparator.
     telemetry: Arc<CompareTelemetry>,
+    #[cfg(feature = "drift")]
+    drift: Option<Mutex<crate::drift::Drift>>,
 }
 
 impl Report {
@@ -36,6 +38,7 @@ impl Report {
         on_mismatch: Option<Arc<OnMismatch>>,
         telemetry: Arc<CompareTelemetry>,
         versions: Option<ComparedVersions>,
+        #[cfg(feature = "drift")] drift: Option<&crate::drift::DriftSettings>,
     ) -> Self {
         let max_exemplars = max_exemplars.min(MAX_EXEMPLARS);
         Report {
@@ -48,6 +51,8 @@ impl Report {
             max_exemplars,
             on_mismatch,
             telemetry,
+            #[cfg(feature = "drift")]
+            drift: drift.map(|d| Mutex::new(crate::drift::Drift::new(d))),
         }
     }
 
@@ -65,7 +70,6 @@ impl Report {
     pub(crate) fn mismatch(&self, mut exemplar: Exemplar) {
         self.count(Outcome::Mismatch);
         exemplar.diffs.truncate(MAX_DIFFS);
-        exemplar.versions = self.versions.clone();
         self.telemetry.mismatch(&exemplar.diffs);
         {
             let mut fields = lock(&self.fields);
@@ -73,6 +77,20 @@ impl Report {
                 count_field(&mut fields, &d.path);
             }
         }
+        self.keep(exemplar);
+    }
+
+    /// A request one side accepted (2xx) and the other rejected (4xx):
+    /// counted apart from disagreements (not in the per-field mismatch
+    /// counts), kept among the exemplars.
+    pub(crate) fn schema_break(&self, exemplar: Exemplar) {
+        self.count(Outcome::SchemaBreak);
+        self.keep(exemplar);
+    }
+
+    /// Hands the exemplar to the hook and keeps it in the ring.
+    fn keep(&self, mut exemplar: Exemplar) {
+        exemplar.versions = self.versions.clone();
         if let Some(hook) = &self.on_mismatch {
             // A panicking hook must not take the task (and its counts) down.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&exemplar)));
@@ -83,6 +101,16 @@ impl Report {
                 ring.pop_front();
             }
             ring.push_back(exemplar);
+        }
+    }
+
+    /// Counts both answers to one copied request in the drift samples.
+    #[cfg(feature = "drift")]
+    pub(crate) fn drift(&self, primary: &Captured, shadow: &Captured) {
+        if let Some(d) = &self.drift {
+            if primary.status.is_success() && shadow.status.is_success() {
+                lock(d).observe(&primary.body, &shadow.body);
+            }
         }
     }
 
@@ -104,11 +132,18 @@ impl Report {
             skipped_not_started: get(Outcome::SkippedNotStarted),
             skipped_dropped: get(Outcome::SkippedDropped),
             comparator_panics: get(Outcome::ComparatorPanic),
+            schema_breaks: get(Outcome::SchemaBreak),
             primary_latency: self.primary_latency.snapshot(),
             shadow_latency: self.shadow_latency.snapshot(),
             field_mismatches,
             exemplars: lock(&self.exemplars).iter().cloned().collect(),
             noise: None,
+            #[cfg(feature = "drift")]
+            drift: self
+                .drift
+                .as_ref()
+                .map(|d| lock(d).report())
+                .unwrap_or_default(),
         }
     }
 }
@@ -225,6 +260,11 @@ pub struct ShadowReport {
     pub skipped_dropped: u64,
     /// The comparator panicked (caught).
     pub comparator_panics: u64,
+    /// Requests one side accepted (2xx) and the other rejected (4xx): the
+    /// new version requires a field the old one did not, or rejects a
+    /// value it accepted (or the reverse). Counted apart from
+    /// `mismatched`; kept among the exemplars with a `status` diff.
+    pub schema_breaks: u64,
     /// Primary latency, from the call to the end of its response body, for
     /// compared requests.
     pub primary_latency: Percentiles,
@@ -240,6 +280,11 @@ pub struct ShadowReport {
     /// With a noise floor: which fields differ more between primary and
     /// shadow than between the primary and its secondary instance.
     pub noise: Option<NoiseReport>,
+    /// With [`CompareSettings::drift`](super::CompareSettings::drift): the
+    /// drift of each configured field between the two sides' answers.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+    pub drift: Vec<crate::drift::FieldDrift>,
 }
 
 /// The noise floor (Diffy's idea): a second instance of the primary receives
@@ -306,5 +351,6 @@ impl ShadowReport {
             + self.skipped_not_started
             + self.skipped_dropped
             + self.comparator_panics
+            + self.schema_breaks
     }
 }

@@ -123,7 +123,7 @@ const MAX_FIELDS: usize = 32;
 const OTHER_FIELD: &str = "(other)";
 
 #[cfg(feature = "metrics")]
-const COMPARE_OUTCOMES: [CompareOutcome; 9] = [
+const COMPARE_OUTCOMES: [CompareOutcome; 10] = [
     CompareOutcome::Match,
     CompareOutcome::Mismatch,
     CompareOutcome::ShadowError,
@@ -133,6 +133,7 @@ const COMPARE_OUTCOMES: [CompareOutcome; 9] = [
     CompareOutcome::SkippedNotStarted,
     CompareOutcome::SkippedDropped,
     CompareOutcome::ComparatorPanic,
+    CompareOutcome::SchemaBreak,
 ];
 
 /// The `outcome` label of a comparison's outcome, and its index.
@@ -148,6 +149,7 @@ fn compare_label(o: CompareOutcome) -> (usize, &'static str) {
         CompareOutcome::SkippedNotStarted => (6, "skipped_not_started"),
         CompareOutcome::SkippedDropped => (7, "skipped_dropped"),
         CompareOutcome::ComparatorPanic => (8, "comparator_panic"),
+        CompareOutcome::SchemaBreak => (9, "schema_break"),
     }
 }
 

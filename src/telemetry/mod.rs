@@ -55,7 +55,7 @@
 //! | `rollout_mirror_sampled_total` | counter | `name`, `layer` | requests chosen for a copy |
 //! | `rollout_mirror_copies_total` | counter | `name`, `layer`, `outcome`, `reason` | how each chosen copy ended, exactly once: `outcome` is `completed`, `error`, `timeout`, `panic`, `dropped` or `skipped`; only `dropped` and `skipped` carry a `reason`: `saturated`, `over_budget`, `shadow_slow`, `primary_early` (dropped) or `no_executor` (skipped) |
 //! | `rollout_mirror_shadow_duration_seconds` | histogram | `name`, `layer` | shadow latency, from the copy's start to the end of its response body, for completed copies and errors |
-//! | `rollout_compare_total` | counter | `name`, `layer`, `outcome` | how each sampled comparison ended: `matched`, `mismatched`, `shadow_error`, `shadow_timeout`, `skipped_over_cap`, `skipped_primary_failed`, `skipped_not_started`, `skipped_dropped` or `comparator_panic` |
+//! | `rollout_compare_total` | counter | `name`, `layer`, `outcome` | how each sampled comparison ended: `matched`, `mismatched`, `shadow_error`, `shadow_timeout`, `skipped_over_cap`, `skipped_primary_failed`, `skipped_not_started`, `skipped_dropped`, `comparator_panic` or `schema_break` (one side answered 2xx, the other 4xx) |
 //! | `rollout_compare_duration_seconds` | histogram | `name`, `layer`, `side` | latency of compared requests, `side` `primary` or `shadow` |
 //! | `rollout_compare_field_mismatches_total` | counter | `name`, `layer`, `field` | differences per field (a JSON pointer, or `status`, `body`, …); at most 32 distinct fields per comparator, the rest counted under `field="(other)"` |
 //!
