@@ -53,6 +53,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use tower_rollout::admin::Admin;
 use tower_rollout::control::{ColorVersion, Deployer, TransitionKind};
+use tower_rollout::drift::{DriftField, DriftSettings, FieldDrift, FieldKind};
 use tower_rollout::mirror::MirrorBody;
 use tower_rollout::plan::{Gate, Phase, PlanError, PlanEvent, PlanOutcome, RolloutPlan, Verdict};
 use tower_rollout::shadow::{Comparator, CompareSettings, JsonCompare, ShadowReport};
@@ -240,7 +241,7 @@ impl Fleet {
             .versions(v1.version().as_str(), v2.version().as_str())
             .sticky_header(USER)
             .served_by_header(SERVED_BY)
-            .compare(CompareSettings::new(comparator()?))
+            .compare(CompareSettings::new(comparator()?).drift(drift_fields()?))
             .build(app(v1.clone()), app(v2.clone()))?;
         let deployer = router.deployer::<axum::body::Body>();
         // axum::serve wants axum's own response type: mount the router as the
@@ -880,6 +881,9 @@ fn print_report(out: &mut dyn Write, r: &ShadowReport) -> std::io::Result<()> {
             d.primary, d.shadow
         )?;
     }
+    for d in &r.drift {
+        writeln!(out, "   drift of {}", drift_line(d))?;
+    }
     writeln!(
         out,
         "   latency p50 / p99: live {} / {} ms, candidate {} / {} ms",
@@ -888,6 +892,41 @@ fn print_report(out: &mut dyn Write, r: &ShadowReport) -> std::io::Result<()> {
         ms(r.shadow_latency.p50),
         ms(r.shadow_latency.p99)
     )
+}
+
+/// The predicted label and the first class's probability, compared in
+/// distribution between the live version and the candidate.
+fn drift_fields() -> Result<DriftSettings, ConfigError> {
+    Ok(DriftSettings::new([
+        DriftField::categorical("/label")?,
+        DriftField::numeric("/probabilities/0")?,
+    ]))
+}
+
+/// One field's drift, on one line.
+fn drift_line(d: &FieldDrift) -> String {
+    let f = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.3}"));
+    let p = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2e}"));
+    match d.kind {
+        FieldKind::Categorical => format!(
+            "{} ({} vs {} answers): PSI {}, Jensen-Shannon {}, chi-square p {}",
+            d.field,
+            d.primary_n,
+            d.shadow_n,
+            f(d.psi),
+            f(d.jensen_shannon),
+            p(d.chi_square.map(|c| c.p_value)),
+        ),
+        _ => format!(
+            "{} ({} vs {} answers): KS {} (p {}), Wasserstein {}",
+            d.field,
+            d.primary_n,
+            d.shadow_n,
+            f(d.ks.map(|k| k.statistic)),
+            p(d.ks.map(|k| k.p_value)),
+            f(d.wasserstein),
+        ),
+    }
 }
 
 /// A client sending requests (users `during-deploy-*`) until `stop` is set
@@ -1185,7 +1224,7 @@ pub(crate) async fn run_walkthrough(
     tour.summary.compared_v3 = compared.clone();
     writeln!(
         tour.out,
-        "   {} requests: users got v2's answers ({}); compared {}: agreement {}, labels differ on {}\n",
+        "   {} requests: users got v2's answers ({}); compared {}: agreement {}, labels differ on {}",
         opts.mirrored,
         tour.summary.mirror_v3,
         compared.compared,
@@ -1194,6 +1233,19 @@ pub(crate) async fn run_walkthrough(
             .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
         compared.label_mismatches
     )?;
+    // The report of this pair (v2 live, v3 the candidate) names both sides.
+    let pair = handle.shadow_report();
+    if let Some(v) = &pair.versions {
+        writeln!(
+            tour.out,
+            "   the pair compared: {} ({}) against {} ({})",
+            v.primary.version, v.primary.color, v.shadow.version, v.shadow.color
+        )?;
+    }
+    for d in &pair.drift {
+        writeln!(tour.out, "   drift of {}", drift_line(d))?;
+    }
+    writeln!(tour.out)?;
 
     // 8. A sticky canary of v3.
     writeln!(
@@ -1335,7 +1387,7 @@ pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSumm
         .versions("v1", "v2")
         .sticky_header(USER)
         .served_by_header(SERVED_BY)
-        .compare(CompareSettings::new(comparator()?))
+        .compare(CompareSettings::new(comparator()?).drift(drift_fields()?))
         .build(app(v1.clone()), faulty(app(v2.clone()), broken.clone()))?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

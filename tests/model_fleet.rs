@@ -122,6 +122,11 @@ async fn walkthrough_rolls_v1_v2_v3_through_one_process() {
         "7. blue (v3)",
         "8. canary of v3",
         "9. promote",
+        // Labels and drift come from the report of each pair.
+        "v1 (blue) says",
+        "the pair compared: v2 (green) against v3 (blue)",
+        "drift of /label (150 vs 150 answers): PSI",
+        "drift of /probabilities/0 (150 vs 150 answers): KS",
     ] {
         assert!(printed.contains(step), "{step} missing from:\n{printed}");
     }
