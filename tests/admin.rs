@@ -473,11 +473,11 @@ mod live {
             );
         }
         for (method, path, allow) in [
-            (Method::GET, "/promote", "POST"),
-            (Method::GET, "/split", "POST"),
-            (Method::PUT, "/rollback", "POST"),
-            (Method::POST, "/status", "GET"),
-            (Method::DELETE, "/status", "GET"),
+            (Method::GET, "/promote", "POST, OPTIONS"),
+            (Method::GET, "/split", "POST, OPTIONS"),
+            (Method::PUT, "/rollback", "POST, OPTIONS"),
+            (Method::POST, "/status", "GET, HEAD, OPTIONS"),
+            (Method::DELETE, "/status", "GET, HEAD, OPTIONS"),
         ] {
             let r = call_admin(&client, addr, method.clone(), path, Some(TOKEN), "").await;
             assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
@@ -583,7 +583,7 @@ mod live {
             (r.status, &r.headers["allow"]),
             (
                 StatusCode::METHOD_NOT_ALLOWED,
-                &"GET".parse::<http::HeaderValue>().unwrap()
+                &"GET, HEAD, OPTIONS".parse::<http::HeaderValue>().unwrap()
             )
         );
         let r = admin_post(&client, addr, "/models/vision/split", r#"{"fraction": 3}"#).await;

@@ -28,10 +28,14 @@
 //! Errors are JSON too, `{"error": "..."}`: 401 without the token or with a
 //! wrong one (with `WWW-Authenticate: Bearer`), checked before anything else;
 //! 404 for an unknown path or model; 405 for a wrong method (with `Allow`);
-//! 400 for a body that is not `{"fraction": <number>}` or a fraction outside
-//! `0..=1` (the handle's [`ConfigError`](crate::ConfigError) message); 413 for
-//! a body over [`MAX_BODY_BYTES`]; 409 when the router cannot mirror (no
-//! executor). The service never panics on a request and never fails (its
+//! 400 for a body that is not the route's JSON object (unknown or duplicate
+//! keys included) or a fraction outside `0..=1` (the handle's
+//! [`ConfigError`](crate::ConfigError) message); 413 for a body over
+//! [`MAX_BODY_BYTES`] on any route; 408 for a body that has not arrived
+//! within [`BODY_DEADLINE`]; 409 when the router cannot mirror (no
+//! executor), or on a stale `expect_generation`. `HEAD` works wherever
+//! `GET` does, and `OPTIONS` answers 204 with `Allow`. A refused request
+//! changes nothing. The service never panics on a request and never fails (its
 //! error type is `Infallible`).
 //!
 //! # The status document
@@ -146,4 +150,4 @@ mod auth;
 mod json;
 mod service;
 
-pub use service::{Admin, AdminBuilder, ResponseFuture, MAX_BODY_BYTES};
+pub use service::{Admin, AdminBuilder, ResponseFuture, BODY_DEADLINE, MAX_BODY_BYTES};

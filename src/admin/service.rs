@@ -18,9 +18,13 @@ use crate::control::{self, Change, ControlError, VersionLabel};
 use crate::error::ConfigError;
 use crate::{Color, Fleet, RolloutHandle};
 
-/// The largest request body read (the JSON of `POST /split` and `/mirror`);
-/// a larger one is answered with 413.
+/// The largest request body read, on every route; a larger one is answered
+/// with 413 and changes nothing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a control route waits for its request body; a body that does
+/// not arrive in time is answered with 408 and changes nothing.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 use tower::BoxError;
 
@@ -221,6 +225,16 @@ enum Route<'a> {
     UnknownModel(&'a str),
 }
 
+impl Route<'_> {
+    /// The method the route answers (besides HEAD and OPTIONS).
+    fn method(&self) -> Method {
+        match self {
+            Route::Handle(_, action) => action.method(),
+            _ => Method::GET,
+        }
+    }
+}
+
 /// The route for `path`, `None` for an unknown path.
 fn route<'a>(target: &'a Target, path: &'a str) -> Option<Route<'a>> {
     let rest = path.strip_prefix('/')?;
@@ -252,6 +266,7 @@ fn route<'a>(target: &'a Target, path: &'a str) -> Option<Route<'a>> {
 }
 
 impl Inner {
+    /// Authenticates, routes, and hands the request to its handler.
     async fn respond<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body,
@@ -265,64 +280,62 @@ impl Inner {
             }
         }
         let (parts, body) = req.into_parts();
-        let (handle, action) = match route(&self.target, parts.uri.path()) {
-            None => return error(StatusCode::NOT_FOUND, "not found"),
-            Some(Route::UnknownModel(name)) => {
-                return error(StatusCode::NOT_FOUND, &format!("unknown model {name:?}"))
-            }
-            Some(Route::Models(fleet)) => return get_only(&parts.method, || models_json(fleet)),
-            Some(Route::FleetStatus(fleet)) => {
-                return get_only(&parts.method, || fleet_status_json(fleet))
-            }
-            Some(Route::Handle(handle, action)) => (handle, action),
+        let Some(route) = route(&self.target, parts.uri.path()) else {
+            return error(StatusCode::NOT_FOUND, "not found");
         };
-        if parts.method != action.method() {
-            return method_not_allowed(action.method());
+        if let Route::UnknownModel(name) = route {
+            return error(StatusCode::NOT_FOUND, &format!("unknown model {name:?}"));
         }
-        let args = if action == Action::Status {
-            Args::default()
-        } else {
-            let bytes = match read_body(&parts.headers, body).await {
-                Ok(b) => b,
-                Err(res) => return res,
-            };
-            match Args::parse(action, &bytes) {
-                Ok(args) => args,
-                Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        let method = route.method();
+        // HEAD is GET without the body; OPTIONS says what the route takes.
+        match parts.method {
+            ref m if m == method => {}
+            Method::HEAD if method == Method::GET => {
+                return head(self.handle(route, &parts.headers, body).await);
             }
+            Method::OPTIONS => return options(&method),
+            _ => return method_not_allowed(&method),
+        }
+        self.handle(route, &parts.headers, body).await
+    }
+
+    /// The route's handler.
+    async fn handle<B>(
+        &self,
+        route: Route<'_>,
+        headers: &http::HeaderMap,
+        body: B,
+    ) -> Response<Full<Bytes>>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        let (handle, action) = match route {
+            Route::Models(fleet) => return json(StatusCode::OK, &models_json(fleet)),
+            Route::FleetStatus(fleet) => return json(StatusCode::OK, &fleet_status_json(fleet)),
+            Route::UnknownModel(_) => return error(StatusCode::NOT_FOUND, "not found"),
+            Route::Handle(handle, action) => (handle, action),
+        };
+        if action == Action::Status {
+            return json(StatusCode::OK, &status_json(&handle));
+        }
+        let args = match read_args(action, headers, body).await {
+            Ok(args) => args,
+            Err(res) => return res,
         };
         let changed = match action {
-            Action::Status => Ok(None),
             Action::Promote | Action::Rollback | Action::Split | Action::Mirror => {
-                steer(&handle, action, args).map(|c| Some(c.is_applied()))
+                steer(&handle, action, args).map(|c| c.is_applied())
             }
-            Action::PlanPause | Action::PlanResume | Action::PlanAbort | Action::PlanPromote => {
-                let Some(run) = handle.plan() else {
-                    return error(
-                        StatusCode::CONFLICT,
-                        "no rollout plan has run on this router",
-                    );
-                };
-                let done = match action {
-                    Action::PlanPause => run.pause(),
-                    Action::PlanResume => run.resume(),
-                    Action::PlanAbort => run.abort("aborted through the admin endpoint"),
-                    _ => run.skip_to_promote(),
-                };
-                if !done {
-                    let state = format!("{:?}", run.status().state).to_lowercase();
-                    return error(
-                        StatusCode::CONFLICT,
-                        &format!("the rollout plan is {state}: nothing to do"),
-                    );
-                }
-                Ok(Some(true))
-            }
+            _ => match plan_call(&handle, action) {
+                None => Ok(true),
+                Some(refused) => return refused,
+            },
         };
         match changed {
             Ok(changed) => {
                 let mut status = status_json(&handle);
-                if let (Some(changed), Some(doc)) = (changed, status.as_object_mut()) {
+                if let Some(doc) = status.as_object_mut() {
                     doc.insert("changed".into(), Value::Bool(changed));
                 }
                 json(StatusCode::OK, &status)
@@ -330,6 +343,63 @@ impl Inner {
             Err(e) => control_error(&e),
         }
     }
+}
+
+/// Pauses, resumes, aborts or promotes the running plan: the 409 answer
+/// when there is none or it cannot, `None` when done.
+fn plan_call(handle: &RolloutHandle, action: Action) -> Option<Response<Full<Bytes>>> {
+    let Some(run) = handle.plan() else {
+        return Some(error(
+            StatusCode::CONFLICT,
+            "no rollout plan has run on this router",
+        ));
+    };
+    let done = match action {
+        Action::PlanPause => run.pause(),
+        Action::PlanResume => run.resume(),
+        Action::PlanAbort => run.abort("aborted through the admin endpoint"),
+        _ => run.skip_to_promote(),
+    };
+    if done {
+        return None;
+    }
+    let state = format!("{:?}", run.status().state).to_lowercase();
+    Some(error(
+        StatusCode::CONFLICT,
+        &format!("the rollout plan is {state}: nothing to do"),
+    ))
+}
+
+/// Reads and parses a control route's body, within [`BODY_DEADLINE`].
+async fn read_args<B>(
+    action: Action,
+    headers: &http::HeaderMap,
+    body: B,
+) -> Result<Args, Response<Full<Bytes>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    // Outside a tokio runtime (a test driving the service by hand) there is
+    // no timer: the body is read without a deadline.
+    let read = read_body(headers, body);
+    if tokio::runtime::Handle::try_current().is_err() {
+        let bytes = read.await?;
+        return Args::parse(action, &bytes).map_err(|msg| error(StatusCode::BAD_REQUEST, &msg));
+    }
+    let bytes = match tokio::time::timeout(BODY_DEADLINE, read).await {
+        Ok(read) => read?,
+        Err(_) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {} s",
+                    BODY_DEADLINE.as_secs()
+                ),
+            ))
+        }
+    };
+    Args::parse(action, &bytes).map_err(|msg| error(StatusCode::BAD_REQUEST, &msg))
 }
 
 /// Runs a control route's call on `handle`, in its conditional form when the
@@ -397,7 +467,13 @@ impl Args {
             match serde_json::from_slice::<Value>(bytes)
                 .map_err(|e| format!("invalid JSON: {e}"))?
             {
-                Value::Object(fields) => fields,
+                // Read again, refusing duplicate keys: `{"to": "blue",
+                // "to": "green"}` must not silently mean green.
+                Value::Object(_) => {
+                    serde_json::from_slice::<UniqueKeys>(bytes)
+                        .map_err(|e| format!("invalid JSON: {e}"))?
+                        .0
+                }
                 _ => return Err(r#"expected a JSON object such as {"fraction": 0.1}"#.into()),
             }
         };
@@ -460,6 +536,38 @@ impl Args {
     }
 }
 
+/// A JSON object whose keys are all distinct.
+struct UniqueKeys(serde_json::Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = UniqueKeys;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut fields = serde_json::Map::new();
+                while let Some(key) = m.next_key::<String>()? {
+                    if fields.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("duplicate field {key:?}")));
+                    }
+                    let value: Value = m.next_value()?;
+                    fields.insert(key, value);
+                }
+                Ok(UniqueKeys(fields))
+            }
+        }
+        d.deserialize_map(Object)
+    }
+}
+
 /// Reads a request body of at most [`MAX_BODY_BYTES`].
 async fn read_body<B>(headers: &http::HeaderMap, body: B) -> Result<Bytes, Response<Full<Bytes>>>
 where
@@ -514,25 +622,38 @@ fn unauthorized(message: &str, challenge: &'static str) -> Response<Full<Bytes>>
     res
 }
 
-fn method_not_allowed(allowed: Method) -> Response<Full<Bytes>> {
+/// What a route answers to, for `Allow`.
+fn allow(method: &Method) -> HeaderValue {
+    if method == Method::GET {
+        HeaderValue::from_static("GET, HEAD, OPTIONS")
+    } else {
+        HeaderValue::from_static("POST, OPTIONS")
+    }
+}
+
+fn method_not_allowed(allowed: &Method) -> Response<Full<Bytes>> {
     let mut res = error(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!("method not allowed: use {allowed}"),
     );
-    let allow = match allowed {
-        Method::GET => HeaderValue::from_static("GET"),
-        _ => HeaderValue::from_static("POST"),
-    };
-    res.headers_mut().insert(ALLOW, allow);
+    res.headers_mut().insert(ALLOW, allow(allowed));
     res
 }
 
-fn get_only(method: &Method, body: impl FnOnce() -> Value) -> Response<Full<Bytes>> {
-    if method == Method::GET {
-        json(StatusCode::OK, &body())
-    } else {
-        method_not_allowed(Method::GET)
-    }
+/// `OPTIONS`: no body, the methods in `Allow`.
+fn options(method: &Method) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res.headers_mut().insert(ALLOW, allow(method));
+    res
+}
+
+/// A GET's answer without its body, its length kept in `Content-Length`.
+fn head(res: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (mut parts, body) = res.into_parts();
+    let len = body.size_hint().exact().unwrap_or(0);
+    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
 #[cfg(test)]
@@ -575,6 +696,83 @@ mod tests {
             .unwrap()
     }
 
+    fn req(method: Method, path: &str, body: &str) -> Request<String> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body.to_owned())
+            .unwrap()
+    }
+
+    fn body_of(res: Response<Full<Bytes>>) -> Bytes {
+        futures_executor::block_on(res.into_body().collect())
+            .unwrap()
+            .to_bytes()
+    }
+
+    #[test]
+    fn head_options_and_duplicate_keys() {
+        let (admin, many, h) = admin();
+        let call = |a: &Admin, r| futures_executor::block_on(a.clone().oneshot(r)).unwrap();
+
+        let get = call(&admin, req(Method::GET, "/status", ""));
+        let get_len = body_of(get).len();
+        let head = call(&admin, req(Method::HEAD, "/status", ""));
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(head.headers()[CONTENT_LENGTH], get_len.to_string().as_str());
+        assert!(body_of(head).is_empty());
+        let head = call(&many, req(Method::HEAD, "/models", ""));
+        assert_eq!(head.status(), StatusCode::OK);
+
+        let opt = call(&admin, req(Method::OPTIONS, "/promote", ""));
+        assert_eq!(opt.status(), StatusCode::NO_CONTENT);
+        assert_eq!(opt.headers()[ALLOW], "POST, OPTIONS");
+        let opt = call(&many, req(Method::OPTIONS, "/models/m/status", ""));
+        assert_eq!(opt.headers()[ALLOW], "GET, HEAD, OPTIONS");
+        let wrong = call(&admin, req(Method::HEAD, "/promote", ""));
+        assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(wrong.headers()[ALLOW], "POST, OPTIONS");
+
+        let dup = call(
+            &admin,
+            req(Method::POST, "/promote", r#"{"to": "blue", "to": "green"}"#),
+        );
+        assert_eq!(dup.status(), StatusCode::BAD_REQUEST);
+        let msg = String::from_utf8(body_of(dup).to_vec()).unwrap();
+        assert!(msg.contains("duplicate field"), "{msg}");
+        assert_eq!(h.active(), Color::Blue, "nothing changed");
+        assert_eq!(h.generation(), 0);
+    }
+
+    #[test]
+    fn a_large_body_on_any_control_route_is_413_and_changes_nothing() {
+        let (admin, _, h) = admin();
+        let huge = " ".repeat(10 * 1024 * 1024);
+        for path in ["/promote", "/rollback", "/split", "/plan-abort"] {
+            let res =
+                futures_executor::block_on(admin.clone().oneshot(req(Method::POST, path, &huge)))
+                    .unwrap();
+            assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        }
+        assert_eq!((h.active(), h.generation()), (Color::Blue, 0));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_body_that_never_arrives_is_408() {
+        let (admin, _, h) = admin();
+        let never = StreamBody::new(stream::pending::<Result<Frame<Bytes>, std::io::Error>>());
+        let r = Request::post("/promote")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(never)
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let res = admin.oneshot(r).await.unwrap();
+        assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(started.elapsed(), BODY_DEADLINE);
+        assert_eq!((h.active(), h.generation()), (Color::Blue, 0));
+    }
+
     #[test]
     fn streamed_bodies_are_capped_and_their_errors_are_400() {
         let (admin, _, h) = admin();
@@ -603,10 +801,11 @@ mod tests {
 
     proptest! {
         /// Whatever the method, path, token and body: an answer with a known
-        /// status and a JSON body, never a panic.
+        /// status and a JSON body (no body for HEAD and OPTIONS), never a
+        /// panic.
         #[test]
         fn any_request_gets_a_json_answer(
-            method in prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD]),
+            method in prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD, Method::OPTIONS]),
             segments in prop::collection::vec(prop::sample::select(vec![
                 "status", "promote", "rollback", "split", "mirror", "models", "m", "x", "", "%2e", "..",
             ]), 0..4),
@@ -628,10 +827,15 @@ mod tests {
                 let req = req.body(Full::new(body.clone())).unwrap();
                 let res = futures_executor::block_on(admin.oneshot(req)).unwrap();
                 let status = res.status().as_u16();
-                prop_assert!([200, 400, 401, 404, 405, 409, 413].contains(&status), "{status}");
+                prop_assert!([200, 204, 400, 401, 404, 405, 409, 413].contains(&status), "{status}");
                 prop_assert_eq!(status == 401, !authorized);
+                let bodiless = (method == Method::HEAD && status == 200) || status == 204;
                 let bytes = futures_executor::block_on(res.into_body().collect()).unwrap().to_bytes();
-                prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
+                if bodiless {
+                    prop_assert!(bytes.is_empty());
+                } else {
+                    prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
+                }
             }
         }
     }
