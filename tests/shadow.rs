@@ -407,3 +407,28 @@ async fn comparisons_dropped_by_the_executor_are_counted() {
     let r = handle.report();
     assert_eq!((r.skipped_not_started, r.total()), (1, 1), "{r:?}");
 }
+
+/// The builder's call order never undoes a setting: `.mirror(..)` after
+/// `.sample(0.0)` keeps the sample at 0 (nothing compared), and so does the
+/// other order.
+#[tokio::test]
+async fn a_later_mirror_call_keeps_the_sample() {
+    for sample_first in [true, false] {
+        let b = ShadowComparator::builder(echo("v2:"), Comparator::bytes());
+        let settings = MirrorLayer::settings().timeout(Duration::from_secs(2));
+        let b = if sample_first {
+            b.sample(0.0).mirror(settings)
+        } else {
+            b.mirror(settings).sample(0.0)
+        };
+        let (layer, handle) = b.build().unwrap();
+        let svc = ServiceBuilder::new().layer(layer).service(echo("v1:"));
+        for _ in 0..20 {
+            let res = svc.clone().oneshot(request("x")).await.unwrap();
+            res.into_body().collect().await.unwrap();
+        }
+        let stats = handle.mirror_stats();
+        assert_eq!(stats.sampled, 0, "sample_first={sample_first}: {stats:?}");
+        assert_eq!(handle.report().total(), 0);
+    }
+}

@@ -42,6 +42,7 @@ impl<T> ShadowComparator<T> {
             noise: (0.20, 0.0003),
             settings: CompareSettings::new(comparator),
             name: Ok(Name::default()),
+            sample: None,
         }
     }
 }
@@ -250,6 +251,9 @@ pub struct ShadowBuilder<T, U = NoSecondary> {
     noise: (f64, f64),
     settings: CompareSettings,
     name: Result<Name, ConfigError>,
+    /// Set by [`sample`](Self::sample): applied at `build`, so that a later
+    /// [`mirror`](Self::mirror) call does not undo it.
+    sample: Option<f64>,
 }
 
 impl<T, U> ShadowBuilder<T, U> {
@@ -265,6 +269,7 @@ impl<T, U> ShadowBuilder<T, U> {
             noise: self.noise,
             settings: self.settings,
             name: self.name,
+            sample: self.sample,
         }
     }
 
@@ -276,9 +281,11 @@ impl<T, U> ShadowBuilder<T, U> {
         self.noise = (relative, absolute);
         self
     }
-    /// The fraction of requests compared, `0.0..=1.0`. Default 1.
+    /// The fraction of requests compared, `0.0..=1.0`. Default 1. Wins over
+    /// a `sample` inside [`mirror`](Self::mirror)'s settings, whichever is
+    /// called first.
     pub fn sample(mut self, fraction: f64) -> Self {
-        self.settings.mirror = self.settings.mirror.sample(fraction);
+        self.sample = Some(fraction);
         self
     }
 
@@ -331,7 +338,11 @@ impl<T, U> ShadowBuilder<T, U> {
     pub fn build(self) -> Result<(ShadowComparator<T, U>, ShadowHandle), ConfigError> {
         let name = self.name?;
         let noise = self.secondary.as_ref().map(|_| self.noise);
-        let shared = Arc::new(self.settings.build(noise)?);
+        let mut settings = self.settings;
+        if let Some(fraction) = self.sample {
+            settings.mirror = settings.mirror.sample(fraction);
+        }
+        let shared = Arc::new(settings.build(noise)?);
         shared.engine.stats.telemetry.attach(&name, Owner::Shadow);
         shared.judge.pairs.telemetry.attach(&name, Owner::Shadow);
         let handle = ShadowHandle {
