@@ -18,6 +18,7 @@
 //! | `POST /rollback` | [`rollback`](crate::RolloutHandle::rollback) |
 //! | `POST /split` with `{"fraction": 0.1}` | [`set_split`](crate::RolloutHandle::set_split) |
 //! | `POST /mirror` with `{"fraction": 0.1}` | [`mirror_standby`](crate::RolloutHandle::mirror_standby) |
+//! | `POST /plan` | starts a [rollout plan](crate::plan) from its JSON document (see [`plan_from_json`] for the format); 400 with `"field"` naming what is wrong, 409 when a plan already runs |
 //! | `POST /plan-pause`, `/plan-resume`, `/plan-abort`, `/plan-promote` | the running [rollout plan](crate::plan)'s [`pause`](crate::plan::PlanRun::pause), [`resume`](crate::plan::PlanRun::resume), [`abort`](crate::plan::PlanRun::abort), [`skip_to_promote`](crate::plan::PlanRun::skip_to_promote); 409 when no plan has run or it cannot (already finished, not paused) |
 //!
 //! Every `POST` answers with the new status document. For a
@@ -147,7 +148,9 @@
 //! ```
 
 mod auth;
+mod document;
 mod json;
 mod service;
 
+pub use document::{plan_from_json, PlanDocumentError};
 pub use service::{Admin, AdminBuilder, ResponseFuture, BODY_DEADLINE, MAX_BODY_BYTES};

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde_json::Value;
 
 use super::auth::{Token, Verdict};
+use super::document::{plan_from_json, strict_json};
 use super::json::{error_json, fleet_status_json, models_json, status_json};
 use crate::control::{self, Change, ControlError, VersionLabel};
 use crate::error::ConfigError;
@@ -190,6 +191,8 @@ enum Action {
     PlanResume,
     PlanAbort,
     PlanPromote,
+    /// `POST /plan`: starts a rollout plan from its JSON document.
+    PlanStart,
 }
 
 impl Action {
@@ -204,6 +207,7 @@ impl Action {
             "plan-resume" => Action::PlanResume,
             "plan-abort" => Action::PlanAbort,
             "plan-promote" => Action::PlanPromote,
+            "plan" => Action::PlanStart,
             _ => return None,
         })
     }
@@ -319,6 +323,9 @@ impl Inner {
         if action == Action::Status {
             return json(StatusCode::OK, &status_json(&handle));
         }
+        if action == Action::PlanStart {
+            return start_plan(&handle, headers, body).await;
+        }
         let args = match read_args(action, headers, body).await {
             Ok(args) => args,
             Err(res) => return res,
@@ -342,6 +349,44 @@ impl Inner {
             }
             Err(e) => control_error(&e),
         }
+    }
+}
+
+/// `POST /plan`: reads the plan document and starts the plan; 400 naming
+/// the field that is wrong, 409 when a plan already runs (or the router
+/// cannot run this one).
+async fn start_plan<B>(
+    handle: &RolloutHandle,
+    headers: &http::HeaderMap,
+    body: B,
+) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let bytes = match read_within_deadline(headers, body).await {
+        Ok(b) => b,
+        Err(res) => return res,
+    };
+    let plan = match plan_from_json(&bytes) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let mut doc = error_json(&e.to_string());
+            if let Some(obj) = doc.as_object_mut() {
+                obj.insert("field".into(), Value::String(e.field));
+            }
+            return json(StatusCode::BAD_REQUEST, &doc);
+        }
+    };
+    match plan.start(handle) {
+        Ok(_) => {
+            let mut status = status_json(handle);
+            if let Some(doc) = status.as_object_mut() {
+                doc.insert("changed".into(), Value::Bool(true));
+            }
+            json(StatusCode::OK, &status)
+        }
+        Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
     }
 }
 
@@ -380,26 +425,35 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    // Outside a tokio runtime (a test driving the service by hand) there is
-    // no timer: the body is read without a deadline.
+    let bytes = read_within_deadline(headers, body).await?;
+    Args::parse(action, &bytes).map_err(|msg| error(StatusCode::BAD_REQUEST, &msg))
+}
+
+/// Reads a request body within [`BODY_DEADLINE`] (408 after it). Outside a
+/// tokio runtime (a test driving the service by hand) there is no timer:
+/// the body is read without a deadline.
+async fn read_within_deadline<B>(
+    headers: &http::HeaderMap,
+    body: B,
+) -> Result<Bytes, Response<Full<Bytes>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
     let read = read_body(headers, body);
     if tokio::runtime::Handle::try_current().is_err() {
-        let bytes = read.await?;
-        return Args::parse(action, &bytes).map_err(|msg| error(StatusCode::BAD_REQUEST, &msg));
+        return read.await;
     }
-    let bytes = match tokio::time::timeout(BODY_DEADLINE, read).await {
-        Ok(read) => read?,
-        Err(_) => {
-            return Err(error(
-                StatusCode::REQUEST_TIMEOUT,
-                &format!(
-                    "the request body did not arrive within {} s",
-                    BODY_DEADLINE.as_secs()
-                ),
-            ))
-        }
-    };
-    Args::parse(action, &bytes).map_err(|msg| error(StatusCode::BAD_REQUEST, &msg))
+    match tokio::time::timeout(BODY_DEADLINE, read).await {
+        Ok(read) => read,
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body did not arrive within {} s",
+                BODY_DEADLINE.as_secs()
+            ),
+        )),
+    }
 }
 
 /// Runs a control route's call on `handle`, in its conditional form when the
@@ -464,16 +518,10 @@ impl Args {
         let fields = if bytes.iter().all(u8::is_ascii_whitespace) {
             serde_json::Map::new()
         } else {
-            match serde_json::from_slice::<Value>(bytes)
-                .map_err(|e| format!("invalid JSON: {e}"))?
-            {
-                // Read again, refusing duplicate keys: `{"to": "blue",
-                // "to": "green"}` must not silently mean green.
-                Value::Object(_) => {
-                    serde_json::from_slice::<UniqueKeys>(bytes)
-                        .map_err(|e| format!("invalid JSON: {e}"))?
-                        .0
-                }
+            // Duplicate keys refused: `{"to": "blue", "to": "green"}` must
+            // not silently mean green.
+            match strict_json(bytes)? {
+                Value::Object(fields) => fields,
                 _ => return Err(r#"expected a JSON object such as {"fraction": 0.1}"#.into()),
             }
         };
@@ -533,38 +581,6 @@ impl Args {
             });
         }
         Ok(args)
-    }
-}
-
-/// A JSON object whose keys are all distinct.
-struct UniqueKeys(serde_json::Map<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Object;
-        impl<'de> serde::de::Visitor<'de> for Object {
-            type Value = UniqueKeys;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<UniqueKeys, A::Error> {
-                let mut fields = serde_json::Map::new();
-                while let Some(key) = m.next_key::<String>()? {
-                    if fields.contains_key(&key) {
-                        return Err(serde::de::Error::custom(format!("duplicate field {key:?}")));
-                    }
-                    let value: Value = m.next_value()?;
-                    fields.insert(key, value);
-                }
-                Ok(UniqueKeys(fields))
-            }
-        }
-        d.deserialize_map(Object)
     }
 }
 
@@ -771,6 +787,66 @@ mod tests {
         assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(started.elapsed(), BODY_DEADLINE);
         assert_eq!((h.active(), h.generation()), (Color::Blue, 0));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_plan_is_started_from_its_document() {
+        let (admin, many, h) = admin();
+        let post = |a: &Admin, path: &str, body: &str| {
+            let a = a.clone();
+            let r = req(Method::POST, path, body);
+            async move {
+                let res = a.oneshot(r).await.unwrap();
+                let status = res.status();
+                let bytes = res.into_body().collect().await.unwrap().to_bytes();
+                (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+            }
+        };
+        let bad = [
+            (r#"{"steps": [{"split": 0.1}]}"#, "steps[0].bake_seconds"),
+            (
+                r#"{"steps": [{"split": 0.1, "bake_seconds": 5, "bake": 3}]}"#,
+                "steps[0].bake",
+            ),
+            (
+                r#"{"steps": [{"split": 0.1, "bake_seconds": 5}], "gates": [{"type": "speed", "min_sample": 1}]}"#,
+                "gates[0].type",
+            ),
+            (
+                r#"{"steps": [{"split": 0.1, "bake_seconds": 5}], "gates": [{"type": "error_rate", "max": 0.01}]}"#,
+                "gates[0].min_sample",
+            ),
+            (r#"{"mirror": {"fraction": 1.0}, "steps": []}"#, "mirror"),
+            (
+                r#"{"steps": [{"split": 0.1, "bake_seconds": 5}], "steps": []}"#,
+                "",
+            ),
+            (r#"{"steps": [{"split": 1.5, "bake_seconds": 5}]}"#, "steps"),
+        ];
+        for (doc, field) in bad {
+            let (status, body) = post(&admin, "/plan", doc).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}: {body}");
+            assert_eq!(body["field"], field, "{doc}: {body}");
+        }
+        assert!(
+            h.plan_status().is_none(),
+            "no bad document started anything"
+        );
+
+        let good = r#"{
+            "steps": [{"split": 0.1, "bake_seconds": 30}, {"split": 0.5, "bake_seconds": 30}],
+            "gates": [{"type": "error_rate", "max": 0.01, "min_sample": 10}],
+            "interval_ms": 500
+        }"#;
+        let (status, body) = post(&admin, "/plan", good).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["changed"], true);
+        let plan = h.plan_status().expect("the plan runs");
+        assert!(!plan.state.is_finished());
+        assert_eq!(body["plan_running"], true);
+        let (status, body) = post(&many, "/models/m/plan", good).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        h.plan().unwrap().abort("test over");
     }
 
     #[test]
