@@ -58,6 +58,9 @@
 //! features emit), and with the feature `admin`, `admin` (an HTTP endpoint to
 //! watch and steer rollouts).
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without `tokio` the deploys and plans are compiled out, and the parts of
+// the core only they use would warn.
+#![cfg_attr(not(feature = "tokio"), allow(dead_code, unused_imports))]
 
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]

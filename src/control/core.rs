@@ -273,6 +273,7 @@ impl Control {
     /// given the new epoch and the version's tags, and returns the replaced
     /// service value), then
     /// publishes the new word.
+    #[cfg(feature = "tokio")]
     pub(crate) fn commit_deploy(
         &self,
         color: Color,
@@ -313,6 +314,7 @@ impl Control {
 
     /// The preconditions of a deploy into `color`, checked before the new
     /// version is made ready (and again at the commit).
+    #[cfg(feature = "tokio")]
     pub(crate) fn check_deploy(
         &self,
         color: Option<Color>,
@@ -357,6 +359,7 @@ impl Control {
     }
 }
 
+#[cfg(feature = "tokio")]
 fn check_deploy(
     st: &State,
     color: Color,
@@ -394,6 +397,7 @@ fn check_deploy(
 }
 
 /// What [`Control::commit_deploy`] returns.
+#[cfg(feature = "tokio")]
 pub(crate) struct Deployment {
     pub(crate) transition: Transition,
     pub(crate) retired: super::Retired,

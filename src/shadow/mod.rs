@@ -73,6 +73,7 @@ mod service;
 mod telemetry;
 
 pub use capture::CompareBody;
+#[cfg(feature = "tokio")]
 pub(crate) use capture::Judge;
 #[doc(hidden)]
 pub use capture::{Capture as PrimaryCapture, PendingCapture};
