@@ -80,9 +80,9 @@ mod sync;
 mod version;
 mod word;
 
-pub(crate) use self::core::{Control, Initial, Observer};
 #[cfg(feature = "tokio")]
 pub(crate) use self::core::MeasureGuard;
+pub(crate) use self::core::{Control, Initial, Observer};
 pub(crate) use counters::{Admission, Block, InFlight, Lane};
 #[cfg(feature = "tokio")]
 pub use deploy::{Deploy, DeployError, Deployed, Deployer, DEFAULT_DEPLOY_TIMEOUT};
