@@ -982,3 +982,59 @@ fn invalid_names_fail_at_construction() {
         expected
     );
 }
+
+/// With drift measured, each statistic of each field is a gauge labelled
+/// with the pair's versions, and its value is the report's.
+#[test]
+fn drift_is_a_gauge_per_field_and_statistic_of_the_pair() {
+    use tower_rollout::drift::{DriftField, DriftSettings};
+    capture(false, |metrics, _| async move {
+        let answer = |labels: &'static [&'static str]| {
+            let n = Arc::new(AtomicU64::new(0));
+            BoxCloneSyncService::new(service_fn(move |_req: Req| {
+                let i = n.fetch_add(1, Ordering::SeqCst) as usize;
+                async move {
+                    Ok::<_, String>(Response::new(format!(
+                        r#"{{"label": "{}"}}"#,
+                        labels[i % labels.len()]
+                    )))
+                }
+            }))
+        };
+        let settings = DriftSettings::new([DriftField::categorical("/label").unwrap()]);
+        let (router, handle) = BlueGreenRouter::builder()
+            .name("iris")
+            .versions("v1", "v2")
+            .compare(CompareSettings::new(Comparator::bytes()).drift(settings))
+            .build(answer(&["a", "a", "b"]), answer(&["a", "b", "b"]))
+            .unwrap();
+        handle.mirror_standby(1.0).unwrap();
+        // One at a time, so that no copy is dropped by the mirror's bound.
+        for i in 1..=100 {
+            let res = router.clone().oneshot(get("/")).await.unwrap();
+            http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap();
+            while handle.shadow_report().total() < i {
+                tokio::task::yield_now().await;
+            }
+        }
+        let report = handle.shadow_report();
+        let d = &report.drift[0];
+        assert_eq!((d.primary_n, d.shadow_n), (100, 100), "{d:?}");
+        let m = metrics.read();
+        let key = |stat: &str| {
+            format!(
+                "rollout_drift{{field=/label,layer=router,name=iris,primary_version=v1,shadow_version=v2,statistic={stat}}}"
+            )
+        };
+        assert_eq!(gauge(&m, &key("psi")), d.psi.unwrap());
+        assert_eq!(gauge(&m, &key("jensen_shannon")), d.jensen_shannon.unwrap());
+        assert_eq!(
+            gauge(&m, &key("chi_square_p")),
+            d.chi_square.unwrap().p_value
+        );
+        assert!(d.psi.unwrap() > 0.0);
+        assert!(!m.contains_key(&key("ks")), "no KS for a categorical field");
+    });
+}

@@ -30,7 +30,16 @@ pub(crate) struct Report {
     telemetry: Arc<CompareTelemetry>,
     #[cfg(feature = "drift")]
     drift: Option<Mutex<crate::drift::Drift>>,
+    /// Pairs of answers counted in `drift` (the gauges are set every
+    /// [`DRIFT_GAUGES_EVERY`]).
+    #[cfg(feature = "drift")]
+    drift_seen: AtomicU64,
 }
+
+/// Answers between two updates of the drift gauges (each update computes
+/// the statistics, on the comparison task).
+#[cfg(feature = "drift")]
+pub(crate) const DRIFT_GAUGES_EVERY: u64 = 100;
 
 impl Report {
     pub(crate) fn new(
@@ -53,6 +62,8 @@ impl Report {
             telemetry,
             #[cfg(feature = "drift")]
             drift: drift.map(|d| Mutex::new(crate::drift::Drift::new(d))),
+            #[cfg(feature = "drift")]
+            drift_seen: AtomicU64::new(0),
         }
     }
 
@@ -109,7 +120,13 @@ impl Report {
     pub(crate) fn drift(&self, primary: &Captured, shadow: &Captured) {
         if let Some(d) = &self.drift {
             if primary.status.is_success() && shadow.status.is_success() {
-                lock(d).observe(&primary.body, &shadow.body);
+                let mut drift = lock(d);
+                drift.observe(&primary.body, &shadow.body);
+                let seen = self.drift_seen.fetch_add(1, Ordering::Relaxed) + 1;
+                if seen % DRIFT_GAUGES_EVERY == 0 {
+                    self.telemetry
+                        .drift(self.versions.as_ref(), &drift.report());
+                }
             }
         }
     }

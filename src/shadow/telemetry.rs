@@ -88,6 +88,21 @@ impl CompareTelemetry {
         let _ = (primary, shadow);
     }
 
+    /// Sets the drift gauges of one pair of versions.
+    #[cfg(feature = "drift")]
+    pub(crate) fn drift(
+        &self,
+        versions: Option<&super::report::ComparedVersions>,
+        fields: &[crate::drift::FieldDrift],
+    ) {
+        #[cfg(feature = "metrics")]
+        if let Some(inner) = self.inner.get() {
+            inner.metrics.drift(versions, fields);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (versions, fields);
+    }
+
     /// Counts the fields of one mismatch (its outcome is counted apart).
     pub(crate) fn mismatch(&self, diffs: &[FieldDiff]) {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
@@ -115,6 +130,8 @@ const COMPARED: &str = "rollout_compare_total";
 const COMPARE_DURATION: &str = "rollout_compare_duration_seconds";
 #[cfg(feature = "metrics")]
 const FIELDS: &str = "rollout_compare_field_mismatches_total";
+#[cfg(all(feature = "metrics", feature = "drift"))]
+const DRIFT: &str = "rollout_drift";
 
 /// Distinct `field` labels per comparator; the rest go to [`OTHER_FIELD`].
 #[cfg(feature = "metrics")]
@@ -191,6 +208,41 @@ impl CompareMetrics {
             primary: side("primary"),
             shadow: side("shadow"),
             fields: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One gauge per configured field and statistic of the pair, labelled
+    /// with both versions.
+    #[cfg(feature = "drift")]
+    fn drift(
+        &self,
+        versions: Option<&super::report::ComparedVersions>,
+        fields: &[crate::drift::FieldDrift],
+    ) {
+        use crate::drift::Statistic;
+        const ALL: [Statistic; 7] = [
+            Statistic::Psi,
+            Statistic::JensenShannon,
+            Statistic::ChiSquare,
+            Statistic::ChiSquarePValue,
+            Statistic::KolmogorovSmirnov,
+            Statistic::KsPValue,
+            Statistic::Wasserstein,
+        ];
+        for d in fields {
+            for stat in ALL {
+                let Some(value) = d.get(stat) else { continue };
+                let mut l = labels(
+                    &self.name,
+                    &[("layer", self.layer), ("statistic", stat.as_str())],
+                );
+                l.push(Label::new("field", d.field.clone()));
+                if let Some(v) = versions {
+                    l.push(Label::new("primary_version", v.primary.version.to_string()));
+                    l.push(Label::new("shadow_version", v.shadow.version.to_string()));
+                }
+                metrics::gauge!(DRIFT, l).set(value);
+            }
         }
     }
 
