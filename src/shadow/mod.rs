@@ -71,6 +71,7 @@ mod pairs;
 mod report;
 mod service;
 mod telemetry;
+mod versions;
 
 pub use capture::CompareBody;
 #[cfg(feature = "tokio")]
@@ -82,5 +83,6 @@ pub use compare::{Captured, Comparator, Compare, FieldDiff, Verdict};
 pub use json::JsonCompare;
 pub use layer::{CompareSettings, ShadowBuilder, ShadowComparator, ShadowHandle};
 pub use mode::Comparing;
-pub use report::{ComparedVersions, Exemplar, FieldNoise, NoiseReport, ShadowReport};
+pub use report::{Exemplar, FieldNoise, NoiseReport, ShadowReport};
 pub use service::{NoSecondary, ResponseFuture, Shadowed};
+pub use versions::ComparedVersions;

@@ -13,8 +13,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use super::report::{ComparedVersions, OnMismatch, Report};
+use super::report::{OnMismatch, Report};
 use super::telemetry::CompareTelemetry;
+use super::versions::ComparedVersions;
 use crate::control::{ColorVersion, Control, Word, EPOCH_MASK};
 use crate::Color;
 

@@ -10,7 +10,7 @@ use super::compare::{Captured, FieldDiff};
 pub(crate) use super::outcome::Outcome;
 use super::outcome::OUTCOMES;
 use super::telemetry::CompareTelemetry;
-use crate::control::ColorVersion;
+use super::versions::ComparedVersions;
 use crate::stats::{Histogram, Percentiles};
 
 pub(crate) type OnMismatch = dyn Fn(&Exemplar) + Send + Sync;
@@ -193,25 +193,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl fmt::Debug for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Report").field(&self.snapshot()).finish()
-    }
-}
-
-/// The two sides of a comparison: the primary (whose answers users got) and
-/// the shadow (the candidate that answered the copies), each with its color
-/// and version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct ComparedVersions {
-    /// The version that answered users.
-    pub primary: ColorVersion,
-    /// The version that answered the mirrored copies.
-    pub shadow: ColorVersion,
-}
-
-impl ComparedVersions {
-    /// Both sides.
-    pub fn new(primary: ColorVersion, shadow: ColorVersion) -> Self {
-        ComparedVersions { primary, shadow }
     }
 }
 

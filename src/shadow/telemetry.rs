@@ -92,7 +92,7 @@ impl CompareTelemetry {
     #[cfg(feature = "drift")]
     pub(crate) fn drift(
         &self,
-        versions: Option<&super::report::ComparedVersions>,
+        versions: Option<&super::versions::ComparedVersions>,
         fields: &[crate::drift::FieldDrift],
     ) {
         #[cfg(feature = "metrics")]
@@ -216,7 +216,7 @@ impl CompareMetrics {
     #[cfg(feature = "drift")]
     fn drift(
         &self,
-        versions: Option<&super::report::ComparedVersions>,
+        versions: Option<&super::versions::ComparedVersions>,
         fields: &[crate::drift::FieldDrift],
     ) {
         use crate::drift::Statistic;
