@@ -180,7 +180,7 @@ fn gate_from(v: &Value, at: &str) -> Result<Gate, PlanDocumentError> {
                 )
             })?;
             let statistic = g.get("statistic").and_then(Value::as_str).unwrap_or("");
-            let statistic = statistic_from(statistic).ok_or_else(|| {
+            let statistic = crate::drift::Statistic::from_name(statistic).ok_or_else(|| {
                 bad(
                     format!("{at}.statistic"),
                     "one of psi, jensen_shannon, chi_square, chi_square_p, ks, ks_p, wasserstein",
@@ -217,22 +217,6 @@ fn gate_from(v: &Value, at: &str) -> Result<Gate, PlanDocumentError> {
         gate = gate.named(name);
     }
     Ok(gate)
-}
-
-#[cfg(feature = "drift")]
-fn statistic_from(name: &str) -> Option<crate::drift::Statistic> {
-    use crate::drift::Statistic;
-    [
-        Statistic::Psi,
-        Statistic::JensenShannon,
-        Statistic::ChiSquare,
-        Statistic::ChiSquarePValue,
-        Statistic::KolmogorovSmirnov,
-        Statistic::KsPValue,
-        Statistic::Wasserstein,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == name)
 }
 
 fn path(at: &str, key: &str) -> String {

@@ -457,6 +457,22 @@ pub mod limits {
 }
 
 impl Statistic {
+    /// Every statistic.
+    pub const ALL: [Statistic; 7] = [
+        Statistic::Psi,
+        Statistic::JensenShannon,
+        Statistic::ChiSquare,
+        Statistic::ChiSquarePValue,
+        Statistic::KolmogorovSmirnov,
+        Statistic::KsPValue,
+        Statistic::Wasserstein,
+    ];
+
+    /// The statistic named `name` (see [`as_str`](Self::as_str)).
+    pub fn from_name(name: &str) -> Option<Statistic> {
+        Statistic::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The statistic's name, as the admin and metrics show it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -166,9 +166,23 @@ impl Judge {
             Primary::Failed => return report.count(Outcome::SkippedPrimaryFailed),
         };
         let (primary, shadow) = (*primary, *shadow);
-        let short = |mut c: Captured| {
-            c.body = truncate_bytes(c.body, 4096);
-            c
+        // An exemplar of this comparison, bodies cut to 4 KiB (the pair's
+        // report names its versions).
+        let exemplar = |primary: Captured, shadow: Captured, diffs| {
+            let short = |mut c: Captured| {
+                c.body = truncate_bytes(c.body, 4096);
+                c
+            };
+            Exemplar {
+                at: SystemTime::now(),
+                method,
+                uri,
+                request: request.get(),
+                primary: short(primary),
+                shadow: short(shadow),
+                diffs,
+                versions: None,
+            }
         };
         if is_schema_break(primary.status, shadow.status) {
             report.latencies(primary_latency, shadow_latency);
@@ -177,16 +191,7 @@ impl Judge {
                 primary.status.as_str(),
                 shadow.status.as_str(),
             )];
-            report.schema_break(Exemplar {
-                at: SystemTime::now(),
-                method,
-                uri,
-                request: request.get(),
-                primary: short(primary),
-                shadow: short(shadow),
-                diffs,
-                versions: None, // set by the pair's report
-            });
+            report.schema_break(exemplar(primary, shadow, diffs));
             return;
         }
         #[cfg(feature = "drift")]
@@ -206,16 +211,7 @@ impl Judge {
             }
             Ok(Verdict::Mismatch(diffs)) => {
                 report.latencies(primary_latency, shadow_latency);
-                report.mismatch(Exemplar {
-                    at: SystemTime::now(),
-                    method,
-                    uri,
-                    request: request.get(),
-                    primary: short(primary),
-                    shadow: short(shadow),
-                    diffs,
-                    versions: None, // set by the pair's report
-                });
+                report.mismatch(exemplar(primary, shadow, diffs));
             }
             Err(_panic) => report.count(Outcome::ComparatorPanic),
         }

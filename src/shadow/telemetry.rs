@@ -219,18 +219,8 @@ impl CompareMetrics {
         versions: Option<&super::versions::ComparedVersions>,
         fields: &[crate::drift::FieldDrift],
     ) {
-        use crate::drift::Statistic;
-        const ALL: [Statistic; 7] = [
-            Statistic::Psi,
-            Statistic::JensenShannon,
-            Statistic::ChiSquare,
-            Statistic::ChiSquarePValue,
-            Statistic::KolmogorovSmirnov,
-            Statistic::KsPValue,
-            Statistic::Wasserstein,
-        ];
         for d in fields {
-            for stat in ALL {
+            for stat in crate::drift::Statistic::ALL {
                 let Some(value) = d.get(stat) else { continue };
                 let mut l = labels(
                     &self.name,
