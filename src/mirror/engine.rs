@@ -187,7 +187,9 @@ impl Engine {
         TB: Body + Send + 'static,
         TB::Data: Send,
     {
-        self.copy_pair(req, shadow, lane, followup, None::<Second<NoSecond>>)
+        // No second copy: any service type fits the absent one; the shadow's
+        // own meets the bounds.
+        self.copy_pair(req, shadow, lane, followup, None::<Second<T>>)
     }
 
     /// [`copy_with`](Self::copy_with), and a second copy of the same request
@@ -382,26 +384,6 @@ fn rewrite_authority(req: &mut Request<()>, suffix: &str) {
         .and_then(with_suffix);
     if let Some(host) = host.and_then(|h| HeaderValue::try_from(h).ok()) {
         req.headers_mut().insert(header::HOST, host);
-    }
-}
-
-/// The second service of a copy without one. Never called.
-pub(crate) struct NoSecond;
-
-impl<R> Service<R> for NoSecond {
-    type Response = Response<String>;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: R) -> Self::Future {
-        std::future::ready(Ok(Response::new(String::new())))
     }
 }
 

@@ -13,6 +13,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwapOption;
+
 use super::report::{OnMismatch, Report};
 use super::telemetry::CompareTelemetry;
 use super::versions::ComparedVersions;
@@ -49,6 +51,9 @@ pub(crate) struct Pair {
 pub(crate) struct Pairs {
     /// Oldest first; the most recent at the back.
     pairs: Mutex<VecDeque<Arc<Pair>>>,
+    /// The pair compared last: found without the lock while the state does
+    /// not move (every compared request looks its pair up).
+    last: ArcSwapOption<Pair>,
     max_exemplars: usize,
     on_mismatch: Option<Arc<OnMismatch>>,
     #[cfg(feature = "drift")]
@@ -65,6 +70,7 @@ impl Pairs {
     ) -> Self {
         Pairs {
             pairs: Mutex::new(VecDeque::with_capacity(MAX_PAIRS)),
+            last: ArcSwapOption::empty(),
             max_exemplars,
             on_mismatch,
             #[cfg(feature = "drift")]
@@ -75,24 +81,14 @@ impl Pairs {
 
     /// The report of a standalone comparator (a single pair, no versions).
     pub(crate) fn single(&self) -> Arc<Pair> {
-        let mut pairs = lock(&self.pairs);
-        if let Some(p) = pairs.back() {
-            return p.clone();
-        }
-        let pair = Arc::new(self.pair(None, None));
-        pairs.push_back(pair.clone());
-        pair
+        self.find_or_start(None, || None)
     }
 
     /// The report of the pair `word` routes to, started (with the versions
     /// `control` holds) when it is new.
     pub(crate) fn routed(&self, word: Word, control: &Control) -> Arc<Pair> {
         let key = PairKey::of(word);
-        let mut pairs = lock(&self.pairs);
-        if let Some(p) = pairs.iter().rev().find(|p| p.key == Some(key)) {
-            return p.clone();
-        }
-        let versions = {
+        self.find_or_start(Some(key), || {
             let st = control.state();
             let side = |color: Color| ColorVersion {
                 color,
@@ -104,12 +100,32 @@ impl Pairs {
             // left without names rather than named wrongly.
             (st.epoch & EPOCH_MASK == key.epoch)
                 .then(|| ComparedVersions::new(side(key.active), side(key.active.other())))
-        };
-        if pairs.len() == MAX_PAIRS {
-            pairs.pop_front();
+        })
+    }
+
+    /// The pair keyed `key`: the last one compared (no lock), a kept one,
+    /// or a new one named by `versions`.
+    fn find_or_start(
+        &self,
+        key: Option<PairKey>,
+        versions: impl FnOnce() -> Option<ComparedVersions>,
+    ) -> Arc<Pair> {
+        if let Some(last) = self.last.load_full().filter(|p| p.key == key) {
+            return last;
         }
-        let pair = Arc::new(self.pair(Some(key), versions));
-        pairs.push_back(pair.clone());
+        let mut pairs = lock(&self.pairs);
+        let pair = match pairs.iter().rev().find(|p| p.key == key) {
+            Some(p) => p.clone(),
+            None => {
+                if pairs.len() == MAX_PAIRS {
+                    pairs.pop_front();
+                }
+                let pair = Arc::new(self.pair(key, versions()));
+                pairs.push_back(pair.clone());
+                pair
+            }
+        };
+        self.last.store(Some(pair.clone()));
         pair
     }
 
