@@ -176,10 +176,19 @@ fn no_import_cycles_between_top_level_modules() {
 
 #[test]
 fn no_import_cycles_between_the_files_of_a_module() {
-    for module in top_level() {
-        let dir = src().join(&module);
-        if !dir.is_dir() {
-            continue;
+    // Every module folder, nested ones (`shadow/json/`) included.
+    let mut dirs: Vec<std::path::PathBuf> = top_level()
+        .iter()
+        .map(|m| src().join(m))
+        .filter(|d| d.is_dir())
+        .collect();
+    while let Some(dir) = dirs.pop() {
+        let module = dir.strip_prefix(src()).unwrap().display().to_string();
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            }
         }
         let names: BTreeSet<String> = fs::read_dir(&dir)
             .unwrap()
