@@ -11,11 +11,13 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::error::PlanError;
+use super::gate::{CheckInput, Gate, GateKind};
 use super::status::{
     AbortReason, GateStatus, Phase, PlanEvent, PlanOutcome, PlanRecord, PlanState, PlanStatus,
     Verdict,
 };
-use super::{CheckInput, Gate, GateKind, MirrorUntil, PlanError, RolloutPlan};
+use super::{MirrorUntil, RolloutPlan};
 use crate::control::{Change, Control, ControlError, MeasureGuard, Measurement, Measurements};
 use crate::shadow::Judge;
 use crate::RolloutHandle;

@@ -15,21 +15,85 @@ pub struct FieldDiff {
     pub primary: String,
     /// The shadow's value, rendered and truncated for display.
     pub shadow: String,
+    /// A different value, or a different structure (a field on one side
+    /// only, another JSON type, another array length).
+    pub kind: DiffKind,
+    /// `path` with array indices folded to `*` (`/predictions/*/label`), so
+    /// that differences in every element count as one field. For a
+    /// [`DiffKind::Length`] change, the array's own pointer.
+    pub pattern: String,
 }
 
 impl FieldDiff {
-    /// A difference at `path` (truncated to 256 bytes), rendering both values
-    /// (each truncated to 200 bytes).
+    /// A different value at `path` (truncated to 256 bytes), rendering both
+    /// values (each truncated to 200 bytes); its `pattern` is `path`.
     pub fn new(
         path: impl Into<String>,
         primary: impl fmt::Display,
         shadow: impl fmt::Display,
     ) -> Self {
+        let path = truncate(path.into(), 256);
         FieldDiff {
-            path: truncate(path.into(), 256),
+            pattern: path.clone(),
+            path,
             primary: truncate(primary.to_string(), 200),
             shadow: truncate(shadow.to_string(), 200),
+            kind: DiffKind::Value,
         }
+    }
+
+    /// The same difference as another kind, counted under `pattern`
+    /// (truncated to 256 bytes).
+    pub fn with_kind(mut self, kind: DiffKind, pattern: impl Into<String>) -> Self {
+        self.kind = kind;
+        self.pattern = truncate(pattern.into(), 256);
+        self
+    }
+}
+
+/// What kind of difference a [`FieldDiff`] is: a value, or the structure of
+/// the answer (which a schema change makes, and
+/// [`Gate::schema_compatible`](crate::plan::Gate::schema_compatible) judges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum DiffKind {
+    /// Both sides have the field, with the same JSON type, and different
+    /// values (or a difference that is not about JSON: `status`, `body`).
+    Value,
+    /// An object field only the primary has (renamed or removed by the
+    /// shadow).
+    OnlyPrimary,
+    /// An object field only the shadow has (added or renamed).
+    OnlyShadow,
+    /// Both have the field, as different JSON types (`1` and `"1"`).
+    Type,
+    /// An array with another length: one diff per element past the
+    /// shorter side; its pattern is the array's pointer.
+    Length,
+}
+
+impl DiffKind {
+    /// Every kind but [`Value`](Self::Value).
+    pub fn is_structural(self) -> bool {
+        self != DiffKind::Value
+    }
+
+    /// A short name: `value`, `only_primary`, `only_shadow`, `type`,
+    /// `length` (the metrics label and the admin's JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::Value => "value",
+            DiffKind::OnlyPrimary => "only_primary",
+            DiffKind::OnlyShadow => "only_shadow",
+            DiffKind::Type => "type",
+            DiffKind::Length => "length",
+        }
+    }
+}
+
+impl fmt::Display for DiffKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -62,6 +126,31 @@ impl Verdict {
     pub fn is_match(&self) -> bool {
         matches!(self, Verdict::Match)
     }
+}
+
+/// One structure change of one comparison: where (indices folded) and what.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ChangeKey {
+    pub(crate) pattern: String,
+    pub(crate) kind: DiffKind,
+}
+
+/// The distinct structure changes among one comparison's diffs (a renamed
+/// field in each of 50 elements is one change).
+pub(crate) fn structure_changes(diffs: &[FieldDiff]) -> Vec<ChangeKey> {
+    let mut out: Vec<ChangeKey> = Vec::new();
+    for d in diffs.iter().filter(|d| d.kind.is_structural()) {
+        if !out
+            .iter()
+            .any(|c| c.kind == d.kind && c.pattern == d.pattern)
+        {
+            out.push(ChangeKey {
+                pattern: d.pattern.clone(),
+                kind: d.kind,
+            });
+        }
+    }
+    out
 }
 
 /// Compares the primary's response with the shadow's.

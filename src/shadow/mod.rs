@@ -78,11 +78,11 @@ pub use capture::CompareBody;
 pub(crate) use capture::Judge;
 #[doc(hidden)]
 pub use capture::{Capture as PrimaryCapture, PendingCapture};
-pub use compare::{Captured, Comparator, Compare, FieldDiff, Verdict};
+pub use compare::{Captured, Comparator, Compare, DiffKind, FieldDiff, Verdict};
 #[cfg(feature = "json")]
 pub use json::JsonCompare;
 pub use layer::{CompareSettings, ShadowBuilder, ShadowComparator, ShadowHandle};
 pub use mode::Comparing;
-pub use report::{Exemplar, FieldNoise, NoiseReport, ShadowReport};
+pub use report::{Exemplar, FieldNoise, NoiseReport, ShadowReport, StructureChange};
 pub use service::{NoSecondary, ResponseFuture, Shadowed};
 pub use versions::ComparedVersions;

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{Method, Uri};
 
-use super::compare::{Captured, FieldDiff};
+use super::compare::{structure_changes, Captured, ChangeKey, DiffKind, FieldDiff};
 pub(crate) use super::outcome::Outcome;
 use super::outcome::OUTCOMES;
 use super::telemetry::CompareTelemetry;
@@ -20,9 +20,13 @@ pub(crate) struct Report {
     /// The pair compared (`None` for a standalone comparator).
     versions: Option<ComparedVersions>,
     counts: [AtomicU64; OUTCOMES],
+    /// Mismatches with a field on one side only or a type change.
+    reshaped: AtomicU64,
     primary_latency: Histogram,
     shadow_latency: Histogram,
     fields: Mutex<HashMap<String, u64>>,
+    /// Comparisons per structure change (folded pointer and kind).
+    structure: Mutex<HashMap<ChangeKey, u64>>,
     exemplars: Mutex<VecDeque<Exemplar>>,
     max_exemplars: usize,
     on_mismatch: Option<Arc<OnMismatch>>,
@@ -53,9 +57,11 @@ impl Report {
         Report {
             versions,
             counts: Default::default(),
+            reshaped: AtomicU64::new(0),
             primary_latency: Histogram::new(),
             shadow_latency: Histogram::new(),
             fields: Mutex::new(HashMap::new()),
+            structure: Mutex::new(HashMap::new()),
             exemplars: Mutex::new(VecDeque::with_capacity(max_exemplars)),
             max_exemplars,
             on_mismatch,
@@ -81,11 +87,25 @@ impl Report {
     pub(crate) fn mismatch(&self, mut exemplar: Exemplar) {
         self.count(Outcome::Mismatch);
         exemplar.diffs.truncate(MAX_DIFFS);
-        self.telemetry.mismatch(&exemplar.diffs);
+        let changes = structure_changes(&exemplar.diffs);
+        if changes.iter().any(|c| c.kind != DiffKind::Length) {
+            self.reshaped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.telemetry.mismatch(&exemplar.diffs, &changes);
         {
             let mut fields = lock(&self.fields);
-            for d in &exemplar.diffs {
+            for d in exemplar.diffs.iter().filter(|d| !d.kind.is_structural()) {
                 count_field(&mut fields, &d.path);
+            }
+        }
+        {
+            let mut structure = lock(&self.structure);
+            for c in changes {
+                if let Some(n) = structure.get_mut(&c) {
+                    *n += 1;
+                } else if structure.len() < MAX_FIELDS {
+                    structure.insert(c, 1);
+                }
             }
         }
         self.keep(exemplar);
@@ -138,10 +158,21 @@ impl Report {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         field_mismatches.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut structure_changes: Vec<StructureChange> = lock(&self.structure)
+            .iter()
+            .map(|(k, &count)| StructureChange {
+                pointer: k.pattern.clone(),
+                kind: k.kind,
+                count,
+            })
+            .collect();
+        structure_changes
+            .sort_by(|a, b| (b.count, &a.pointer, a.kind).cmp(&(a.count, &b.pointer, b.kind)));
         ShadowReport {
             versions: self.versions.clone(),
             matched: get(Outcome::Match),
             mismatched: get(Outcome::Mismatch),
+            reshaped: self.reshaped.load(Ordering::Relaxed),
             shadow_errors: get(Outcome::ShadowError),
             shadow_timeouts: get(Outcome::ShadowTimeout),
             skipped_over_cap: get(Outcome::SkippedOverCap),
@@ -153,6 +184,7 @@ impl Report {
             primary_latency: self.primary_latency.snapshot(),
             shadow_latency: self.shadow_latency.snapshot(),
             field_mismatches,
+            structure_changes,
             exemplars: lock(&self.exemplars).iter().cloned().collect(),
             noise: None,
             #[cfg(feature = "drift")]
@@ -269,10 +301,21 @@ pub struct ShadowReport {
     /// Shadow latency, from the copy's start to the end of its response body,
     /// for compared requests.
     pub shadow_latency: Percentiles,
-    /// Mismatches per field (JSON pointer or `status`, `body`, …), most
-    /// frequent first. At most 1024 distinct fields are counted; the rest are
-    /// counted together as `(other fields)`.
+    /// Mismatches (of those in `mismatched`) whose answers differ in
+    /// structure: a field on one side only, or of another JSON type. Array
+    /// lengths are left out here (a list's length is usually data), and
+    /// shown in `structure_changes`.
+    pub reshaped: u64,
+    /// Value mismatches per field (JSON pointer or `status`, `body`, …),
+    /// most frequent first; structure changes are counted apart, in
+    /// `structure_changes`. At most 1024 distinct fields are counted; the
+    /// rest are counted together as `(other fields)`.
     pub field_mismatches: Vec<(String, u64)>,
+    /// Structure changes (a field on one side only, a type change, an
+    /// array-length change), by pointer with array indices folded
+    /// (`/predictions/*/label`): in how many comparisons each appeared,
+    /// most frequent first. At most 1024 distinct changes are counted.
+    pub structure_changes: Vec<StructureChange>,
     /// The last mismatches, oldest first.
     pub exemplars: Vec<Exemplar>,
     /// With a noise floor: which fields differ more between primary and
@@ -283,6 +326,19 @@ pub struct ShadowReport {
     #[cfg(feature = "drift")]
     #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     pub drift: Vec<crate::drift::FieldDrift>,
+}
+
+/// One change in the structure of the answers, counted over comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StructureChange {
+    /// The JSON pointer, array indices folded to `*`; for an array-length
+    /// change, the array's pointer.
+    pub pointer: String,
+    /// What changed there.
+    pub kind: DiffKind,
+    /// Comparisons in which it appeared.
+    pub count: u64,
 }
 
 /// The noise floor (Diffy's idea): a second instance of the primary receives

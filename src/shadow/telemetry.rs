@@ -13,7 +13,7 @@ use std::sync::Mutex;
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Histogram, Label, Unit};
 
-use super::compare::FieldDiff;
+use super::compare::{ChangeKey, FieldDiff};
 use super::outcome::Outcome as CompareOutcome;
 #[cfg(feature = "metrics")]
 use crate::telemetry::handles::{counter, histogram, labels};
@@ -103,12 +103,16 @@ impl CompareTelemetry {
         let _ = (versions, fields);
     }
 
-    /// Counts the fields of one mismatch (its outcome is counted apart).
-    pub(crate) fn mismatch(&self, diffs: &[FieldDiff]) {
+    /// Counts the value fields and the structure changes of one mismatch
+    /// (its outcome is counted apart).
+    pub(crate) fn mismatch(&self, diffs: &[FieldDiff], changes: &[ChangeKey]) {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
         if let Some(inner) = self.inner.get() {
             #[cfg(feature = "metrics")]
-            inner.metrics.fields(diffs);
+            {
+                inner.metrics.fields(diffs);
+                inner.metrics.structure(changes);
+            }
             #[cfg(feature = "tracing")]
             tracing::debug!(
                 target: "tower_rollout::shadow",
@@ -120,7 +124,7 @@ impl CompareTelemetry {
             );
         }
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
-        let _ = diffs;
+        let _ = (diffs, changes);
     }
 }
 
@@ -130,6 +134,8 @@ const COMPARED: &str = "rollout_compare_total";
 const COMPARE_DURATION: &str = "rollout_compare_duration_seconds";
 #[cfg(feature = "metrics")]
 const FIELDS: &str = "rollout_compare_field_mismatches_total";
+#[cfg(feature = "metrics")]
+const STRUCTURE: &str = "rollout_compare_structure_changes_total";
 #[cfg(all(feature = "metrics", feature = "drift"))]
 const DRIFT: &str = "rollout_drift";
 
@@ -180,6 +186,8 @@ struct CompareMetrics {
     /// Registered at the first mismatch of each field, at most
     /// `MAX_FIELDS` of them plus the `(other)` one.
     fields: Mutex<HashMap<String, Counter>>,
+    /// The same for structure changes, by folded pointer and kind.
+    structure: Mutex<HashMap<ChangeKey, Counter>>,
 }
 
 #[cfg(feature = "metrics")]
@@ -194,7 +202,12 @@ impl CompareMetrics {
         metrics::describe_counter!(
             FIELDS,
             Unit::Count,
-            "Differences per field (at most 32 fields, the rest as \"(other)\")."
+            "Value differences per field (at most 32 fields, the rest as \"(other)\")."
+        );
+        metrics::describe_counter!(
+            STRUCTURE,
+            Unit::Count,
+            "Comparisons per structure change (a field on one side only, a type or an array-length change), by pointer with indices folded (at most 32)."
         );
         let layer = ("layer", owner.as_str());
         let side = |s| histogram(COMPARE_DURATION, labels(name, &[layer, ("side", s)]));
@@ -208,6 +221,7 @@ impl CompareMetrics {
             primary: side("primary"),
             shadow: side("shadow"),
             fields: Mutex::new(HashMap::new()),
+            structure: Mutex::new(HashMap::new()),
         }
     }
 
@@ -236,9 +250,29 @@ impl CompareMetrics {
         }
     }
 
+    /// Counts each structure change once; beyond `MAX_FIELDS` distinct
+    /// ones, further ones are not counted (the report has them all).
+    fn structure(&self, changes: &[ChangeKey]) {
+        let mut counters = self.structure.lock().unwrap_or_else(|e| e.into_inner());
+        for c in changes {
+            if let Some(counter) = counters.get(c) {
+                counter.increment(1);
+            } else if counters.len() < MAX_FIELDS {
+                let mut l = labels(
+                    &self.name,
+                    &[("layer", self.layer), ("change", c.kind.as_str())],
+                );
+                l.push(Label::new("field", c.pattern.clone()));
+                let counter = counter(STRUCTURE, l);
+                counter.increment(1);
+                counters.insert(c.clone(), counter);
+            }
+        }
+    }
+
     fn fields(&self, diffs: &[FieldDiff]) {
         let mut fields = self.fields.lock().unwrap_or_else(|e| e.into_inner());
-        for d in diffs {
+        for d in diffs.iter().filter(|d| !d.kind.is_structural()) {
             if let Some(c) = fields.get(&d.path) {
                 c.increment(1);
                 continue;

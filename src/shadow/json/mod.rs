@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::compare::{status_diff, Captured, Compare, FieldDiff, Verdict};
 use filter::{Ctx, Step};
 use output::{invalid, lossy, Out};
+use pointer::Path;
 use walk::Walk;
 
 mod canon;
@@ -77,7 +78,7 @@ impl JsonCompare {
                 Some(primary),
                 Some(shadow),
                 &ctx,
-                &mut String::new(),
+                &mut Path::default(),
                 0,
                 out,
             );
@@ -94,19 +95,23 @@ impl Compare for JsonCompare {
         let parse = |body: &[u8]| serde_json::from_slice::<Value>(body);
         match (parse(&primary.body), parse(&shadow.body)) {
             (Ok(p), Ok(s)) => self.diff_into(&p, &s, &mut out),
-            (Err(e), Ok(_)) => out.push(
+            (Err(e), Ok(_)) => out.push_diff(FieldDiff::new(
                 "body",
-                || invalid(&e, &primary.body),
-                || lossy(&shadow.body),
-            ),
-            (Ok(_), Err(e)) => out.push(
+                invalid(&e, &primary.body),
+                lossy(&shadow.body),
+            )),
+            (Ok(_), Err(e)) => out.push_diff(FieldDiff::new(
                 "body",
-                || lossy(&primary.body),
-                || invalid(&e, &shadow.body),
-            ),
+                lossy(&primary.body),
+                invalid(&e, &shadow.body),
+            )),
             (Err(_), Err(_)) => {
                 if primary.body != shadow.body {
-                    out.push("body", || lossy(&primary.body), || lossy(&shadow.body));
+                    out.push_diff(FieldDiff::new(
+                        "body",
+                        lossy(&primary.body),
+                        lossy(&shadow.body),
+                    ));
                 }
             }
         }

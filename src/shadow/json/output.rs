@@ -2,10 +2,9 @@
 
 use serde_json::Value;
 
-use super::super::compare::FieldDiff;
+use super::super::compare::{DiffKind, FieldDiff};
+use super::pointer::Path;
 use super::{MAX_DEPTH, RENDER_MAX};
-
-// === output ===
 
 /// Diffs found so far: kept up to a cap, counted beyond it; or, for pairing
 /// elements, just whether there is any.
@@ -40,15 +39,22 @@ impl Out {
         self.any && self.total > 0
     }
 
+    /// A diff of `kind` at `path` (values rendered only if kept).
     pub(super) fn push(
         &mut self,
-        path: &str,
+        path: &Path,
+        kind: DiffKind,
         primary: impl FnOnce() -> String,
         shadow: impl FnOnce() -> String,
     ) {
         self.total += 1;
         if self.diffs.len() < self.max {
-            self.diffs.push(FieldDiff::new(path, primary(), shadow()));
+            let pattern = match kind {
+                DiffKind::Length => path.folded_parent(),
+                _ => path.folded(),
+            };
+            let diff = FieldDiff::new(path.as_str(), primary(), shadow());
+            self.diffs.push(diff.with_kind(kind, pattern));
         }
     }
 

@@ -70,20 +70,81 @@ pub(super) fn unescape(raw: &str) -> Option<String> {
     Some(out)
 }
 
-pub(super) fn push_segment(path: &mut String, key: &str) {
-    path.push('/');
-    for c in key.chars() {
-        match c {
-            '~' => path.push_str("~0"),
-            '/' => path.push_str("~1"),
-            c => path.push(c),
-        }
-    }
+/// The concrete pointer of the value being compared, and where its array
+/// indices are, so that a diff can also name its field with the indices
+/// folded (`/predictions/*/label`).
+#[derive(Default)]
+pub(super) struct Path {
+    text: String,
+    /// Byte offsets of the index segments (their `/`), ascending.
+    indices: Vec<usize>,
 }
 
-pub(super) fn push_index(path: &mut String, index: usize) {
-    // Writing to a String cannot fail.
-    let _ = write!(path, "/{index}");
+impl Path {
+    pub(super) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Back to a length `len()` returned before.
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.text.truncate(len);
+        while self.indices.last().is_some_and(|&i| i >= len) {
+            self.indices.pop();
+        }
+    }
+
+    pub(super) fn push_key(&mut self, key: &str) {
+        self.text.push('/');
+        for c in key.chars() {
+            match c {
+                '~' => self.text.push_str("~0"),
+                '/' => self.text.push_str("~1"),
+                c => self.text.push(c),
+            }
+        }
+    }
+
+    pub(super) fn push_index(&mut self, index: usize) {
+        self.indices.push(self.text.len());
+        // Writing to a String cannot fail.
+        let _ = write!(self.text, "/{index}");
+    }
+
+    /// Whether the last segment is an array index (keys escape `/`, so the
+    /// last `/` starts the last segment).
+    pub(super) fn in_array(&self) -> bool {
+        self.indices
+            .last()
+            .is_some_and(|&i| Some(i) == self.text.rfind('/'))
+    }
+
+    /// The pointer with every index as `*`.
+    pub(super) fn folded(&self) -> String {
+        self.folded_to(self.text.len())
+    }
+
+    /// The folded pointer without its last segment: for an element, its
+    /// array's.
+    pub(super) fn folded_parent(&self) -> String {
+        self.folded_to(self.text.rfind('/').unwrap_or(0))
+    }
+
+    fn folded_to(&self, end: usize) -> String {
+        let mut out = String::with_capacity(end);
+        let mut from = 0;
+        for &i in self.indices.iter().take_while(|&&i| i < end) {
+            out.push_str(&self.text[from..i]);
+            out.push_str("/*");
+            // The index's digits end at the next `/` (or the end).
+            from = self.text[i + 1..end].find('/').map_or(end, |j| i + 1 + j);
+        }
+        out.push_str(&self.text[from..end]);
+        out
+    }
 }
 
 /// A child of a JSON value as pointers see it.

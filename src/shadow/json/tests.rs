@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::number::Num;
 use super::*;
+use crate::shadow::DiffKind;
 use crate::ConfigError;
 
 fn paths(diffs: &[FieldDiff]) -> Vec<&str> {
@@ -612,4 +613,93 @@ fn numbers_order_exactly_across_ints_and_floats() {
             assert_eq!(n(a.clone()).cmp(&n(b.clone())), i.cmp(&j), "{a} vs {b}");
         }
     }
+}
+
+fn kinds(diffs: &[FieldDiff]) -> Vec<(&str, DiffKind, &str)> {
+    diffs
+        .iter()
+        .map(|d| (d.path.as_str(), d.kind, d.pattern.as_str()))
+        .collect()
+}
+
+#[test]
+fn structure_changes_are_kinds_of_their_own_with_indices_folded() {
+    let cmp = JsonCompare::new();
+    let p = json!({"predictions": [{"label": "cat", "score": 1}, {"label": "dog", "score": 2}]});
+    // A renamed field in every element, a type change, a value change.
+    let s = json!({"predictions": [{"class": "cat", "score": "1"}, {"class": "dog", "score": 3}]});
+    let diffs = cmp.diff_values(&p, &s);
+    let mut got = kinds(&diffs);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "/predictions/0/class",
+                DiffKind::OnlyShadow,
+                "/predictions/*/class"
+            ),
+            (
+                "/predictions/0/label",
+                DiffKind::OnlyPrimary,
+                "/predictions/*/label"
+            ),
+            (
+                "/predictions/0/score",
+                DiffKind::Type,
+                "/predictions/*/score"
+            ),
+            (
+                "/predictions/1/class",
+                DiffKind::OnlyShadow,
+                "/predictions/*/class"
+            ),
+            (
+                "/predictions/1/label",
+                DiffKind::OnlyPrimary,
+                "/predictions/*/label"
+            ),
+            (
+                "/predictions/1/score",
+                DiffKind::Value,
+                "/predictions/*/score"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn an_array_length_change_is_counted_at_the_array() {
+    let cmp = JsonCompare::new();
+    let p = json!({"probabilities": [0.5, 0.5], "top": [[1, 2], [3]]});
+    let s = json!({"probabilities": [0.5, 0.25, 0.25], "top": [[1, 2], [3, 4]]});
+    let diffs = cmp.diff_values(&p, &s);
+    let mut got = kinds(&diffs);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("/probabilities/1", DiffKind::Value, "/probabilities/*"),
+            ("/probabilities/2", DiffKind::Length, "/probabilities"),
+            ("/top/1/1", DiffKind::Length, "/top/*"),
+        ]
+    );
+    // Unordered: the surplus element is a length change too.
+    let bag = JsonCompare::new().unordered_arrays(true);
+    let got = bag.diff_values(&json!({"tags": ["a"]}), &json!({"tags": ["a", "b"]}));
+    assert_eq!(kinds(&got), [("/tags/1", DiffKind::Length, "/tags")]);
+}
+
+#[test]
+fn keys_made_of_digits_are_not_folded_and_the_root_is_no_array() {
+    let cmp = JsonCompare::new();
+    let got = cmp.diff_values(&json!({"2024": {"n": 1}}), &json!({"2024": {}}));
+    assert_eq!(kinds(&got), [("/2024/n", DiffKind::OnlyPrimary, "/2024/n")]);
+    let got = cmp.diff_values(&json!(1), &json!("1"));
+    assert_eq!(kinds(&got), [("", DiffKind::Type, "")]);
+    let got = cmp.diff_values(&json!({"a/b": [{"~": 1}]}), &json!({"a/b": [{}]}));
+    assert_eq!(
+        kinds(&got),
+        [("/a~1b/0/~0", DiffKind::OnlyPrimary, "/a~1b/*/~0")]
+    );
 }

@@ -2,12 +2,14 @@
 
 use serde_json::{Map, Number, Value};
 
+use super::super::compare::DiffKind;
+
 use super::canon::{Canon, Canonizer};
 use super::filter::{Ctx, Step};
 use super::matching::{max_matching, unpaired_equal};
 use super::number::{distance, Num};
 use super::output::{render, Out};
-use super::pointer::{push_index, push_segment, Key};
+use super::pointer::{Key, Path};
 use super::settings::JsonCompare;
 use super::{MATCHING_BUDGET, MAX_DEPTH, MISSING, TOO_DEEP};
 
@@ -34,7 +36,7 @@ impl<'c> Walk<'c> {
         p: Option<&Value>,
         s: Option<&Value>,
         ctx: &Ctx,
-        path: &mut String,
+        path: &mut Path,
         depth: usize,
         out: &mut Out,
     ) {
@@ -42,7 +44,12 @@ impl<'c> Walk<'c> {
             return;
         }
         if depth > MAX_DEPTH {
-            out.push(path, || TOO_DEEP.into(), || TOO_DEEP.into());
+            out.push(
+                path,
+                DiffKind::Value,
+                || TOO_DEEP.into(),
+                || TOO_DEEP.into(),
+            );
             return;
         }
         if ctx.only.is_some() {
@@ -61,8 +68,14 @@ impl<'c> Walk<'c> {
         }
         match (p, s) {
             (None, None) => {}
-            (Some(a), None) => out.push(path, || render(a), || MISSING.into()),
-            (None, Some(b)) => out.push(path, || MISSING.into(), || render(b)),
+            (Some(a), None) => {
+                let kind = one_sided(path, DiffKind::OnlyPrimary);
+                out.push(path, kind, || render(a), || MISSING.into());
+            }
+            (None, Some(b)) => {
+                let kind = one_sided(path, DiffKind::OnlyShadow);
+                out.push(path, kind, || MISSING.into(), || render(b));
+            }
             (Some(a), Some(b)) => self.values(a, b, ctx, path, depth, out),
         }
     }
@@ -72,7 +85,7 @@ impl<'c> Walk<'c> {
         a: &Value,
         b: &Value,
         ctx: &Ctx,
-        path: &mut String,
+        path: &mut Path,
         depth: usize,
         out: &mut Out,
     ) {
@@ -87,10 +100,12 @@ impl<'c> Walk<'c> {
             (Value::Array(x), Value::Array(y)) => {
                 return self.arrays(Some(x), Some(y), ctx, path, depth, out);
             }
-            _ => false,
+            _ => {
+                return out.push(path, DiffKind::Type, || render(a), || render(b));
+            }
         };
         if !same {
-            out.push(path, || render(a), || render(b));
+            out.push(path, DiffKind::Value, || render(a), || render(b));
         }
     }
 
@@ -116,14 +131,14 @@ impl<'c> Walk<'c> {
         x: Option<&Map<String, Value>>,
         y: Option<&Map<String, Value>>,
         ctx: &Ctx,
-        path: &mut String,
+        path: &mut Path,
         depth: usize,
         out: &mut Out,
     ) {
         let len = path.len();
         let mut child = |key: &str, p: Option<&Value>, s: Option<&Value>, out: &mut Out| {
             if let Step::Visit(c) = ctx.child(Key::Field(key), self.cfg) {
-                push_segment(path, key);
+                path.push_key(key);
                 self.walk(p, s, &c, path, depth + 1, out);
                 path.truncate(len);
             }
@@ -149,7 +164,7 @@ impl<'c> Walk<'c> {
         x: Option<&[Value]>,
         y: Option<&[Value]>,
         ctx: &Ctx,
-        path: &mut String,
+        path: &mut Path,
         depth: usize,
         out: &mut Out,
     ) {
@@ -163,7 +178,7 @@ impl<'c> Walk<'c> {
                 return;
             }
             if let Step::Visit(c) = ctx.child(Key::Index(i), self.cfg) {
-                push_index(path, i);
+                path.push_index(i);
                 self.walk(x.get(i), y.get(i), &c, path, depth + 1, out);
                 path.truncate(len);
             }
@@ -176,7 +191,7 @@ impl<'c> Walk<'c> {
         x: &[Value],
         y: &[Value],
         ctx: &Ctx,
-        path: &mut String,
+        path: &mut Path,
         depth: usize,
         out: &mut Out,
     ) {
@@ -187,14 +202,19 @@ impl<'c> Walk<'c> {
             self.canon.canon_elems(x, &ectx, depth + 1),
             self.canon.canon_elems(y, &ectx, depth + 1),
         ) else {
-            out.push(path, || TOO_DEEP.into(), || TOO_DEEP.into());
+            out.push(
+                path,
+                DiffKind::Value,
+                || TOO_DEEP.into(),
+                || TOO_DEEP.into(),
+            );
             return;
         };
         if cx.len() == cy.len() && cx.iter().zip(&cy).all(|(a, b)| a.1 == b.1) {
             return;
         }
         if out.any && cx.len() != cy.len() {
-            return out.push(path, String::new, String::new);
+            return out.push(path, DiffKind::Value, String::new, String::new);
         }
         // Positions in `cx` and `cy` (sorted order) left unpaired, and
         // whether they are known to differ.
@@ -216,7 +236,7 @@ impl<'c> Walk<'c> {
         if out.any && conclusive && !(left.is_empty() && right.is_empty()) {
             // Walking them again would only confirm it, and, nested, double
             // the work at every level.
-            return out.push(path, String::new, String::new);
+            return out.push(path, DiffKind::Value, String::new, String::new);
         }
         // Pair the rest in sorted order so that diffs name fields where they
         // can; the surplus of the longer side is missing on the other.
@@ -228,7 +248,7 @@ impl<'c> Walk<'c> {
             let p = left.get(k).map(|&a| cx[a].0);
             let s = right.get(k).map(|&b| cy[b].0);
             let Some(index) = p.or(s) else { break };
-            push_index(path, index);
+            path.push_index(index);
             self.walk(
                 p.map(|i| &x[i]),
                 s.map(|j| &y[j]),
@@ -271,7 +291,17 @@ impl<'c> Walk<'c> {
 
     pub(super) fn differs(&self, a: &Value, b: &Value, ctx: &Ctx, depth: usize) -> bool {
         let mut out = Out::any();
-        self.walk(Some(a), Some(b), ctx, &mut String::new(), depth, &mut out);
+        self.walk(Some(a), Some(b), ctx, &mut Path::default(), depth, &mut out);
         out.total > 0
+    }
+}
+
+/// A value on one side only: an array element past the other side's
+/// length, or an object field the other side lacks.
+fn one_sided(path: &Path, field: DiffKind) -> DiffKind {
+    if path.in_array() {
+        DiffKind::Length
+    } else {
+        field
     }
 }
