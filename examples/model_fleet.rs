@@ -55,7 +55,10 @@ use tower_rollout::admin::Admin;
 use tower_rollout::control::{ColorVersion, Deployer, TransitionKind};
 use tower_rollout::drift::{DriftField, DriftSettings, FieldDrift, FieldKind};
 use tower_rollout::mirror::MirrorBody;
-use tower_rollout::plan::{Gate, Phase, PlanError, PlanEvent, PlanOutcome, RolloutPlan, Verdict};
+use tower_rollout::plan::{
+    AbortReason, Gate, GateVerdict, Phase, PlanError, PlanEvent, PlanOutcome, PlanRecord,
+    RolloutPlan,
+};
 use tower_rollout::shadow::{Comparator, CompareSettings, JsonCompare, ShadowReport};
 use tower_rollout::{BlueGreenRouter, Color, ConfigError, RolloutHandle};
 use tower_rollout_models::{app, samples, Features, Model, Prediction, Version};
@@ -90,8 +93,9 @@ pub(crate) enum Mode {
 
 const USAGE: &str = "usage: model_fleet [--serve ADDR | --plan]
   (no arguments)   run the walkthrough against a server on 127.0.0.1:0, then exit
-  --plan           run an automated rollout plan with a good v2, then a bad one,
-                   and print each timeline
+  --plan           run an automated rollout plan three times: a good v2, a v2
+                   that starts failing, a v2 that renames a response field;
+                   print each event as it happens and a table per phase
   --serve ADDR     serve /predict on ADDR (e.g. 127.0.0.1:3000) until Ctrl-C
   --help           this text";
 
@@ -170,11 +174,14 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `--plan`: the plan with a good v2 (expected: promoted, no failure) and a
-/// bad one (expected: rolled back, no failure after the abort).
+/// `--plan`: the plan with a good v2 (expected: promoted, no failure), a v2
+/// that starts failing (expected: rolled back, no failure after the abort)
+/// and a v2 that renames its `label` field (expected: aborted by the schema
+/// gate in the mirror phase, before any user saw it).
 async fn plans(out: &mut dyn Write) -> Result<(), DemoError> {
-    let good = run_plan(true, out).await?;
-    let bad = run_plan(false, out).await?;
+    let good = run_plan(Candidate::Good, out).await?;
+    let bad = run_plan(Candidate::Failing, out).await?;
+    let renamed = run_plan(Candidate::Renamed, out).await?;
     let mut problems = Vec::new();
     if good.outcome != Some(PlanOutcome::Promoted) || good.failed > 0 {
         problems.push(format!(
@@ -187,15 +194,25 @@ async fn plans(out: &mut dyn Write) -> Result<(), DemoError> {
         || bad.failed_after_abort > 0
     {
         problems.push(format!(
-            "bad v2: {:?}, active {:?}, {} failed after the abort",
+            "failing v2: {:?}, active {:?}, {} failed after the abort",
             bad.outcome, bad.active_at_end, bad.failed_after_abort
+        ));
+    }
+    let schema_abort = matches!(&renamed.outcome,
+        Some(PlanOutcome::Aborted(AbortReason::Gate { gate, detail }))
+            if gate == "schema_compatible" && detail.contains("/label") && detail.contains("/class"));
+    if !schema_abort || renamed.failed > 0 || renamed.served_by_green > 0 {
+        problems.push(format!(
+            "renamed v2: {:?}, {} failed, {} answered by v2",
+            renamed.outcome, renamed.failed, renamed.served_by_green
         ));
     }
     if problems.is_empty() {
         writeln!(
             out,
-            "checks passed: the good v2 was promoted with no failed request; the bad v2 was rolled back \
-             automatically and no request sent after the abort failed"
+            "checks passed: the good v2 was promoted with no failed request; the failing v2 was rolled back \
+             automatically and no request sent after the abort failed; the v2 that renamed /label was \
+             stopped by the schema gate while mirrored, before any user got its answers"
         )?;
         Ok(())
     } else {
@@ -1338,15 +1355,43 @@ pub(crate) fn demo_plan() -> Result<RolloutPlan, PlanError> {
         .step(0.25, bake)
         .step(0.50, bake)
         .post_promotion_bake(bake)
+        // First: when both it and the agreement gate fail, the abort names
+        // the schema, the more precise of the two.
+        .gate(Gate::schema_compatible(0).min_sample(50))
         .gate(Gate::agreement(0.75).min_sample(50))
         .gate(Gate::error_rate(0.02).min_sample(30))
+        // p90 over at least 50 answers: a p99 of a 1 s canary step at 10%
+        // is nearly its slowest answer, noise on a busy 2-core machine.
         .gate(
-            Gate::latency(0.99, 3.0)
-                .slack(Duration::from_millis(5))
-                .min_sample(30),
+            Gate::latency(0.90, 3.0)
+                .slack(Duration::from_millis(10))
+                .min_sample(50),
         )
         .interval(Duration::from_millis(100))
         .build()
+}
+
+/// Which v2 a plan run rolls out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Candidate {
+    /// v2 as trained: expected to be promoted.
+    Good,
+    /// v2 that answers every fourth request with a 500 from the second
+    /// canary step on: expected to be rolled back by the error-rate gate.
+    Failing,
+    /// v2 whose answers call the label `class`: expected to be stopped by
+    /// the schema gate while mirrored.
+    Renamed,
+}
+
+impl fmt::Display for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Candidate::Good => "good v2",
+            Candidate::Failing => "v2 that starts failing at the second canary step",
+            Candidate::Renamed => "v2 that renames its /label field to /class",
+        })
+    }
 }
 
 /// What one plan run saw.
@@ -1363,32 +1408,103 @@ pub(crate) struct PlanSummary {
     pub(crate) failed_after_abort: u64,
     /// Failed requests v2 answered (while it was broken, before the abort).
     pub(crate) failed_on_green: u64,
+    /// Requests v2 (green) answered.
+    pub(crate) served_by_green: u64,
     /// The active color at the end.
     pub(crate) active_at_end: Option<Color>,
-    /// The plan's timeline, one line per event.
+    /// The plan's timeline, one line per event, as printed while it ran.
     pub(crate) timeline: Vec<String>,
+    /// One row per phase, as printed in the summary table.
+    pub(crate) phases: Vec<PhaseRow>,
 }
 
-/// One request's record: when it was sent and whether it succeeded.
+/// One request's record: when it was sent, in which phase, how it went.
 struct Sent {
     at: std::time::Instant,
     ok: bool,
     green: bool,
+    took: Duration,
+}
+
+/// A phase of the plan as the summary table shows it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PhaseRow {
+    pub(crate) name: String,
+    /// The share of users on the candidate.
+    pub(crate) split: f64,
+    /// Requests per color, failures per color, p99 per color.
+    pub(crate) blue: ColorFigures,
+    pub(crate) green: ColorFigures,
+    /// Compared answers in the phase and how many agreed.
+    pub(crate) compared: u64,
+    pub(crate) agreed: u64,
+}
+
+/// One color's figures in one phase, from the clients' side.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ColorFigures {
+    pub(crate) requests: u64,
+    pub(crate) failed: u64,
+    pub(crate) p99: Option<Duration>,
+}
+
+impl ColorFigures {
+    fn of<'a>(sent: impl Iterator<Item = &'a Sent>) -> ColorFigures {
+        let mut took: Vec<Duration> = Vec::new();
+        let mut failed = 0;
+        for s in sent {
+            took.push(s.took);
+            failed += u64::from(!s.ok);
+        }
+        took.sort();
+        let p99 = (!took.is_empty()).then(|| took[(took.len() * 99).div_ceil(100) - 1]);
+        ColorFigures {
+            requests: took.len() as u64,
+            failed,
+            p99,
+        }
+    }
+
+    fn cells(&self) -> (String, String, String) {
+        if self.requests == 0 {
+            return ("0".into(), "-".into(), "-".into());
+        }
+        (
+            self.requests.to_string(),
+            format!("{:.1}%", self.failed as f64 * 100.0 / self.requests as f64),
+            ms(self.p99),
+        )
+    }
+}
+
+fn phase_name(phase: &Phase) -> (String, f64) {
+    match phase {
+        Phase::Mirror { fraction } => (format!("mirror {:.0}%", fraction * 100.0), 0.0),
+        Phase::Canary { step, steps, split } => (format!("canary {step}/{steps}"), *split),
+        Phase::PostPromotion => ("after promote".into(), 1.0),
+        _ => ("done".into(), 0.0),
+    }
 }
 
 /// Runs [`demo_plan`] against a fresh server while four clients send
-/// requests (each stops at the plan's end plus half a second, at most 60 s).
-/// With `good == false`, v2 starts answering every fourth request with a 500
-/// when the plan reaches its second canary step.
-pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSummary, DemoError> {
+/// requests (each stops at the plan's end plus half a second, at most 60 s),
+/// printing each event as it happens and a table per phase at the end.
+pub(crate) async fn run_plan(
+    candidate: Candidate,
+    out: &mut dyn Write,
+) -> Result<PlanSummary, DemoError> {
     let (v1, v2) = Model::train_both()?;
     let broken = Arc::new(AtomicBool::new(false));
+    let v2_app = match candidate {
+        Candidate::Renamed => renamed(app(v2.clone())),
+        _ => faulty(app(v2.clone()), broken.clone()),
+    };
     let (router, handle) = BlueGreenRouter::builder()
         .versions("v1", "v2")
         .sticky_header(USER)
         .served_by_header(SERVED_BY)
         .compare(CompareSettings::new(comparator()?).drift(drift_fields()?))
-        .build(app(v1.clone()), faulty(app(v2.clone()), broken.clone()))?;
+        .build(app(v1.clone()), v2_app)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -1399,31 +1515,68 @@ pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSumm
             })
             .await
     });
+    let plan = demo_plan()?;
     writeln!(
         out,
-        "rollout plan with a {} v2: mirror until 100 compared, canary 10% / 25% / 50% (1 s each), promote, bake 1 s",
-        if good { "good" } else { "bad" }
+        "rollout plan, {candidate}: mirror until 100 compared, canary 10% / 25% / 50% (1 s each), promote, bake 1 s"
     )?;
+    for g in plan.gates() {
+        writeln!(
+            out,
+            "  gate {}: {}, decides after {} samples",
+            g.name(),
+            g.threshold(),
+            g.sample_needed()
+        )?;
+    }
 
-    let run = demo_plan()?.start(&handle)?;
+    let t0 = std::time::Instant::now();
+    let run = plan.start(&handle)?;
     let mut events = run.subscribe();
-    let aborted_at = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
-    let watcher = {
-        let (aborted_at, broken) = (aborted_at.clone(), broken.clone());
-        tokio::spawn(async move {
-            while let Ok(record) = events.recv().await {
-                match record.event {
-                    PlanEvent::Phase(Phase::Canary { step: 2, .. }) if !good => {
-                        broken.store(true, Ordering::SeqCst);
-                    }
-                    PlanEvent::Aborted(_) => {
-                        *aborted_at.lock().unwrap() = Some(std::time::Instant::now());
-                    }
-                    _ => {}
+    let mut summary = PlanSummary::default();
+    // Each phase's row, its start (since the plan's), and the comparison
+    // counts then.
+    let mut phases: Vec<(PhaseRow, Duration, (u64, u64))> = Vec::new();
+    let agreement = |h: &RolloutHandle| {
+        let r = h.shadow_report();
+        (r.matched, r.mismatched)
+    };
+    let mut aborted_at = None::<std::time::Instant>;
+    let mut show = |record: &PlanRecord,
+                    out: &mut dyn Write,
+                    summary: &mut PlanSummary,
+                    phases: &mut Vec<(PhaseRow, Duration, (u64, u64))>|
+     -> std::io::Result<()> {
+        let line = format!(
+            "{:>7.3} s  {}",
+            record.at.as_secs_f64(),
+            describe_event(&record.event)
+        );
+        writeln!(out, "  {line}")?;
+        summary.timeline.push(line);
+        match &record.event {
+            PlanEvent::Phase(p) => {
+                let (name, split) = phase_name(p);
+                let row = PhaseRow {
+                    name,
+                    split,
+                    ..PhaseRow::default()
+                };
+                phases.push((row, record.at, agreement(&handle)));
+                if candidate == Candidate::Failing && matches!(p, Phase::Canary { step: 2, .. }) {
+                    broken.store(true, Ordering::SeqCst);
                 }
             }
-        })
+            PlanEvent::Aborted(_) => aborted_at = Some(std::time::Instant::now()),
+            _ => {}
+        }
+        Ok(())
     };
+    // What happened before this subscription (the start, the first phase).
+    for record in run.status().history {
+        show(&record, out, &mut summary, &mut phases)?;
+    }
+
     let finished = Arc::new(AtomicBool::new(false));
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
     let inputs = samples(500);
@@ -1464,51 +1617,79 @@ pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSumm
                     },
                     Err(_) => (false, false),
                 };
-                sent.push(Sent { at, ok, green });
+                let took = at.elapsed();
+                sent.push(Sent {
+                    at,
+                    ok,
+                    green,
+                    took,
+                });
             }
             sent
         }));
     }
-    let outcome = tokio::time::timeout(Duration::from_secs(60), run.finished())
-        .await
-        .map_err(|_| "the plan did not finish within 60 s")?;
+    // Each event as it happens, until the plan finishes (at most 60 s).
+    let done = run.finished();
+    tokio::pin!(done);
+    let limit = tokio::time::sleep(Duration::from_secs(60));
+    tokio::pin!(limit);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut done => break outcome,
+            record = events.recv() => match record {
+                Ok(record) => show(&record, out, &mut summary, &mut phases)?,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    writeln!(out, "  ({n} events not shown: the printer fell behind)")?;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+            },
+            _ = &mut limit => return Err("the plan did not finish within 60 s".into()),
+        }
+    };
+    while let Ok(record) = events.try_recv() {
+        show(&record, out, &mut summary, &mut phases)?;
+    }
     finished.store(true, Ordering::SeqCst);
     let mut sent = Vec::new();
     for c in clients {
         sent.extend(c.await?);
     }
-    watcher.abort();
+    let end_agreement = agreement(&handle);
 
-    let aborted_at = *aborted_at.lock().unwrap();
-    let mut summary = PlanSummary {
-        outcome: Some(outcome.clone()),
-        requests: sent.len() as u64,
-        failed: sent.iter().filter(|s| !s.ok).count() as u64,
-        failed_on_green: sent.iter().filter(|s| !s.ok && s.green).count() as u64,
-        active_at_end: Some(handle.active()),
-        ..PlanSummary::default()
-    };
+    summary.outcome = Some(outcome.clone());
+    summary.requests = sent.len() as u64;
+    summary.failed = sent.iter().filter(|s| !s.ok).count() as u64;
+    summary.failed_on_green = sent.iter().filter(|s| !s.ok && s.green).count() as u64;
+    summary.served_by_green = sent.iter().filter(|s| s.green).count() as u64;
+    summary.active_at_end = Some(handle.active());
     if let Some(t) = aborted_at {
         let after: Vec<&Sent> = sent.iter().filter(|s| s.at > t).collect();
         summary.sent_after_abort = after.len() as u64;
         summary.failed_after_abort = after.iter().filter(|s| !s.ok).count() as u64;
     }
-    let status = run.status();
-    for r in &status.history {
-        let line = format!(
-            "{:>7.3} s  {}",
-            r.at.as_secs_f64(),
-            describe_event(&r.event)
-        );
-        writeln!(out, "  {line}")?;
-        summary.timeline.push(line);
+    // Agreement per phase: the comparison counts at each phase's start.
+    // A request belongs to the phase it was sent in (the plan changes
+    // traffic, then records the phase: a request sent in between counts
+    // in the phase before).
+    let starts: Vec<(Duration, (u64, u64))> = phases.iter().map(|(_, t, a)| (*t, *a)).collect();
+    let phase_of = |s: &Sent| {
+        let since = s.at.saturating_duration_since(t0);
+        starts.iter().rposition(|(t, _)| *t <= since).unwrap_or(0)
+    };
+    for (i, (row, _, start)) in phases.iter_mut().enumerate() {
+        let end = starts.get(i + 1).map_or(end_agreement, |(_, a)| *a);
+        let (matched, mismatched) = (end.0.saturating_sub(start.0), end.1.saturating_sub(start.1));
+        row.compared = matched + mismatched;
+        row.agreed = matched;
+        row.blue = ColorFigures::of(sent.iter().filter(|s| phase_of(s) == i && !s.green));
+        row.green = ColorFigures::of(sent.iter().filter(|s| phase_of(s) == i && s.green));
     }
-    let measured = handle.measurements();
+    summary.phases = phases.into_iter().map(|(row, _, _)| row).collect();
+    print_phases(out, &summary.phases)?;
     writeln!(
         out,
         "  outcome: {}; active at the end: {}
-  clients: {} requests, {} failed ({} of them answered by a broken v2){}
-  measured during the plan: blue {} finished / {} failed, green {} finished / {} failed\n",
+  clients: {} requests, {} failed ({} of them answered by a broken v2){}\n",
         match &outcome {
             PlanOutcome::Promoted => "promoted".to_string(),
             PlanOutcome::Aborted(why) => format!("rolled back ({why})"),
@@ -1525,10 +1706,6 @@ pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSumm
             ),
             None => String::new(),
         },
-        measured.blue.finished,
-        measured.blue.failures,
-        measured.green.finished,
-        measured.green.failures,
     )?;
     let _ = stop.send(());
     drop(client);
@@ -1536,6 +1713,56 @@ pub(crate) async fn run_plan(good: bool, out: &mut dyn Write) -> Result<PlanSumm
         return Err("the server did not shut down".into());
     }
     Ok(summary)
+}
+
+/// The per-phase table: split, requests, error rate and p99 per color (as
+/// the clients saw them), agreement of the compared answers.
+fn print_phases(out: &mut dyn Write, rows: &[PhaseRow]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "  {:<14} {:>6} | {:>7} {:>6} {:>8} | {:>7} {:>6} {:>8} | {:>9}",
+        "phase", "split", "v1 req", "errors", "p99 ms", "v2 req", "errors", "p99 ms", "agreement"
+    )?;
+    for r in rows {
+        let (bn, be, bp) = r.blue.cells();
+        let (gn, ge, gp) = r.green.cells();
+        let agreement = if r.compared == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1}%", r.agreed as f64 * 100.0 / r.compared as f64)
+        };
+        writeln!(
+            out,
+            "  {:<14} {:>5.0}% | {bn:>7} {be:>6} {bp:>8} | {gn:>7} {ge:>6} {gp:>8} | {agreement:>9}",
+            r.name,
+            r.split * 100.0
+        )?;
+    }
+    Ok(())
+}
+
+/// v2 with its answers' `label` field renamed to `class`: a schema change
+/// the comparison sees as a field on one side only.
+fn renamed(app: axum::Router) -> axum::Router {
+    app.layer(axum::middleware::map_response(rename_label))
+}
+
+async fn rename_label(res: axum::response::Response) -> axum::response::Response {
+    let (mut parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            if let Some(label) = fields.remove("label") {
+                fields.insert("class".to_owned(), label);
+            }
+            serde_json::to_vec(&fields).unwrap_or_default().into()
+        }
+        _ => bytes,
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// v2 behind a switch: once `broken` is set, every fourth response becomes
@@ -1572,9 +1799,9 @@ fn describe_event(e: &PlanEvent) -> String {
         }
         PlanEvent::Phase(Phase::PostPromotion) => "post-promotion bake (v1 kept warm)".into(),
         PlanEvent::Gate { gate, verdict } => match verdict {
-            Verdict::Pass => format!("  gate {gate}: pass"),
-            Verdict::Fail(why) => format!("  gate {gate}: FAIL, {why}"),
-            Verdict::Inconclusive(why) => format!("  gate {gate}: waiting ({why})"),
+            GateVerdict::Pass(figures) => format!("  gate {gate}: pass, {figures}"),
+            GateVerdict::Fail(why) => format!("  gate {gate}: FAIL, {why}"),
+            GateVerdict::Inconclusive(why) => format!("  gate {gate}: waiting ({why})"),
         },
         PlanEvent::Promoted => "promoted".into(),
         PlanEvent::Aborted(why) => format!("ABORTED, rolled back to the stable color: {why}"),

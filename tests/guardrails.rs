@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 use tower::{service_fn, Service, ServiceExt};
 use tower_rollout::drift::{limits, DriftField, DriftSettings, Statistic};
-use tower_rollout::plan::{AbortReason, Gate, PlanOutcome, PlanRun, RolloutPlan, Verdict};
+use tower_rollout::plan::{AbortReason, Gate, GateVerdict, PlanOutcome, PlanRun, RolloutPlan};
 use tower_rollout::shadow::{Comparator, CompareSettings};
 use tower_rollout::{BlueGreenRouter, Color, RolloutHandle};
 
@@ -210,7 +210,7 @@ async fn a_field_that_never_appears_holds_the_plan_and_never_passes() {
         .find(|g| g.gate == "drift:/label:psi")
         .map(|g| g.verdict.clone());
     match verdict {
-        Some(Verdict::Inconclusive(why)) => assert!(why.contains("never appeared"), "{why}"),
+        Some(GateVerdict::Inconclusive(why)) => assert!(why.contains("never appeared"), "{why}"),
         other => panic!("expected inconclusive, got {other:?}"),
     }
     let d = &handle.shadow_report().drift[0];

@@ -7,7 +7,7 @@
 #[path = "../examples/model_fleet.rs"]
 mod demo;
 
-use demo::{parse_args, run_plan, run_walkthrough, Mode, Options};
+use demo::{parse_args, run_plan, run_walkthrough, Candidate, Mode, Options};
 use tower_rollout::plan::{AbortReason, PlanOutcome};
 use tower_rollout::Color;
 use tower_rollout_models::{samples, Model, Version};
@@ -187,7 +187,7 @@ fn arguments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_rolls_a_failing_v2_back_by_itself() {
     let mut out = Vec::new();
-    let s = run_plan(false, &mut out).await.unwrap();
+    let s = run_plan(Candidate::Failing, &mut out).await.unwrap();
     let printed = String::from_utf8(out).unwrap();
     match &s.outcome {
         Some(PlanOutcome::Aborted(AbortReason::Gate { gate, .. })) => {
@@ -207,7 +207,7 @@ async fn a_plan_rolls_a_failing_v2_back_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_promotes_a_good_v2() {
     let mut out = Vec::new();
-    let s = run_plan(true, &mut out).await.unwrap();
+    let s = run_plan(Candidate::Good, &mut out).await.unwrap();
     let printed = String::from_utf8(out).unwrap();
     assert_eq!(s.outcome, Some(PlanOutcome::Promoted), "{printed}");
     assert_eq!(s.failed, 0, "{printed}");
@@ -224,4 +224,68 @@ async fn a_plan_promotes_a_good_v2() {
             "{step}: {printed}"
         );
     }
+}
+
+/// Issue 14's schema case: a v2 that renames its `label` field to `class`
+/// is stopped by the schema gate while mirrored, the abort names both
+/// fields, and no user got an answer from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_stops_a_v2_that_renames_a_field_at_the_schema_gate() {
+    let mut out = Vec::new();
+    let s = run_plan(Candidate::Renamed, &mut out).await.unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    match &s.outcome {
+        Some(PlanOutcome::Aborted(AbortReason::Gate { gate, detail })) => {
+            assert_eq!(gate, "schema_compatible", "{printed}");
+            assert!(
+                detail.contains("/label only on the stable version")
+                    && detail.contains("/class only on the candidate"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected a schema abort, got {other:?}\n{printed}"),
+    }
+    assert_eq!(s.active_at_end, Some(Color::Blue));
+    assert_eq!((s.failed, s.served_by_green), (0, 0), "{printed}");
+    // The gates and their thresholds were printed before the first event,
+    // and the table has the mirror phase with its (failed) agreement.
+    let gates = printed.find("gate schema_compatible: at most 0").unwrap();
+    let started = printed.find("started:").unwrap();
+    assert!(gates < started, "{printed}");
+    let mirror = &s.phases[0];
+    assert!(mirror.name.starts_with("mirror"), "{:?}", s.phases);
+    assert!(mirror.compared >= 50 && mirror.agreed == 0, "{:?}", mirror);
+}
+
+/// The per-phase table of a promoted plan: every phase, requests on v2
+/// growing with the split, agreement only where answers were compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_plan_prints_a_row_per_phase() {
+    let mut out = Vec::new();
+    let s = run_plan(Candidate::Good, &mut out).await.unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    let names: Vec<&str> = s.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mirror 100%",
+            "canary 1/3",
+            "canary 2/3",
+            "canary 3/3",
+            "after promote"
+        ],
+        "{printed}"
+    );
+    assert_eq!(
+        s.phases[0].green.requests, 0,
+        "users never get the mirrored answers"
+    );
+    assert!(s.phases[0].compared >= 100, "{:?}", s.phases[0]);
+    assert!(
+        s.phases[1].green.requests > 0 && s.phases[4].blue.requests == 0,
+        "{printed}"
+    );
+    assert!(printed.contains("| agreement"), "{printed}");
+    // A passing gate shows its figures.
+    assert!(printed.contains("gate error_rate: pass, 0 of"), "{printed}");
 }

@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 use tower::{service_fn, ServiceExt};
 use tower_rollout::plan::{
-    AbortReason, Gate, Phase, PlanError, PlanEvent, PlanOutcome, PlanRun, PlanState, RolloutPlan,
-    Verdict,
+    AbortReason, Gate, GateVerdict, Phase, PlanError, PlanEvent, PlanOutcome, PlanRun, PlanState,
+    RolloutPlan,
 };
 use tower_rollout::router::Builder;
 use tower_rollout::shadow::{Comparator, CompareSettings};
@@ -278,7 +278,7 @@ async fn a_healthy_candidate_walks_every_step_and_is_promoted() {
             matches!(
                 &r.event,
                 PlanEvent::Gate {
-                    verdict: Verdict::Pass,
+                    verdict: GateVerdict::Pass(_),
                     ..
                 }
             )
@@ -460,7 +460,7 @@ async fn a_gate_without_its_minimum_sample_holds_the_plan() {
     assert_eq!(status.state, PlanState::Holding);
     assert!(matches!(status.phase, Phase::Canary { step: 1, .. }));
     assert!(
-        matches!(&status.gates[0].verdict, Verdict::Inconclusive(why) if why.contains("of 1000000"))
+        matches!(&status.gates[0].verdict, GateVerdict::Inconclusive(why) if why.contains("of 1000000"))
     );
     assert_eq!(s.handle.active(), Color::Blue, "not promoted");
     assert_eq!(s.handle.status().split, 0.1);

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::control::{ColorStatus, ColorVersion, RetiringStatus, Transition};
 use crate::mirror::MirrorStats;
-use crate::plan::{Phase, PlanEvent, PlanOutcome, PlanStatus, Verdict};
+use crate::plan::{Phase, PlanEvent, PlanOutcome, PlanStatus};
 use crate::shadow::ShadowReport;
 use crate::{Fleet, Percentiles, RolloutHandle};
 
@@ -47,8 +47,13 @@ fn plan_json(p: &PlanStatus) -> Value {
         .gates
         .iter()
         .map(|g| {
-            let (verdict, detail) = verdict_json(&g.verdict);
-            json!({ "gate": g.gate, "verdict": verdict, "detail": detail })
+            json!({
+                "gate": g.gate,
+                "threshold": g.threshold,
+                "min_sample": g.min_sample,
+                "verdict": g.verdict.as_str(),
+                "detail": g.verdict.detail(),
+            })
         })
         .collect();
     let history: Vec<Value> = p
@@ -73,14 +78,6 @@ fn plan_json(p: &PlanStatus) -> Value {
     })
 }
 
-fn verdict_json(v: &Verdict) -> (&'static str, Option<&str>) {
-    match v {
-        Verdict::Pass => ("pass", None),
-        Verdict::Fail(why) => ("fail", Some(why)),
-        Verdict::Inconclusive(why) => ("inconclusive", Some(why)),
-    }
-}
-
 fn phase_text(p: &Phase) -> String {
     match p {
         Phase::Mirror { fraction } => format!("mirror {fraction}"),
@@ -96,10 +93,9 @@ fn event_text(e: &PlanEvent) -> String {
             format!("started: {candidate} rolls out, {stable} is stable")
         }
         PlanEvent::Phase(p) => format!("phase: {}", phase_text(p)),
-        PlanEvent::Gate { gate, verdict } => match verdict_json(verdict) {
-            (v, Some(why)) => format!("gate {gate}: {v} ({why})"),
-            (v, None) => format!("gate {gate}: {v}"),
-        },
+        PlanEvent::Gate { gate, verdict } => {
+            format!("gate {gate}: {} ({})", verdict.as_str(), verdict.detail())
+        }
         PlanEvent::Holding { gates } => format!("holding on {}", gates.join(", ")),
         PlanEvent::Paused => "paused".into(),
         PlanEvent::Resumed => "resumed".into(),
@@ -220,6 +216,12 @@ fn report_json(r: &ShadowReport) -> Value {
         },
         "comparator_panics": r.comparator_panics,
         "schema_breaks": r.schema_breaks,
+        "reshaped": r.reshaped,
+        "structure_changes": r.structure_changes.iter().map(|c| json!({
+            "field": c.pointer,
+            "change": c.kind.as_str(),
+            "count": c.count,
+        })).collect::<Vec<_>>(),
         "primary_latency": percentiles_json(&r.primary_latency),
         "shadow_latency": percentiles_json(&r.shadow_latency),
         "field_mismatches": fields,

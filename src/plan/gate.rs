@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::PlanError;
-use super::status::{Phase, Verdict};
+use super::status::{GateVerdict, Phase};
 use crate::control::Measurements;
 use crate::Color;
 
-pub(super) type CheckFn = dyn Fn(&CheckInput<'_>) -> Verdict + Send + Sync;
+pub(super) type CheckFn = dyn Fn(&CheckInput<'_>) -> GateVerdict + Send + Sync;
 
 /// A guardrail evaluated while a plan runs. Every gate needs a
 /// [`min_sample`](Gate::min_sample): until it has seen that many requests in
@@ -134,12 +134,17 @@ impl Gate {
         )
     }
 
-    /// Fails when more than `max` requests in the mirror phase were
-    /// accepted (2xx) by one side and rejected (4xx) by the other: the
-    /// candidate requires a field the stable version did not, or rejects a
-    /// value it accepted (see [`ShadowReport::schema_breaks`](crate::shadow::ShadowReport::schema_breaks)).
-    /// The verdict names the request of the last break. Sample: requests
-    /// both sides answered. Named `schema_compatible`.
+    /// Fails when more than `max` requests in the mirror phase broke the
+    /// schema: accepted (2xx) by one side and rejected (4xx) by the other
+    /// (the candidate requires a field the stable version did not, or
+    /// rejects a value it accepted; see
+    /// [`ShadowReport::schema_breaks`](crate::shadow::ShadowReport::schema_breaks)),
+    /// or answered in another structure: a response field on one side only
+    /// (renamed, removed, added) or of another JSON type (see
+    /// [`ShadowReport::reshaped`](crate::shadow::ShadowReport::reshaped);
+    /// array lengths are not counted). The failing verdict names the
+    /// fields and the last rejected request. Sample: requests both sides
+    /// answered. Named `schema_compatible`.
     pub fn schema_compatible(max_breaks: u64) -> Gate {
         Gate::new(
             "schema_compatible",
@@ -159,7 +164,7 @@ impl Gate {
     /// the candidate's finished requests otherwise.
     pub fn check<F>(name: impl Into<String>, check: F) -> Gate
     where
-        F: Fn(&CheckInput<'_>) -> Verdict + Send + Sync + 'static,
+        F: Fn(&CheckInput<'_>) -> GateVerdict + Send + Sync + 'static,
     {
         Gate::new(name, GateKind::Check(Arc::new(check)))
     }
@@ -233,6 +238,57 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// The sample it needs before it decides (its
+    /// [`min_sample`](Self::min_sample)).
+    pub fn sample_needed(&self) -> u64 {
+        self.min_sample
+    }
+
+    /// The threshold in words, for status and events (`error rate at most
+    /// 1.00%`).
+    pub fn threshold(&self) -> String {
+        match &self.kind {
+            GateKind::ErrorRate { max } => format!("error rate at most {:.2}%", max * 100.0),
+            GateKind::Latency {
+                quantile,
+                max_ratio,
+                slack,
+            } => format!(
+                "p{} at most {max_ratio} x the stable color's{}",
+                quantile * 100.0,
+                if slack.is_zero() {
+                    String::new()
+                } else {
+                    format!(" + {slack:?}")
+                }
+            ),
+            GateKind::Agreement { min } => format!("agreement at least {:.2}%", min * 100.0),
+            GateKind::Mismatches { max } => format!("at most {max} mismatches"),
+            GateKind::SchemaBreaks { max } => {
+                format!("at most {max} schema breaks or structure changes")
+            }
+            GateKind::Check(_) => "a custom check".to_owned(),
+            #[cfg(feature = "drift")]
+            GateKind::Drift {
+                field,
+                statistic,
+                limit,
+                tests,
+            } => {
+                if statistic.is_p_value() {
+                    format!(
+                        "{field}: {} p-value at least {limit} / {tests} tests",
+                        statistic.as_str()
+                    )
+                } else {
+                    format!("{field}: {} at most {limit}", statistic.as_str())
+                }
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Gate");
@@ -286,6 +342,12 @@ pub struct CheckInput<'a> {
     /// Requests in the current phase one side accepted and the other
     /// rejected (see [`Gate::schema_compatible`]).
     pub schema_breaks: u64,
+    /// Compared requests in the current phase answered in another structure
+    /// (a field on one side only, or of another type; see
+    /// [`ShadowReport::reshaped`](crate::shadow::ShadowReport::reshaped)).
+    pub reshaped: u64,
+    /// The structure changes of the pair compared now, most frequent first.
+    pub structure: &'a [crate::shadow::StructureChange],
     /// Bake time so far in the phase.
     pub baked: Duration,
     /// The drift of the fields given to

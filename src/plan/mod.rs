@@ -77,8 +77,8 @@ pub use error::PlanError;
 pub use gate::{CheckInput, Gate};
 pub use run::PlanRun;
 pub use status::{
-    AbortReason, GateStatus, Phase, PlanEvent, PlanOutcome, PlanRecord, PlanState, PlanStatus,
-    Verdict,
+    AbortReason, GateStatus, GateVerdict, Phase, PlanEvent, PlanOutcome, PlanRecord, PlanState,
+    PlanStatus,
 };
 
 use crate::RolloutHandle;
@@ -168,9 +168,11 @@ impl RolloutPlan {
         run::start(self, handle)
     }
 
-    /// How many gates the plan has.
-    pub fn gates(&self) -> usize {
-        self.gates.len()
+    /// The plan's gates, in the order they were given (to show them, with
+    /// [`Gate::name`], [`Gate::threshold`] and [`Gate::sample_needed`],
+    /// before the plan starts).
+    pub fn gates(&self) -> &[Gate] {
+        &self.gates
     }
 }
 

@@ -14,12 +14,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::error::PlanError;
 use super::gate::{CheckInput, Gate, GateKind};
 use super::status::{
-    AbortReason, GateStatus, Phase, PlanEvent, PlanOutcome, PlanRecord, PlanState, PlanStatus,
-    Verdict,
+    AbortReason, GateStatus, GateVerdict, Phase, PlanEvent, PlanOutcome, PlanRecord, PlanState,
+    PlanStatus,
 };
 use super::{MirrorUntil, RolloutPlan};
 use crate::control::{Change, Control, ControlError, MeasureGuard, Measurement, Measurements};
-use crate::shadow::Judge;
+use crate::shadow::{DiffKind, Judge, StructureChange};
 use crate::RolloutHandle;
 
 /// How many events [`PlanStatus::history`] keeps.
@@ -229,6 +229,8 @@ impl Shared {
             schema_breaks: now
                 .schema_breaks
                 .saturating_sub(r.shadow_start.schema_breaks),
+            reshaped: now.reshaped.saturating_sub(r.shadow_start.reshaped),
+            structure: &now.structure,
             baked: r.status.baked,
             #[cfg(feature = "drift")]
             drift: &now.drift,
@@ -248,17 +250,21 @@ impl Shared {
                 evaluate(g, &input, &baseline, now.last_break.as_deref()).map(|verdict| {
                     GateStatus {
                         gate: g.name.clone(),
+                        threshold: g.threshold(),
+                        min_sample: g.min_sample,
                         verdict,
                     }
                 })
             })
             .collect();
         for v in &verdicts {
+            // An event when the verdict turns (pass, fail, inconclusive),
+            // not at every new figure.
             let changed = !r
                 .status
                 .gates
                 .iter()
-                .any(|old| old.gate == v.gate && old.verdict == v.verdict);
+                .any(|old| old.gate == v.gate && old.verdict.as_str() == v.verdict.as_str());
             if changed {
                 self.emit(
                     r,
@@ -271,7 +277,7 @@ impl Shared {
         }
         r.status.gates = verdicts;
         let failed = r.status.gates.iter().find_map(|g| match &g.verdict {
-            Verdict::Fail(detail) => Some(AbortReason::Gate {
+            GateVerdict::Fail(detail) => Some(AbortReason::Gate {
                 gate: g.gate.clone(),
                 detail: detail.clone(),
             }),
@@ -478,6 +484,9 @@ struct ShadowCounts {
     matched: u64,
     mismatched: u64,
     schema_breaks: u64,
+    reshaped: u64,
+    /// The pair's structure changes, most frequent first.
+    structure: Vec<StructureChange>,
     /// The request and statuses of the last schema break.
     last_break: Option<String>,
     #[cfg(feature = "drift")]
@@ -517,6 +526,8 @@ fn shadow_counts(control: &Control) -> ShadowCounts {
         matched: report.matched,
         mismatched: report.mismatched,
         schema_breaks: report.schema_breaks,
+        reshaped: report.reshaped,
+        structure: report.structure_changes,
         last_break,
         #[cfg(feature = "drift")]
         drift: report.drift,
@@ -530,30 +541,39 @@ fn evaluate(
     input: &CheckInput<'_>,
     baseline: &Measurement,
     last_break: Option<&str>,
-) -> Option<Verdict> {
+) -> Option<GateVerdict> {
     let mirror = matches!(input.phase, Phase::Mirror { .. });
     let live = matches!(input.phase, Phase::Canary { .. } | Phase::PostPromotion);
     let cand = input.window.color(input.candidate);
     let need = gate.min_sample;
-    let short = |have: u64, what: &str| Verdict::Inconclusive(format!("{have} of {need} {what}"));
+    let short =
+        |have: u64, what: &str| GateVerdict::Inconclusive(format!("{have} of {need} {what}"));
     let compared = input.matched + input.mismatched;
+    let judge = |fails: bool, figures: String| {
+        if fails {
+            GateVerdict::Fail(figures)
+        } else {
+            GateVerdict::Pass(figures)
+        }
+    };
     let verdict = match &gate.kind {
         GateKind::ErrorRate { max } if live => {
             if cand.finished < need {
                 short(cand.finished, "requests")
             } else {
                 let rate = cand.failures as f64 / cand.finished as f64;
-                if rate > *max {
-                    Verdict::Fail(format!(
-                        "{} of {} requests failed ({:.2}%, above {:.2}%)",
+                let fails = rate > *max;
+                judge(
+                    fails,
+                    format!(
+                        "{} of {} requests failed ({:.2}%, {} {:.2}%)",
                         cand.failures,
                         cand.finished,
                         rate * 100.0,
+                        if fails { "above" } else { "at most" },
                         max * 100.0
-                    ))
-                } else {
-                    Verdict::Pass
-                }
+                    ),
+                )
             }
         }
         GateKind::Latency {
@@ -572,18 +592,15 @@ fn evaluate(
                 base.latency.quantile(*quantile),
             ) {
                 (Some(c), Some(b)) if have >= need => {
-                    let limit = b.mul_f64(*max_ratio) + *slack;
-                    if c > limit {
-                        Verdict::Fail(format!(
-                            "p{} {:?} on the candidate, above {:.2} x {:?} on the stable color",
+                    let fails = c > b.mul_f64(*max_ratio) + *slack;
+                    judge(
+                        fails,
+                        format!(
+                            "p{} {c:?} on the candidate, {} {max_ratio:.2} x {b:?} on the stable color",
                             quantile * 100.0,
-                            c,
-                            max_ratio,
-                            b
-                        ))
-                    } else {
-                        Verdict::Pass
-                    }
+                            if fails { "above" } else { "within" },
+                        ),
+                    )
                 }
                 _ => short(have, "requests on each color"),
             }
@@ -593,43 +610,52 @@ fn evaluate(
                 short(compared, "compared requests")
             } else {
                 let rate = input.matched as f64 / compared as f64;
-                if rate < *min {
-                    Verdict::Fail(format!(
-                        "{} of {} compared requests agreed ({:.2}%, below {:.2}%)",
+                let fails = rate < *min;
+                judge(
+                    fails,
+                    format!(
+                        "{} of {} compared requests agreed ({:.2}%, {} {:.2}%)",
                         input.matched,
                         compared,
                         rate * 100.0,
+                        if fails { "below" } else { "at least" },
                         min * 100.0
-                    ))
-                } else {
-                    Verdict::Pass
-                }
+                    ),
+                )
             }
         }
         GateKind::Mismatches { max } if mirror => {
             if compared < need {
                 short(compared, "compared requests")
-            } else if input.mismatched > *max {
-                Verdict::Fail(format!(
-                    "{} of {} compared requests differed (at most {max} allowed)",
-                    input.mismatched, compared
-                ))
             } else {
-                Verdict::Pass
+                judge(
+                    input.mismatched > *max,
+                    format!(
+                        "{} of {} compared requests differed (at most {max} allowed)",
+                        input.mismatched, compared
+                    ),
+                )
             }
         }
         GateKind::SchemaBreaks { max } if mirror => {
             let answered = compared + input.schema_breaks;
+            let breaks = input.schema_breaks + input.reshaped;
             if answered < need {
                 short(answered, "requests answered by both")
-            } else if input.schema_breaks > *max {
-                Verdict::Fail(format!(
-                    "{} of {answered} requests accepted by one version and rejected by the other (at most {max} allowed){}",
-                    input.schema_breaks,
-                    last_break.map(|b| format!("; last: {b}")).unwrap_or_default()
-                ))
             } else {
-                Verdict::Pass
+                let mut figures = format!(
+                    "{} of {answered} requests accepted by one version and rejected by the other, {} answered in another structure (at most {max} allowed)",
+                    input.schema_breaks, input.reshaped
+                );
+                if breaks > *max {
+                    if input.reshaped > 0 {
+                        figures.push_str(&format!("; {}", structure_summary(input.structure)));
+                    }
+                    if let Some(b) = last_break.filter(|_| input.schema_breaks > 0) {
+                        figures.push_str(&format!("; last rejected: {b}"));
+                    }
+                }
+                judge(breaks > *max, figures)
             }
         }
         #[cfg(feature = "drift")]
@@ -652,7 +678,7 @@ fn evaluate(
                 )
             } else {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(input)))
-                    .unwrap_or_else(|_| Verdict::Fail("the check panicked".into()))
+                    .unwrap_or_else(|_| GateVerdict::Fail("the check panicked".into()))
             }
         }
         _ => return None,
@@ -791,41 +817,72 @@ fn drift_verdict(
     limit: f64,
     tests: usize,
     need: u64,
-) -> Verdict {
+) -> GateVerdict {
     let Some(d) = drift.iter().find(|d| d.field == field) else {
-        return Verdict::Inconclusive(format!(
+        return GateVerdict::Inconclusive(format!(
             "{field} is not measured (give it to CompareSettings::drift)"
         ));
     };
     if d.kind != statistic.kind() {
-        return Verdict::Inconclusive(format!(
+        return GateVerdict::Inconclusive(format!(
             "{} does not apply to {field} ({:?})",
             statistic.as_str(),
             d.kind
         ));
     }
     if d.sample() == 0 {
-        return Verdict::Inconclusive(format!(
+        return GateVerdict::Inconclusive(format!(
             "{field} never appeared on both sides ({} and {} values)",
             d.primary_n, d.shadow_n
         ));
     }
     if d.sample() < need {
-        return Verdict::Inconclusive(format!("{} of {need} values of {field}", d.sample()));
+        return GateVerdict::Inconclusive(format!("{} of {need} values of {field}", d.sample()));
     }
     let Some(value) = d.get(statistic) else {
-        return Verdict::Inconclusive(format!("no {} for {field} yet", statistic.as_str()));
+        return GateVerdict::Inconclusive(format!("no {} for {field} yet", statistic.as_str()));
     };
     let name = statistic.as_str();
+    let n = d.sample();
     if statistic.is_p_value() {
         let alpha = limit / tests as f64;
-        if value < alpha {
-            return Verdict::Fail(format!(
-                "{field}: {name} {value:.3e} below {alpha:.3e} ({limit} over {tests} tests)"
-            ));
+        let fails = value < alpha;
+        let side = if fails { "below" } else { "at least" };
+        let figures = format!(
+            "{field}: {name} {value:.3e} {side} {alpha:.3e} ({limit} over {tests} tests; {n} values)"
+        );
+        if fails {
+            GateVerdict::Fail(figures)
+        } else {
+            GateVerdict::Pass(figures)
         }
     } else if value > limit {
-        return Verdict::Fail(format!("{field}: {name} {value:.4} above {limit}"));
+        GateVerdict::Fail(format!(
+            "{field}: {name} {value:.4} above {limit} ({n} values)"
+        ))
+    } else {
+        GateVerdict::Pass(format!(
+            "{field}: {name} {value:.4} at most {limit} ({n} values)"
+        ))
     }
-    Verdict::Pass
+}
+
+/// The most frequent structure changes, in words: `/label only on the
+/// stable version (12), /class only on the candidate (12)`.
+fn structure_summary(changes: &[StructureChange]) -> String {
+    let shown: Vec<String> = changes
+        .iter()
+        .take(4)
+        .map(|c| {
+            let what = match c.kind {
+                DiffKind::OnlyPrimary => "only on the stable version",
+                DiffKind::OnlyShadow => "only on the candidate",
+                DiffKind::Type => "of another type on the candidate",
+                DiffKind::Length => "of another length on the candidate",
+                _ => "changed",
+            };
+            format!("{} {what} ({})", c.pointer, c.count)
+        })
+        .collect();
+    format!("fields: {}", shown.join(", "))
 }

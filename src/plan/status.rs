@@ -61,21 +61,40 @@ impl PlanState {
     }
 }
 
-/// A gate's result at one evaluation.
+/// A gate's result at one evaluation: each variant says what the gate
+/// measured (the figures, against the threshold).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The gate passes.
-    Pass,
-    /// The gate fails; the plan aborts. The text says why.
+pub enum GateVerdict {
+    /// The gate passes; the text gives the figures (`3 of 1200 requests
+    /// failed (0.25%, at most 1.00%)`).
+    Pass(String),
+    /// The gate fails; the plan aborts. The text says why, with the figures.
     Fail(String),
     /// The gate cannot decide (not enough samples yet); the plan holds.
     Inconclusive(String),
 }
 
-impl Verdict {
-    /// Whether this is [`Verdict::Pass`].
+impl GateVerdict {
+    /// Whether this is [`GateVerdict::Pass`].
     pub fn is_pass(&self) -> bool {
-        matches!(self, Verdict::Pass)
+        matches!(self, GateVerdict::Pass(_))
+    }
+
+    /// `pass`, `fail` or `inconclusive`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GateVerdict::Pass(_) => "pass",
+            GateVerdict::Fail(_) => "fail",
+            GateVerdict::Inconclusive(_) => "inconclusive",
+        }
+    }
+
+    /// The figures (pass), the reason (fail) or what is missing
+    /// (inconclusive).
+    pub fn detail(&self) -> &str {
+        match self {
+            GateVerdict::Pass(s) | GateVerdict::Fail(s) | GateVerdict::Inconclusive(s) => s,
+        }
     }
 }
 
@@ -85,8 +104,12 @@ impl Verdict {
 pub struct GateStatus {
     /// The gate's name.
     pub gate: String,
+    /// Its threshold, in words (`error rate at most 1.00%`).
+    pub threshold: String,
+    /// The sample it needs before it decides.
+    pub min_sample: u64,
     /// Its verdict at the last evaluation.
-    pub verdict: Verdict,
+    pub verdict: GateVerdict,
 }
 
 /// Why a plan aborted.
@@ -146,7 +169,7 @@ pub enum PlanEvent {
         /// The gate's name.
         gate: String,
         /// The new verdict.
-        verdict: Verdict,
+        verdict: GateVerdict,
     },
     /// The bake time is over but these gates are inconclusive.
     Holding {
