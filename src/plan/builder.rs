@@ -62,7 +62,7 @@ impl PlanBuilder {
     }
 
     /// How often the gates are evaluated (and a bake time can end). Default
-    /// [`DEFAULT_INTERVAL`].
+    /// [`DEFAULT_INTERVAL`](super::DEFAULT_INTERVAL).
     pub fn interval(mut self, every: Duration) -> Self {
         self.plan.interval = every;
         self

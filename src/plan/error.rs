@@ -19,7 +19,7 @@ pub enum PlanError {
         after: f64,
     },
     /// A plan with no mirror phase, no canary step and no
-    /// [`all_at_once`](RolloutPlan::all_at_once).
+    /// [`all_at_once`](super::RolloutPlan::all_at_once).
     EmptyPlan,
     /// Canary steps added to an all-at-once plan.
     StepsWithAllAtOnce,
@@ -28,7 +28,7 @@ pub enum PlanError {
         /// Which one.
         what: &'static str,
     },
-    /// A gate without a minimum sample (see [`Gate::min_sample`]).
+    /// A gate without a minimum sample (see [`Gate::min_sample`](super::Gate::min_sample)).
     MissingMinSample {
         /// The gate.
         gate: String,
@@ -56,7 +56,7 @@ pub enum PlanError {
     },
     /// Another plan runs on this router.
     AlreadyRunning,
-    /// [`RolloutPlan::start`] was called outside a tokio runtime.
+    /// [`RolloutPlan::start`](super::RolloutPlan::start) was called outside a tokio runtime.
     NoRuntime,
     /// The plan compares (a comparison gate, or a mirror phase counted in
     /// compared requests) and the router was built without

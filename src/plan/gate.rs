@@ -170,7 +170,7 @@ impl Gate {
     }
 
     /// The sample the gate needs before it passes or fails. Required: a gate
-    /// without one fails [`PlanBuilder::build`].
+    /// without one fails [`PlanBuilder::build`](super::PlanBuilder::build).
     pub fn min_sample(mut self, n: u64) -> Gate {
         self.min_sample = n;
         self

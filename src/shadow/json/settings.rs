@@ -8,7 +8,7 @@ use crate::ConfigError;
 ///
 /// Build one with [`JsonCompare::new`] and the setters, then either call
 /// [`build`](JsonCompare::build) to validate the settings and get a
-/// [`Comparator`], or use it directly as a [`Compare`] (unvalidated: a bad
+/// [`Comparator`], or use it directly as a [`Compare`](super::super::Compare) (unvalidated: a bad
 /// pointer is left out, a NaN or negative tolerance acts as zero).
 ///
 /// ```
