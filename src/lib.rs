@@ -73,6 +73,9 @@ pub mod drift;
 mod error;
 pub mod fleet;
 mod head;
+#[cfg(feature = "drift")]
+#[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+pub mod live;
 #[cfg(all(test, feature = "loom"))]
 mod loom_models;
 pub mod mirror;

@@ -35,6 +35,7 @@ pub(crate) fn status_json(handle: &RolloutHandle) -> Value {
         "mirror_stats": mirror_json(&handle.mirror_stats()),
         "comparison": report_json(&handle.shadow_report()),
         "comparisons": handle.shadow_reports().iter().map(report_json).collect::<Vec<_>>(),
+        "live_drift": live_drift_json(handle),
         "measuring": status.measuring,
         "plan_running": status.plan_running,
         "plan": handle.plan_status().as_ref().map(plan_json),
@@ -231,6 +232,34 @@ fn report_json(r: &ShadowReport) -> Value {
 
 #[cfg(feature = "drift")]
 fn drift_json(r: &ShadowReport) -> Value {
+    fields_json(&r.drift)
+}
+
+/// The live drift of the pair in the colors now (a `LiveDriftLayer`).
+#[cfg(feature = "drift")]
+fn live_drift_json(handle: &RolloutHandle) -> Value {
+    let side =
+        |c: &ColorVersion| json!({ "color": c.color.as_str(), "version": c.version.as_str() });
+    match handle.live_drift() {
+        Some(r) => json!({
+            "active": side(&r.active),
+            "standby": side(&r.standby),
+            "active_answers": r.active_answers,
+            "standby_answers": r.standby_answers,
+            "over_cap": r.over_cap,
+            "fields": fields_json(&r.fields),
+        }),
+        None => Value::Null,
+    }
+}
+
+#[cfg(not(feature = "drift"))]
+fn live_drift_json(_: &RolloutHandle) -> Value {
+    Value::Null
+}
+
+#[cfg(feature = "drift")]
+fn fields_json(fields: &[crate::drift::FieldDrift]) -> Value {
     let stats = |d: &crate::drift::FieldDrift| {
         json!({
             "field": d.field,
@@ -261,7 +290,7 @@ fn drift_json(r: &ShadowReport) -> Value {
             },
         })
     };
-    Value::Array(r.drift.iter().map(stats).collect())
+    Value::Array(fields.iter().map(stats).collect())
 }
 
 /// Without the `drift` feature there is no drift to show.

@@ -267,28 +267,46 @@ impl Drift {
 
     /// Counts one pair of answers (bodies, as bytes).
     pub fn observe(&mut self, primary: &[u8], shadow: &[u8]) {
-        let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).ok();
-        let (p, s) = (parse(primary), parse(shadow));
+        self.observe_primary(primary);
+        self.observe_shadow(shadow);
+    }
+
+    /// Counts one answer of the primary side alone (live answers of the
+    /// stable color, which come unpaired).
+    pub fn observe_primary(&mut self, body: &[u8]) {
+        self.observe_side(body, true);
+    }
+
+    /// Counts one answer of the shadow side alone (live answers of the
+    /// candidate color).
+    pub fn observe_shadow(&mut self, body: &[u8]) {
+        self.observe_side(body, false);
+    }
+
+    fn observe_side(&mut self, body: &[u8], is_primary: bool) {
+        let doc = serde_json::from_slice::<Value>(body).ok();
         let mut found = Vec::new();
         for f in &mut self.fields {
-            for (doc, side, is_primary) in [(&p, &mut f.primary, true), (&s, &mut f.shadow, false)]
-            {
-                let Some(doc) = doc else {
-                    f.problems.not_json += 1;
-                    continue;
-                };
-                found.clear();
-                f.field.values(doc, &mut found);
-                if found.is_empty() {
-                    if is_primary {
-                        f.problems.missing_primary += 1;
-                    } else {
-                        f.problems.missing_shadow += 1;
-                    }
+            let side = if is_primary {
+                &mut f.primary
+            } else {
+                &mut f.shadow
+            };
+            let Some(doc) = &doc else {
+                f.problems.not_json += 1;
+                continue;
+            };
+            found.clear();
+            f.field.values(doc, &mut found);
+            if found.is_empty() {
+                if is_primary {
+                    f.problems.missing_primary += 1;
+                } else {
+                    f.problems.missing_shadow += 1;
                 }
-                for v in &found {
-                    side.add(v, &mut f.problems);
-                }
+            }
+            for v in &found {
+                side.add(v, &mut f.problems);
             }
         }
     }

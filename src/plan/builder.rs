@@ -5,7 +5,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::error::PlanError;
-use super::gate::{Gate, GateKind};
+use super::gate::Gate;
+#[cfg(feature = "drift")]
+use super::gate::GateKind;
 use super::{MirrorPhase, MirrorUntil, RolloutPlan};
 
 /// Builds a [`RolloutPlan`]; invalid plans fail in [`build`](Self::build)
@@ -132,14 +134,20 @@ impl PlanBuilder {
         }
         #[cfg(feature = "drift")]
         {
-            let p_gates = plan
-                .gates
-                .iter()
-                .filter(|g| matches!(&g.kind, GateKind::Drift { statistic, .. } if statistic.is_p_value()))
-                .count();
+            // One family per kind of sample: mirrored pairs, live answers.
+            let p_gates = |of_live: bool| {
+                plan.gates
+                    .iter()
+                    .filter(|g| {
+                        matches!(&g.kind, GateKind::Drift { statistic, live, .. }
+                        if statistic.is_p_value() && *live == of_live)
+                    })
+                    .count()
+            };
+            let (mirrored, lived) = (p_gates(false), p_gates(true));
             for g in &mut plan.gates {
-                if let GateKind::Drift { tests, .. } = &mut g.kind {
-                    *tests = p_gates.max(1);
+                if let GateKind::Drift { tests, live, .. } = &mut g.kind {
+                    *tests = if *live { lived } else { mirrored }.max(1);
                 }
             }
         }

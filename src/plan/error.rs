@@ -64,6 +64,10 @@ pub enum PlanError {
     NoComparison,
     /// The plan mirrors and the router has no executor for shadow work.
     NoMirror,
+    /// The plan has a [`Gate::live_drift`](super::Gate::live_drift) and no
+    /// [`LiveDriftLayer`](crate::live::LiveDriftLayer) was built for the
+    /// router (feature `drift`).
+    NoLiveDrift,
 }
 
 impl fmt::Display for PlanError {
@@ -105,6 +109,9 @@ impl fmt::Display for PlanError {
             PlanError::NoMirror => {
                 f.write_str("the plan mirrors and the router has no executor for shadow work")
             }
+            PlanError::NoLiveDrift => f.write_str(
+                "the plan has a live drift gate: put a live::LiveDriftLayer around the router",
+            ),
         }
     }
 }

@@ -48,14 +48,18 @@ pub(super) enum GateKind {
         limit: f64,
         /// The p-value gates in the plan (Bonferroni), set by `build`.
         tests: usize,
+        /// Over the live answers of each color in the canary steps (a
+        /// [`LiveDriftLayer`](crate::live::LiveDriftLayer)), not over
+        /// mirrored pairs.
+        live: bool,
     },
 }
 
 impl GateKind {
     pub(super) fn mirror_only(&self) -> bool {
         #[cfg(feature = "drift")]
-        if matches!(self, GateKind::Drift { .. }) {
-            return true;
+        if let GateKind::Drift { live, .. } = self {
+            return !live;
         }
         matches!(
             self,
@@ -130,6 +134,31 @@ impl Gate {
                 statistic,
                 limit,
                 tests: 1,
+                live: false,
+            },
+        )
+    }
+
+    /// Like [`drift`](Self::drift), over the live answers of each color
+    /// during the canary steps: the stable color's answers to its users
+    /// against the candidate's to its users, sampled by a
+    /// [`LiveDriftLayer`](crate::live::LiveDriftLayer) around the router
+    /// (starting the plan without one is [`PlanError::NoLiveDrift`]). Each
+    /// step starts no new sample: the pair of versions is the same through
+    /// the canary. Bonferroni counts the live p-value gates apart from the
+    /// mirrored ones (they judge other phases). Named
+    /// `live_drift:{field}:{statistic}`.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+    pub fn live_drift(field: &str, statistic: crate::drift::Statistic, limit: f64) -> Gate {
+        Gate::new(
+            format!("live_drift:{field}:{}", statistic.as_str()),
+            GateKind::Drift {
+                field: field.to_owned(),
+                statistic,
+                limit,
+                tests: 1,
+                live: true,
             },
         )
     }
@@ -275,14 +304,23 @@ impl Gate {
                 statistic,
                 limit,
                 tests,
+                live,
             } => {
+                let over = if *live {
+                    "live answers"
+                } else {
+                    "mirrored pairs"
+                };
                 if statistic.is_p_value() {
                     format!(
-                        "{field}: {} p-value at least {limit} / {tests} tests",
+                        "{field}: {} p-value at least {limit} / {tests} tests, over {over}",
                         statistic.as_str()
                     )
                 } else {
-                    format!("{field}: {} at most {limit}", statistic.as_str())
+                    format!(
+                        "{field}: {} at most {limit}, over {over}",
+                        statistic.as_str()
+                    )
                 }
             }
         }
@@ -313,11 +351,13 @@ impl fmt::Debug for Gate {
                 statistic,
                 limit,
                 tests,
+                live,
             } => d
                 .field("field", field)
                 .field("statistic", statistic)
                 .field("limit", limit)
-                .field("tests", tests),
+                .field("tests", tests)
+                .field("live", live),
         };
         d.field("min_sample", &self.min_sample).finish()
     }
@@ -356,4 +396,10 @@ pub struct CheckInput<'a> {
     #[cfg(feature = "drift")]
     #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     pub drift: &'a [crate::drift::FieldDrift],
+    /// The drift between the two colors' live answers (a
+    /// [`LiveDriftLayer`](crate::live::LiveDriftLayer)), for the pair of
+    /// versions in the colors now; empty without one.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+    pub live_drift: &'a [crate::drift::FieldDrift],
 }

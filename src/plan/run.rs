@@ -87,6 +87,15 @@ pub(super) fn start(plan: RolloutPlan, handle: &RolloutHandle) -> Result<PlanRun
     if plan.mirror.is_some() && !control.can_mirror() {
         return Err(PlanError::NoMirror);
     }
+    #[cfg(feature = "drift")]
+    if plan
+        .gates
+        .iter()
+        .any(|g| matches!(g.kind, GateKind::Drift { live: true, .. }))
+        && control.attached::<crate::live::LiveState>().is_none()
+    {
+        return Err(PlanError::NoLiveDrift);
+    }
     static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if !control.lock_plan(id) {
@@ -219,6 +228,12 @@ impl Shared {
             now.matched.saturating_sub(r.shadow_start.matched),
             now.mismatched.saturating_sub(r.shadow_start.mismatched),
         );
+        #[cfg(feature = "drift")]
+        let live_drift = control
+            .attached::<crate::live::LiveState>()
+            .and_then(|state| crate::live::current(&handle, &state))
+            .map(|report| report.fields)
+            .unwrap_or_default();
         let input = CheckInput {
             phase: &r.status.phase,
             candidate: r.status.candidate,
@@ -234,6 +249,8 @@ impl Shared {
             baked: r.status.baked,
             #[cfg(feature = "drift")]
             drift: &now.drift,
+            #[cfg(feature = "drift")]
+            live_drift: &live_drift,
         };
         // The stable color's latency baseline when its window is too thin
         // (a 100% step, after the promote): everything it served since the
@@ -664,7 +681,18 @@ fn evaluate(
             statistic,
             limit,
             tests,
+            live: false,
         } if mirror => drift_verdict(input.drift, field, *statistic, *limit, *tests, need),
+        #[cfg(feature = "drift")]
+        GateKind::Drift {
+            field,
+            statistic,
+            limit,
+            tests,
+            live: true,
+        } if matches!(input.phase, Phase::Canary { .. }) => {
+            drift_verdict(input.live_drift, field, *statistic, *limit, *tests, need)
+        }
         GateKind::Check(check) if mirror || live => {
             let have = if mirror { compared } else { cand.finished };
             if have < need {
