@@ -143,11 +143,14 @@ async fn failures_are_counted_once_and_never_reach_the_primary() {
         }
         Comparator::bytes().compare(p, s)
     });
-    let (layer, handle) = ShadowComparator::builder(shadow, comparator)
-        .max_compare_bytes(1024)
-        .mirror(MirrorLayer::settings().timeout(Duration::from_secs(2)))
-        .build()
-        .unwrap();
+    let (layer, handle) = ShadowComparator::builder(
+        shadow,
+        CompareSettings::new(comparator)
+            .max_compare_bytes(1024)
+            .mirror(MirrorLayer::settings().timeout(Duration::from_secs(2))),
+    )
+    .build()
+    .unwrap();
     let svc = ServiceBuilder::new().layer(layer).service(echo("v1:"));
 
     let inputs = [
@@ -218,12 +221,13 @@ async fn primary_failure_and_early_drop_are_skipped() {
 #[tokio::test]
 async fn on_mismatch_hook_sees_each_mismatch() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (layer, handle) = ShadowComparator::builder(echo("v2:"), Comparator::bytes())
+    let settings = CompareSettings::new(Comparator::bytes())
         .on_mismatch({
             let seen = seen.clone();
             move |e| seen.lock().unwrap().push(e.diffs[0].to_string())
         })
-        .exemplars(1)
+        .exemplars(1);
+    let (layer, handle) = ShadowComparator::builder(echo("v2:"), settings)
         .build()
         .unwrap();
     let svc = ServiceBuilder::new().layer(layer).service(echo("v1:"));
@@ -244,12 +248,14 @@ async fn on_mismatch_hook_sees_each_mismatch() {
 fn bad_compare_settings_fail_at_construction() {
     use tower_rollout::ConfigError as E;
     let b = || ShadowComparator::builder(echo(""), Comparator::status());
+    let with = |s: CompareSettings| ShadowComparator::builder(echo(""), s).build();
+    let cmp = || CompareSettings::new(Comparator::status());
     assert!(matches!(
-        b().max_compare_bytes(0).build(),
+        with(cmp().max_compare_bytes(0)),
         Err(E::MustBePositive { .. })
     ));
     assert!(matches!(
-        b().compare_wait(Duration::ZERO).build(),
+        with(cmp().compare_wait(Duration::ZERO)),
         Err(E::MustBePositive { .. })
     ));
     assert!(matches!(
@@ -397,8 +403,9 @@ async fn empty_primary_bodies_are_compared() {
 /// started (the mirror counts the copy as `skipped_no_executor`).
 #[tokio::test]
 async fn comparisons_dropped_by_the_executor_are_counted() {
-    let (layer, handle) = ShadowComparator::builder(echo(""), Comparator::bytes())
-        .mirror(MirrorLayer::settings().spawner(support::DropTasks))
+    let settings = CompareSettings::new(Comparator::bytes())
+        .mirror(MirrorLayer::settings().spawner(support::DropTasks));
+    let (layer, handle) = ShadowComparator::builder(echo(""), settings)
         .build()
         .unwrap();
     let svc = ServiceBuilder::new().layer(layer).service(echo(""));
@@ -408,19 +415,19 @@ async fn comparisons_dropped_by_the_executor_are_counted() {
     assert_eq!((r.skipped_not_started, r.total()), (1, 1), "{r:?}");
 }
 
-/// The builder's call order never undoes a setting: `.mirror(..)` after
-/// `.sample(0.0)` keeps the sample at 0 (nothing compared), and so does the
-/// other order.
+/// No setting undoes another: the builder's `.sample(0.0)` holds whatever
+/// sample the comparison's mirror settings carry (before, a `.mirror(..)`
+/// after `.sample(0.0)` reset it to 1).
 #[tokio::test]
-async fn a_later_mirror_call_keeps_the_sample() {
-    for sample_first in [true, false] {
-        let b = ShadowComparator::builder(echo("v2:"), Comparator::bytes());
-        let settings = MirrorLayer::settings().timeout(Duration::from_secs(2));
-        let b = if sample_first {
-            b.sample(0.0).mirror(settings)
-        } else {
-            b.mirror(settings).sample(0.0)
-        };
+async fn the_builders_sample_wins_over_the_mirror_settings() {
+    for mirror_sample in [1.0, 0.5] {
+        let settings = CompareSettings::new(Comparator::bytes()).mirror(
+            MirrorLayer::settings()
+                .sample(mirror_sample)
+                .timeout(Duration::from_secs(2)),
+        );
+        let b = ShadowComparator::builder(echo("v2:"), settings).sample(0.0);
+        let sample_first = mirror_sample;
         let (layer, handle) = b.build().unwrap();
         let svc = ServiceBuilder::new().layer(layer).service(echo("v1:"));
         for _ in 0..20 {

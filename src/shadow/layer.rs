@@ -34,13 +34,34 @@ impl<T> ShadowComparator<T> {
             .expect("the default settings are valid")
     }
 
-    /// A builder for the sample fraction, bounds and report settings.
-    pub fn builder(shadow: T, comparator: Comparator) -> ShadowBuilder<T> {
+    /// A builder: `settings` is a [`Comparator`] (the default bounds) or
+    /// a [`CompareSettings`] (bounds, exemplars, hook, drift); the builder
+    /// adds the sample fraction, the name and the noise floor.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rollout::shadow::{Comparator, CompareSettings, ShadowComparator};
+    /// # let shadow = tower::service_fn(|_: http::Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # });
+    /// let (layer, handle) = ShadowComparator::builder(
+    ///     shadow,
+    ///     CompareSettings::new(Comparator::json())
+    ///         .max_compare_bytes(64 << 10)
+    ///         .exemplars(32),
+    /// )
+    /// .sample(0.1)
+    /// .name("iris")
+    /// .build()?;
+    /// # drop((layer, handle));
+    /// # Ok::<(), tower_rollout::ConfigError>(())
+    /// ```
+    pub fn builder(shadow: T, settings: impl Into<CompareSettings>) -> ShadowBuilder<T> {
         ShadowBuilder {
             shadow,
             secondary: None,
             noise: (0.20, 0.0003),
-            settings: CompareSettings::new(comparator),
+            settings: settings.into(),
             name: Ok(Name::default()),
             sample: None,
         }
@@ -233,6 +254,13 @@ impl CompareSettings {
     }
 }
 
+impl From<Comparator> for CompareSettings {
+    /// The comparator with the default settings.
+    fn from(comparator: Comparator) -> Self {
+        CompareSettings::new(comparator)
+    }
+}
+
 impl fmt::Debug for CompareSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompareSettings")
@@ -243,7 +271,10 @@ impl fmt::Debug for CompareSettings {
     }
 }
 
-/// Builds a [`ShadowComparator`]; see [`CompareSettings`] for each setting.
+/// Builds a [`ShadowComparator`]: the settings of its comparison come in a
+/// [`CompareSettings`] (the same type the router's `compare` takes); this
+/// builder adds what only a standalone comparator has (sample, name, noise
+/// floor).
 #[derive(Debug)]
 pub struct ShadowBuilder<T, U = NoSecondary> {
     shadow: T,
@@ -251,8 +282,8 @@ pub struct ShadowBuilder<T, U = NoSecondary> {
     noise: (f64, f64),
     settings: CompareSettings,
     name: Result<Name, ConfigError>,
-    /// Set by [`sample`](Self::sample): applied at `build`, so that a later
-    /// [`mirror`](Self::mirror) call does not undo it.
+    /// Set by [`sample`](Self::sample): applied at `build`, over the
+    /// settings' mirror sample.
     sample: Option<f64>,
 }
 
@@ -281,35 +312,11 @@ impl<T, U> ShadowBuilder<T, U> {
         self.noise = (relative, absolute);
         self
     }
+
     /// The fraction of requests compared, `0.0..=1.0`. Default 1. Wins over
-    /// a `sample` inside [`mirror`](Self::mirror)'s settings, whichever is
-    /// called first.
+    /// a `sample` inside [`CompareSettings::mirror`]'s settings.
     pub fn sample(mut self, fraction: f64) -> Self {
         self.sample = Some(fraction);
-        self
-    }
-
-    /// See [`CompareSettings::mirror`].
-    pub fn mirror(mut self, settings: MirrorBuilder<()>) -> Self {
-        self.settings = self.settings.mirror(settings);
-        self
-    }
-
-    /// See [`CompareSettings::max_compare_bytes`].
-    pub fn max_compare_bytes(mut self, bytes: u64) -> Self {
-        self.settings = self.settings.max_compare_bytes(bytes);
-        self
-    }
-
-    /// See [`CompareSettings::compare_wait`].
-    pub fn compare_wait(mut self, wait: Duration) -> Self {
-        self.settings = self.settings.compare_wait(wait);
-        self
-    }
-
-    /// See [`CompareSettings::exemplars`].
-    pub fn exemplars(mut self, n: usize) -> Self {
-        self.settings = self.settings.exemplars(n);
         self
     }
 
@@ -319,15 +326,6 @@ impl<T, U> ShadowBuilder<T, U> {
     /// `-`, `.`, `:` or `/`. Default `"default"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Name::new(name);
-        self
-    }
-
-    /// See [`CompareSettings::on_mismatch`].
-    pub fn on_mismatch<F>(mut self, hook: F) -> Self
-    where
-        F: Fn(&Exemplar) + Send + Sync + 'static,
-    {
-        self.settings = self.settings.on_mismatch(hook);
         self
     }
 
