@@ -1416,6 +1416,8 @@ pub(crate) struct PlanSummary {
     pub(crate) timeline: Vec<String>,
     /// One row per phase, as printed in the summary table.
     pub(crate) phases: Vec<PhaseRow>,
+    /// The drift lines of the mirror phase, as printed.
+    pub(crate) drift: Vec<String>,
 }
 
 /// One request's record: when it was sent, in which phase, how it went.
@@ -1686,6 +1688,18 @@ pub(crate) async fn run_plan(
     }
     summary.phases = phases.into_iter().map(|(row, _, _)| row).collect();
     print_phases(out, &summary.phases)?;
+    // The mirror phase's pair (v1 primary, v2 shadow): the drift between
+    // the versions' answers to the same requests.
+    let mirrored = handle.shadow_reports().into_iter().find(|r| {
+        r.versions
+            .as_ref()
+            .is_some_and(|v| v.primary.version.as_str() == "v1")
+    });
+    for d in mirrored.iter().flat_map(|r| &r.drift) {
+        let line = format!("drift v1 -> v2 while mirrored: {}", drift_line(d));
+        writeln!(out, "  {line}")?;
+        summary.drift.push(line);
+    }
     writeln!(
         out,
         "  outcome: {}; active at the end: {}

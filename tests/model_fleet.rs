@@ -290,6 +290,16 @@ async fn a_promoted_plan_prints_a_row_per_phase() {
         "{printed}"
     );
     assert!(printed.contains("| agreement"), "{printed}");
+    // The drift of the label and of a probability between the versions.
+    assert!(
+        s.drift
+            .iter()
+            .any(|l| l.contains("/label (") && l.contains("PSI"))
+            && s.drift
+                .iter()
+                .any(|l| l.contains("/probabilities/") && l.contains("KS")),
+        "{printed}"
+    );
     // A passing gate shows its figures.
     assert!(printed.contains("gate error_rate: pass, 0 of"), "{printed}");
 }
