@@ -533,8 +533,10 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) -> Result<(), BoxErro
 }
 
 /// Builds the fleet's layer: a router over `v2` (green) with the comparator,
-/// to wrap a server whose own service is v1 (blue).
-fn layer(
+/// to wrap a server whose own service is `v1` (blue); the versions are named
+/// after the models (`v1`, `v2`).
+pub(crate) fn layer(
+    v1: &Model,
     v2: &Model,
 ) -> Result<
     (
@@ -547,6 +549,7 @@ fn layer(
     ConfigError,
 > {
     BlueGreenRouter::builder()
+        .versions(v1.version().as_str(), v2.version().as_str())
         .sticky_header(USER)
         .served_by_header(SERVED_BY)
         .compare(CompareSettings::new(comparator()?))
@@ -568,7 +571,7 @@ pub async fn fleet_demo(
     out: &mut dyn Write,
 ) -> Result<FleetSummary, BoxError> {
     let (v1, v2) = Model::train_both()?;
-    let (layer, handle) = layer(&v2)?;
+    let (layer, handle) = layer(&v1, &v2)?;
     let server = serve(
         Server::builder()
             .layer(layer)

@@ -16,7 +16,8 @@
 //! [`fleet`] serves the real iris models of `tower-rollout-models` over gRPC
 //! (`proto/iris.proto`) and runs the fleet story end to end
 //! ([`fleet::fleet_demo`], `cargo run -p tower-rollout-grpc --example
-//! grpc_fleet`).
+//! grpc_fleet`). [`fleet_server`] keeps the fleet up for outside clients,
+//! with gRPC server reflection (`grpc_fleet --serve ADDR`).
 //!
 //! [`serve`] runs a tonic [`Router`] on `127.0.0.1:0` and [`Running::client`]
 //! connects a client to it:
@@ -57,6 +58,7 @@ use pb::model_client::ModelClient;
 use pb::{PredictReply, PredictRequest};
 
 pub mod fleet;
+pub mod fleet_server;
 
 /// Code generated from `proto/model.proto`: messages, `model_server` and
 /// `model_client`.
