@@ -85,6 +85,9 @@ pub mod plan;
 pub mod router;
 pub mod shadow;
 mod stats;
+#[cfg(feature = "store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "store")))]
+pub mod store;
 pub mod telemetry;
 
 pub use color::{Color, ParseColorError};

@@ -223,6 +223,32 @@ impl RolloutHandle {
         self.control.word().measure()
     }
 
+    /// Applies a state decided elsewhere (a shared store) in one transition:
+    /// `active`, `split` and `mirror` together, whatever the local
+    /// generation, the standby's readiness seen here notwithstanding.
+    ///
+    /// # Errors
+    /// [`ControlError::Invalid`] for a fraction outside `0..=1`,
+    /// [`ControlError::NoMirror`] for a mirror fraction on a router that
+    /// cannot mirror. Nothing changes then.
+    pub(crate) fn assign(
+        &self,
+        active: Color,
+        split: f64,
+        mirror: f64,
+    ) -> Result<Change, ControlError> {
+        let split = fraction("split", split)?;
+        let mirror = fraction("mirror", mirror)?;
+        self.control.apply(
+            Op::Assign {
+                active,
+                split,
+                mirror,
+            },
+            None,
+        )
+    }
+
     /// Puts the stable color back in one transition: `stable` active, split
     /// and mirror at zero. What a rollout plan does when it aborts.
     pub(crate) fn abort_to(&self, stable: Color) -> Change {

@@ -35,10 +35,15 @@ pub enum TransitionKind {
     Abort,
     /// A new version was loaded into the standby color.
     Deploy,
+    /// The state written by a control call elsewhere (another replica,
+    /// through a shared store) was applied here, in one step: active color,
+    /// split and mirror together.
+    Sync,
 }
 
 impl TransitionKind {
-    /// `"promote"`, `"rollback"`, `"split"`, `"mirror"`, `"abort"` or `"deploy"`.
+    /// `"promote"`, `"rollback"`, `"split"`, `"mirror"`, `"abort"`,
+    /// `"deploy"` or `"sync"`.
     pub fn as_str(self) -> &'static str {
         match self {
             TransitionKind::Promote => "promote",
@@ -46,6 +51,7 @@ impl TransitionKind {
             TransitionKind::Split => "split",
             TransitionKind::Mirror => "mirror",
             TransitionKind::Abort => "abort",
+            TransitionKind::Sync => "sync",
             TransitionKind::Deploy => "deploy",
         }
     }
@@ -252,6 +258,12 @@ pub(crate) enum Op {
     Abort {
         stable: Color,
     },
+    /// A state from a shared store: all three at once.
+    Assign {
+        active: Color,
+        split: f64,
+        mirror: f64,
+    },
 }
 
 impl Op {
@@ -262,6 +274,7 @@ impl Op {
             Op::Split(_) => TransitionKind::Split,
             Op::Mirror(_) => TransitionKind::Mirror,
             Op::Abort { .. } => TransitionKind::Abort,
+            Op::Assign { .. } => TransitionKind::Sync,
         }
     }
 }
@@ -429,6 +442,28 @@ impl State {
                 }
                 self.split = 0.0;
                 self.mirror = 0.0;
+            }
+            Op::Assign {
+                active,
+                split,
+                mirror,
+            } => {
+                if *mirror > 0.0 && !self.can_mirror {
+                    return Err(ControlError::NoMirror);
+                }
+                if self.active == *active && self.split == *split && self.mirror == *mirror {
+                    return Ok(Decision::Unchanged);
+                }
+                check(self)?;
+                if self.active != *active {
+                    self.previous = Some(Previous {
+                        color: self.active,
+                        id: self.version(self.active).id,
+                    });
+                    self.active = *active;
+                }
+                self.split = *split;
+                self.mirror = *mirror;
             }
         }
         Ok(Decision::Apply)

@@ -13,11 +13,14 @@ pub(super) fn kind_label(kind: crate::control::TransitionKind) -> (usize, &'stat
         TransitionKind::Mirror => (3, "mirror"),
         TransitionKind::Abort => (4, "abort"),
         TransitionKind::Deploy => (5, "deploy"),
+        TransitionKind::Sync => (6, "sync"),
     }
 }
 
 #[cfg(feature = "metrics")]
-pub(super) const KINDS: [&str; 6] = ["promote", "rollback", "split", "mirror", "abort", "deploy"];
+pub(super) const KINDS: [&str; 7] = [
+    "promote", "rollback", "split", "mirror", "abort", "deploy", "sync",
+];
 
 #[cfg(feature = "metrics")]
 pub(super) const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"];
@@ -58,6 +61,7 @@ mod tests {
             K::Mirror,
             K::Abort,
             K::Deploy,
+            K::Sync,
         ];
         for (i, k) in all.into_iter().enumerate() {
             assert_eq!(kind_label(k), (i, KINDS[i]));

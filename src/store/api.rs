@@ -1,0 +1,100 @@
+//! The store interface: a compare-and-set register per key, with a watch
+//! that resumes from a revision. Implemented in memory here
+//! ([`MemoryStore`](super::MemoryStore)) and on etcd by the
+//! `tower-rollout-etcd` crate.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::stream::Stream;
+
+/// A future returned by a [`StateStore`].
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The changes of one key, in revision order (see [`StateStore::watch`]).
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Entry, StoreError>> + Send>>;
+
+/// One key's value at a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The value; `None` when the key was deleted at `revision`.
+    pub value: Option<Bytes>,
+    /// The store's revision of this value (etcd's `mod_revision`): it grows
+    /// with every write to the store, so a later write has a larger one.
+    pub revision: u64,
+}
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A compare-and-set found the key at another revision: someone else
+    /// wrote it first. Nothing was written.
+    Conflict {
+        /// The revision the caller expected (0: no key).
+        expected: u64,
+        /// The key's revision now (0: no key).
+        current: u64,
+    },
+    /// The revision a watch was asked to start after is no longer in the
+    /// store's history (compacted): read the key again, then watch from its
+    /// revision.
+    Compacted {
+        /// The oldest revision still kept.
+        compacted: u64,
+    },
+    /// The store could not be reached or did not answer in time.
+    Unavailable {
+        /// What failed, for logs and status.
+        reason: String,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict { expected, current } => write!(
+                f,
+                "conflict: the state was expected at revision {expected} and is at {current}"
+            ),
+            StoreError::Compacted { compacted } => write!(
+                f,
+                "the store's history before revision {compacted} was compacted"
+            ),
+            StoreError::Unavailable { reason } => write!(f, "the store is unavailable: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where replicas keep the state they share: a linearizable register per
+/// key with compare-and-set on a revision, and a watch of its changes.
+///
+/// Implementations: [`MemoryStore`](super::MemoryStore) (one process:
+/// tests, demos, several routers in one server) and the
+/// `tower-rollout-etcd` crate's `EtcdStore`.
+pub trait StateStore: Send + Sync + 'static {
+    /// The key's current value, `None` when it does not exist.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>>;
+
+    /// Writes `value` when the key is still at revision `expected` (0: the
+    /// key must not exist yet); returns the new revision. Otherwise
+    /// [`StoreError::Conflict`], with nothing written.
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: Bytes,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Every change of the key with a revision above `after`, in order,
+    /// including those made between this call and the stream's first poll.
+    /// [`StoreError::Compacted`] (first call or later item) when that
+    /// history is gone; an item [`StoreError::Unavailable`] when the
+    /// connection broke (the stream then ends: watch again from the last
+    /// revision seen).
+    fn watch<'a>(&'a self, key: &'a str, after: u64) -> StoreFuture<'a, WatchStream>;
+}

@@ -1,0 +1,273 @@
+//! [`MemoryStore`]: the store in one process's memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use futures_util::stream;
+use tokio::sync::watch;
+
+use super::api::{Entry, StateStore, StoreError, StoreFuture, WatchStream};
+
+/// Writes kept for watches to resume from; older ones are compacted.
+const HISTORY: usize = 4096;
+
+/// A [`StateStore`] in memory: what one process shares between routers (and
+/// what tests and demos use in place of etcd). Clones share the same store.
+///
+/// It behaves like etcd where replicas can tell: one revision counter for
+/// the whole store, compare-and-set on a key's revision, watches that
+/// resume from a revision and report [`StoreError::Compacted`] when that
+/// history is gone. [`set_available`](Self::set_available),
+/// [`compact`](Self::compact) and [`put`](Self::put) let a test cut it off,
+/// compact it, or write anything into a key.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mem: Mutex<Mem>,
+    /// The store's revision, for watches to wait on.
+    revision: watch::Sender<u64>,
+}
+
+struct Mem {
+    revision: u64,
+    /// The oldest revision watches can resume after.
+    compacted: u64,
+    keys: HashMap<String, Entry>,
+    history: VecDeque<(String, Entry)>,
+    available: bool,
+    /// Bumped when the store goes down: open watches end.
+    outage: u64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore {
+            inner: Arc::new(Inner {
+                mem: Mutex::new(Mem {
+                    revision: 0,
+                    compacted: 0,
+                    keys: HashMap::new(),
+                    history: VecDeque::new(),
+                    available: true,
+                    outage: 0,
+                }),
+                revision: watch::channel(0).0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Mem> {
+        self.inner.mem.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cuts the store off (`false`): every call fails with
+    /// [`StoreError::Unavailable`] and open watches end with it; `true`
+    /// brings it back, with its contents.
+    pub fn set_available(&self, available: bool) {
+        let mut mem = self.lock();
+        if mem.available && !available {
+            mem.outage += 1;
+        }
+        mem.available = available;
+        drop(mem);
+        // Wake watches so that they see the outage.
+        self.inner.revision.send_modify(|_| {});
+    }
+
+    /// Forgets the history up to the current revision: a watch asked to
+    /// resume from before it gets [`StoreError::Compacted`].
+    pub fn compact(&self) {
+        let mut mem = self.lock();
+        mem.compacted = mem.revision;
+        mem.history.clear();
+    }
+
+    /// Writes `value` into `key` unconditionally (or deletes it, `None`),
+    /// as an operator with `etcdctl put` would; returns the revision.
+    pub fn put(&self, key: &str, value: Option<Bytes>) -> u64 {
+        let mut mem = self.lock();
+        let revision = mem.write(key, value);
+        drop(mem);
+        self.inner.revision.send_replace(revision);
+        revision
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl Mem {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.available {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable {
+                reason: "the memory store is set unavailable".into(),
+            })
+        }
+    }
+
+    fn write(&mut self, key: &str, value: Option<Bytes>) -> u64 {
+        self.revision += 1;
+        let entry = Entry {
+            value,
+            revision: self.revision,
+        };
+        self.keys.insert(key.to_owned(), entry.clone());
+        if self.history.len() == HISTORY {
+            if let Some((_, old)) = self.history.pop_front() {
+                self.compacted = old.revision;
+            }
+        }
+        self.history.push_back((key.to_owned(), entry));
+        self.revision
+    }
+
+    /// The key's revision, 0 when absent or deleted.
+    fn revision_of(&self, key: &str) -> u64 {
+        match self.keys.get(key) {
+            Some(Entry {
+                value: Some(_),
+                revision,
+            }) => *revision,
+            _ => 0,
+        }
+    }
+
+    /// The first change of `key` after `after`.
+    fn next_change(&self, key: &str, after: u64) -> Result<Option<Entry>, StoreError> {
+        if after < self.compacted {
+            return Err(StoreError::Compacted {
+                compacted: self.compacted,
+            });
+        }
+        Ok(self
+            .history
+            .iter()
+            .find(|(k, e)| k == key && e.revision > after)
+            .map(|(_, e)| e.clone()))
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>> {
+        Box::pin(async move {
+            let mem = self.lock();
+            mem.check()?;
+            Ok(mem
+                .keys
+                .get(key)
+                .filter(|e| e.value.is_some())
+                .cloned())
+        })
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: Bytes,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut mem = self.lock();
+            mem.check()?;
+            let current = mem.revision_of(key);
+            if current != expected {
+                return Err(StoreError::Conflict { expected, current });
+            }
+            let revision = mem.write(key, Some(value));
+            drop(mem);
+            self.inner.revision.send_replace(revision);
+            Ok(revision)
+        })
+    }
+
+    fn watch<'a>(&'a self, key: &'a str, after: u64) -> StoreFuture<'a, WatchStream> {
+        Box::pin(async move {
+            let outage = {
+                let mem = self.lock();
+                mem.check()?;
+                mem.next_change(key, after)?;
+                mem.outage
+            };
+            let state = Watching {
+                store: self.clone(),
+                key: key.to_owned(),
+                after,
+                outage,
+                rx: self.inner.revision.subscribe(),
+                done: false,
+            };
+            let changes = stream::unfold(state, |mut w| async move {
+                let item = w.next().await?;
+                Some((item, w))
+            });
+            Ok(Box::pin(changes) as WatchStream)
+        })
+    }
+}
+
+/// One open watch.
+struct Watching {
+    store: MemoryStore,
+    key: String,
+    after: u64,
+    /// The outage count when the watch opened: a later outage ends it.
+    outage: u64,
+    rx: watch::Receiver<u64>,
+    done: bool,
+}
+
+impl Watching {
+    async fn next(&mut self) -> Option<Result<Entry, StoreError>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            // Marked seen before looking, so that no write is missed.
+            self.rx.borrow_and_update();
+            {
+                let mem = self.store.lock();
+                if !mem.available || mem.outage != self.outage {
+                    self.done = true;
+                    return Some(Err(StoreError::Unavailable {
+                        reason: "the watch's connection was lost".into(),
+                    }));
+                }
+                match mem.next_change(&self.key, self.after) {
+                    Ok(Some(entry)) => {
+                        self.after = entry.revision;
+                        return Some(Ok(entry));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+            if self.rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mem = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("revision", &mem.revision)
+            .field("keys", &mem.keys.len())
+            .field("available", &mem.available)
+            .finish()
+    }
+}
