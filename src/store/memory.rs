@@ -162,11 +162,7 @@ impl StateStore for MemoryStore {
         Box::pin(async move {
             let mem = self.lock();
             mem.check()?;
-            Ok(mem
-                .keys
-                .get(key)
-                .filter(|e| e.value.is_some())
-                .cloned())
+            Ok(mem.keys.get(key).filter(|e| e.value.is_some()).cloned())
         })
     }
 

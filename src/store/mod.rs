@@ -5,11 +5,70 @@
 //! version each color should hold, and a generation. The store is a
 //! compare-and-set register with a watch: [`MemoryStore`] in one process,
 //! etcd through the `tower-rollout-etcd` crate.
+//!
+//! A [`Replica`] keeps one process's router on that document:
+//!
+//! - **Start-up**: it reads the state within a timeout; if the store cannot
+//!   be reached it starts from its snapshot file (the last state it
+//!   applied); with neither it serves the router's own state and is not
+//!   ready ([`Replica::is_ready`], the admin's `/ready`). A model with no
+//!   state yet gets this router's.
+//! - **Sync**: every change is watched and applied in one step (a
+//!   [`TransitionKind::Sync`](crate::control::TransitionKind::Sync)), so
+//!   the same sticky user lands on the same color on every replica. A
+//!   watch that breaks resumes from the last applied revision; one whose
+//!   history was compacted meanwhile reads the state again.
+//! - **Control calls** ([`Replica::promote`], [`Replica::call`] with
+//!   `expect_generation`, …) read the state, change it and write it back
+//!   with a compare-and-set: a concurrent write is a
+//!   [`ControlError::Conflict`](crate::control::ControlError::Conflict),
+//!   never a silent overwrite.
+//! - **Fail static**: while the store is unreachable the replica serves the
+//!   last state it applied, control calls fail with
+//!   [`SyncError::Unavailable`], and [`ReplicaStatus::stale_for`] says for
+//!   how long. A stored document that does not parse, a deleted key or a
+//!   version this replica does not hold is reported in
+//!   [`ReplicaStatus::last_error`]; the last good state stays.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use tower::service_fn;
+//! use tower_rollout::store::{MemoryStore, Replica};
+//! use tower_rollout::{BlueGreenRouter, Color};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let svc = service_fn(|_: Request<String>| async {
+//!     Ok::<_, Infallible>(Response::new(String::new()))
+//! });
+//! let store = MemoryStore::new(); // or tower_rollout_etcd::EtcdStore
+//! // Two replicas of the model "iris" (two processes, in real life).
+//! let (_a, handle_a) = BlueGreenRouter::new(svc, svc);
+//! let (_b, handle_b) = BlueGreenRouter::new(svc, svc);
+//! let a = Replica::builder(&handle_a, store.clone(), "iris").start().await?;
+//! let b = Replica::builder(&handle_b, store.clone(), "iris").start().await?;
+//!
+//! let done = a.promote().await?;  // a compare-and-set write to the store
+//! b.applied(done.revision).await; // the other replica applies it
+//! assert_eq!(handle_b.active(), Color::Green);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Not yet: loading the version the state names into a color (a replica
+//! reports a version it does not hold, and serves what it has), per-replica
+//! reports under leases, and plans driven fleet-wide by an elected replica.
 
 mod api;
 mod memory;
+mod replica;
+mod snapshot;
 mod state;
+mod write;
 
 pub use api::{Entry, StateStore, StoreError, StoreFuture, WatchStream};
 pub use memory::MemoryStore;
+pub use replica::{Replica, ReplicaBuilder, ReplicaStatus, Source, DEFAULT_STORE_TIMEOUT};
 pub use state::{RolloutState, StateError};
+pub use write::{Committed, SyncCall, SyncError};

@@ -99,10 +99,7 @@ impl RolloutState {
         };
         let versions = match doc.get("versions") {
             None | Some(Value::Null) => [None, None],
-            Some(Value::Object(v)) => [
-                version_field(v, "blue")?,
-                version_field(v, "green")?,
-            ],
+            Some(Value::Object(v)) => [version_field(v, "blue")?, version_field(v, "green")?],
             Some(_) => return Err(bad("versions", "not an object")),
         };
         Ok(RolloutState {
@@ -144,7 +141,10 @@ fn fraction_field(doc: &Map<String, Value>, field: &'static str) -> Result<f64, 
         None => Ok(0.0),
         Some(v) => match v.as_f64() {
             Some(f) if (0.0..=1.0).contains(&f) => Ok(f),
-            _ => Err(bad(field, &format!("{v} is not a fraction between 0 and 1"))),
+            _ => Err(bad(
+                field,
+                &format!("{v} is not a fraction between 0 and 1"),
+            )),
         },
     }
 }
@@ -185,7 +185,10 @@ mod tests {
         assert_eq!(err(r#"{"active":"blue","split":1.5}"#), "split");
         assert_eq!(err(r#"{"active":"blue","mirror":"x"}"#), "mirror");
         assert_eq!(err(r#"{"active":"blue","generation":-1}"#), "generation");
-        assert_eq!(err(r#"{"active":"blue","versions":{"blue":"bad label"}}"#), "versions");
+        assert_eq!(
+            err(r#"{"active":"blue","versions":{"blue":"bad label"}}"#),
+            "versions"
+        );
         // Unknown fields are left alone.
         assert!(RolloutState::from_json(br#"{"active":"blue","owner":"x"}"#).is_ok());
     }

@@ -1,0 +1,476 @@
+//! [`Replica`]: one process's router kept on the state in the store: read
+//! at start-up (or the snapshot file, or the default), then every change
+//! applied as it is watched; the last applied state kept when the store is
+//! unreachable.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::api::{Entry, StateStore, StoreError};
+use super::snapshot::{self, Snapshot};
+use super::state::RolloutState;
+use crate::fleet::check_model_name;
+use crate::{Color, ConfigError, RolloutHandle};
+
+/// How long start-up waits for the store, and each read or write of a
+/// control call, by default.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest wait between two attempts to reach the store again.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A router kept on the state its model has in a [`StateStore`]; cheap to
+/// clone. See the [module docs](super).
+///
+/// Steer a synced router through the replica's calls
+/// ([`call`](Self::call), [`promote_to`](Self::promote_to), …) or an admin
+/// built with it: each is a compare-and-set write to the store, applied here
+/// at once and by every other replica as it watches. A call on the router's
+/// own [`RolloutHandle`] changes this process only, and the next state
+/// written to the store replaces it.
+#[derive(Clone)]
+pub struct Replica {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) handle: RolloutHandle,
+    pub(super) store: Arc<dyn StateStore>,
+    pub(super) model: String,
+    pub(super) key: String,
+    snapshot: Option<PathBuf>,
+    pub(super) timeout: Duration,
+    sync: Mutex<SyncState>,
+    /// The applied revision, for waiters.
+    applied: watch::Sender<u64>,
+    /// Dropped with the last clone: the sync task stops.
+    _alive: watch::Sender<()>,
+}
+
+/// Where the state being served came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// The store.
+    Store,
+    /// The snapshot file: the store could not be read at start-up.
+    Snapshot,
+    /// Neither: the router's own state at start-up.
+    Default,
+}
+
+/// What a replica knows about its sync with the store.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ReplicaStatus {
+    /// The model's name (its key in the store).
+    pub model: String,
+    /// Where the state served came from.
+    pub source: Source,
+    /// The state is the store's or the snapshot's (not the default): what
+    /// a readiness probe asks.
+    pub ready: bool,
+    /// The replica reached the store at its last attempt.
+    pub connected: bool,
+    /// The store revision of the state applied (0: none).
+    pub applied_revision: u64,
+    /// The state applied, if any.
+    pub state: Option<RolloutState>,
+    /// How long the store has been unreachable (`None` while connected).
+    pub stale_for: Option<Duration>,
+    /// The last problem: the store unreachable, a stored state that does
+    /// not parse, a version this replica does not hold.
+    pub last_error: Option<String>,
+}
+
+struct SyncState {
+    applied: Option<Snapshot>,
+    /// Revisions up to here were seen (applied, or refused as bad).
+    seen: u64,
+    source: Source,
+    connected: bool,
+    since: Instant,
+    last_error: Option<String>,
+}
+
+/// Builds and starts a [`Replica`].
+pub struct ReplicaBuilder {
+    handle: RolloutHandle,
+    store: Arc<dyn StateStore>,
+    model: String,
+    snapshot: Option<PathBuf>,
+    timeout: Duration,
+}
+
+impl Replica {
+    /// A replica of `model` (its key in the store is
+    /// `models/{model}/state`) for the router steered by `handle`.
+    pub fn builder(
+        handle: &RolloutHandle,
+        store: impl StateStore,
+        model: impl Into<String>,
+    ) -> ReplicaBuilder {
+        ReplicaBuilder {
+            handle: handle.clone(),
+            store: Arc::new(store),
+            model: model.into(),
+            snapshot: None,
+            timeout: DEFAULT_STORE_TIMEOUT,
+        }
+    }
+}
+
+impl ReplicaBuilder {
+    /// Keeps the last applied state in this file, and starts from it when
+    /// the store cannot be read at start-up.
+    pub fn snapshot_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.snapshot = Some(path.into());
+        self
+    }
+
+    /// How long start-up waits for the store, and each read or write of a
+    /// control call ([`DEFAULT_STORE_TIMEOUT`] by default).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Reads the state (within the timeout; else the snapshot file; else
+    /// the router's own state, not ready), applies it, and starts watching
+    /// on the ambient tokio runtime. Writes the router's state to the store
+    /// when the model has none yet.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidModelName`], [`ConfigError::MustBePositive`]
+    /// for a zero timeout. The store being unreachable is not an error: the
+    /// replica starts on the snapshot or the default and keeps trying.
+    pub async fn start(self) -> Result<Replica, ConfigError> {
+        check_model_name(&self.model)?;
+        if self.timeout.is_zero() {
+            return Err(ConfigError::MustBePositive {
+                setting: "replica timeout",
+            });
+        }
+        let (alive, stopped) = watch::channel(());
+        let inner = Arc::new(Inner {
+            key: format!("models/{}/state", self.model),
+            handle: self.handle,
+            store: self.store,
+            model: self.model,
+            snapshot: self.snapshot,
+            timeout: self.timeout,
+            sync: Mutex::new(SyncState {
+                applied: None,
+                seen: 0,
+                source: Source::Default,
+                connected: false,
+                since: Instant::now(),
+                last_error: None,
+            }),
+            applied: watch::channel(0).0,
+            _alive: alive,
+        });
+        if !inner.read().await {
+            inner.start_from_snapshot();
+        }
+        tokio::spawn(run(Arc::downgrade(&inner), stopped));
+        Ok(Replica { inner })
+    }
+}
+
+impl Replica {
+    /// The model's name.
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    /// The router's handle (its local state and counters).
+    pub fn handle(&self) -> &RolloutHandle {
+        &self.inner.handle
+    }
+
+    /// A snapshot of the sync.
+    pub fn status(&self) -> ReplicaStatus {
+        let s = self.inner.lock();
+        ReplicaStatus {
+            model: self.inner.model.clone(),
+            source: s.source,
+            ready: s.source != Source::Default,
+            connected: s.connected,
+            applied_revision: s.applied.as_ref().map_or(0, |a| a.revision),
+            state: s.applied.as_ref().map(|a| a.state.clone()),
+            stale_for: (!s.connected).then(|| s.since.elapsed()),
+            last_error: s.last_error.clone(),
+        }
+    }
+
+    /// Whether the replica serves a state from the store or its snapshot.
+    pub fn is_ready(&self) -> bool {
+        self.inner.lock().source != Source::Default
+    }
+
+    /// Resolves once a state at `revision` or later has been applied.
+    pub async fn applied(&self, revision: u64) {
+        let mut rx = self.inner.applied.subscribe();
+        // The sender lives as long as `self`.
+        let _ = rx.wait_for(|&r| r >= revision).await;
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, SyncState> {
+        self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the state from the store and applies it (writing the router's
+    /// own when there is none); false when the store could not be read.
+    async fn read(&self) -> bool {
+        match tokio::time::timeout(self.timeout, self.store.get(&self.key)).await {
+            Ok(Ok(Some(entry))) => {
+                self.contact();
+                self.apply(entry);
+                true
+            }
+            Ok(Ok(None)) => {
+                self.contact();
+                self.create().await
+            }
+            Ok(Err(e)) => {
+                self.lost(&e.to_string());
+                false
+            }
+            Err(_) => {
+                self.lost("no answer within the timeout");
+                false
+            }
+        }
+    }
+
+    /// The model has no state yet: this router's becomes it.
+    async fn create(&self) -> bool {
+        let state = self.local_state();
+        let put = self
+            .store
+            .compare_and_set(&self.key, 0, Bytes::from(state.to_json()));
+        match tokio::time::timeout(self.timeout, put).await {
+            Ok(Ok(revision)) => {
+                self.applied_state(revision, state, Source::Store);
+                true
+            }
+            // Another replica created it first: read theirs.
+            Ok(Err(StoreError::Conflict { .. })) => Box::pin(self.read()).await,
+            Ok(Err(e)) => {
+                self.lost(&e.to_string());
+                false
+            }
+            Err(_) => {
+                self.lost("no answer within the timeout");
+                false
+            }
+        }
+    }
+
+    /// The router's state as a document.
+    pub(super) fn local_state(&self) -> RolloutState {
+        let status = self.handle.status();
+        let mut state = RolloutState::new([
+            Some(status.blue.version.clone()),
+            Some(status.green.version.clone()),
+        ]);
+        state.active = status.active;
+        state.split = status.split;
+        state.mirror = status.mirror;
+        state
+    }
+
+    fn start_from_snapshot(&self) {
+        let Some(path) = &self.snapshot else { return };
+        match snapshot::read(path) {
+            Ok(Some(snap)) => self.applied_state(snap.revision, snap.state, Source::Snapshot),
+            Ok(None) => {}
+            Err(e) => self.lock().last_error = Some(e),
+        }
+    }
+
+    fn contact(&self) {
+        let mut s = self.lock();
+        if !s.connected {
+            s.connected = true;
+            s.since = Instant::now();
+        }
+    }
+
+    fn lost(&self, reason: &str) {
+        let mut s = self.lock();
+        if s.connected {
+            s.connected = false;
+            s.since = Instant::now();
+        }
+        s.last_error = Some(format!("store: {reason}"));
+    }
+
+    /// Applies a watched or read entry, unless already seen.
+    pub(super) fn apply(&self, entry: Entry) {
+        if entry.revision <= self.lock().seen {
+            return;
+        }
+        let refused = |s: &mut SyncState, why: String| {
+            s.seen = entry.revision;
+            s.last_error = Some(format!(
+                "revision {}: {why}; the last good state is kept",
+                entry.revision
+            ));
+        };
+        match entry.value.as_deref().map(RolloutState::from_json) {
+            None => refused(&mut self.lock(), "the state was deleted".into()),
+            Some(Err(e)) => refused(&mut self.lock(), e.to_string()),
+            Some(Ok(state)) => self.applied_state(entry.revision, state, Source::Store),
+        }
+    }
+
+    /// Puts `state` on the router and records it.
+    pub(super) fn applied_state(&self, revision: u64, state: RolloutState, source: Source) {
+        let mut s = self.lock();
+        if revision <= s.seen && source == Source::Store && s.source == Source::Store {
+            return;
+        }
+        let mut problem = match self.handle.assign(state.active, state.split, state.mirror) {
+            Ok(_) => None,
+            Err(e) => Some(format!("revision {revision}: {e}")),
+        };
+        for color in [Color::Blue, Color::Green] {
+            if let Some(want) = state.version(color) {
+                let have = self.handle.version(color);
+                if *want != have {
+                    problem = Some(format!(
+                        "revision {revision}: {color} should hold {want}, this replica holds {have}"
+                    ));
+                }
+            }
+        }
+        let snap = Snapshot { revision, state };
+        if source == Source::Store {
+            if let Some(path) = &self.snapshot {
+                if let Err(e) = snapshot::write(path, &snap) {
+                    problem = Some(format!("snapshot {}: {e}", path.display()));
+                }
+            }
+        }
+        s.seen = s.seen.max(revision);
+        // A fresh state from the store replaces the snapshot as the source;
+        // the snapshot never replaces the store.
+        if source == Source::Store || s.source == Source::Default {
+            s.source = source;
+        }
+        s.applied = Some(snap);
+        s.last_error = problem;
+        drop(s);
+        self.applied.send_replace(revision);
+    }
+}
+
+/// The sync task: watches from the applied revision, re-reads after a
+/// compaction or while only the snapshot or the default is served, and
+/// reconnects with a backoff; stops when the last [`Replica`] is dropped.
+async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(replica) = inner.upgrade() else {
+            return;
+        };
+        let from_store = replica.lock().source == Source::Store;
+        if !from_store && !replica.read().await {
+            drop(replica);
+            if pause(&mut stopped, &mut backoff).await {
+                return;
+            }
+            continue;
+        }
+        let after = replica.lock().seen;
+        let opened = replica.store.watch(&replica.key, after).await;
+        let mut changes = match opened {
+            Ok(changes) => changes,
+            Err(StoreError::Compacted { .. }) => {
+                replica.read().await;
+                continue;
+            }
+            Err(e) => {
+                replica.lost(&e.to_string());
+                drop(replica);
+                if pause(&mut stopped, &mut backoff).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        replica.contact();
+        backoff = Duration::from_millis(50);
+        drop(replica);
+        loop {
+            let item = tokio::select! {
+                item = changes.next() => item,
+                _ = stopped.changed() => return,
+            };
+            let Some(replica) = inner.upgrade() else {
+                return;
+            };
+            match item {
+                Some(Ok(entry)) => {
+                    replica.contact();
+                    replica.apply(entry);
+                }
+                Some(Err(StoreError::Compacted { .. })) => {
+                    // The history is gone: read the state again, watch on.
+                    replica.read().await;
+                    break;
+                }
+                Some(Err(e)) => {
+                    replica.lost(&e.to_string());
+                    break;
+                }
+                None => {
+                    replica.lost("the watch ended");
+                    break;
+                }
+            }
+        }
+        if pause(&mut stopped, &mut backoff).await {
+            return;
+        }
+    }
+}
+
+/// Waits `backoff` (doubling it, up to [`MAX_BACKOFF`]); true when the
+/// replica was dropped meanwhile.
+async fn pause(stopped: &mut watch::Receiver<()>, backoff: &mut Duration) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    tokio::select! {
+        () = tokio::time::sleep(wait) => false,
+        _ = stopped.changed() => true,
+    }
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("model", &self.inner.model)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ReplicaBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaBuilder")
+            .field("model", &self.model)
+            .field("snapshot", &self.snapshot)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,344 @@
+//! The control calls of a [`Replica`]: each reads the stored state, changes
+//! it as the same call on a [`RolloutHandle`](crate::RolloutHandle) would,
+//! and writes it back with a compare-and-set on the revision it read.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use super::api::StoreError;
+use super::replica::{Replica, Source};
+use super::state::RolloutState;
+use crate::control::{ControlError, Readiness, Target, VersionLabel};
+use crate::error::check_fraction;
+
+/// Why a replica's control call failed. Nothing was written then.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The call itself was refused: a bad fraction, an unknown version, a
+    /// standby seen not ready, or [`ControlError::Conflict`] when the
+    /// stored generation is not the one expected, or another replica wrote
+    /// the state between this call's read and its write.
+    Control(ControlError),
+    /// The store could not be reached: the replica keeps serving the last
+    /// state it applied (fail static). The admin answers 503.
+    Unavailable {
+        /// What failed.
+        reason: String,
+    },
+    /// The stored state does not parse: fix or delete it (the message names
+    /// the field). Replicas keep serving the last good one.
+    Corrupt {
+        /// The revision of the bad document.
+        revision: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Control(e) => e.fmt(f),
+            SyncError::Unavailable { reason } => {
+                write!(
+                    f,
+                    "the state store is unavailable ({reason}); nothing was written"
+                )
+            }
+            SyncError::Corrupt { revision, reason } => {
+                write!(
+                    f,
+                    "the stored state (revision {revision}) is unusable: {reason}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SyncError {}
+
+impl From<ControlError> for SyncError {
+    fn from(e: ControlError) -> Self {
+        SyncError::Control(e)
+    }
+}
+
+/// A write that went through (or changed nothing).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Committed {
+    /// The state now stored.
+    pub state: RolloutState,
+    /// Its revision in the store.
+    pub revision: u64,
+    /// Whether this call changed it.
+    pub changed: bool,
+}
+
+/// A control call with conditions, from [`Replica::call`].
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a control call does nothing until one of its methods is awaited"]
+pub struct SyncCall<'a> {
+    replica: &'a Replica,
+    expect: Option<u64>,
+    force: bool,
+}
+
+impl Replica {
+    /// A control call, to add conditions to
+    /// (`replica.call().expect_generation(7).promote().await`).
+    pub fn call(&self) -> SyncCall<'_> {
+        SyncCall {
+            replica: self,
+            expect: None,
+            force: false,
+        }
+    }
+
+    /// Makes the standby the active color fleet-wide; see
+    /// [`RolloutHandle::promote`](crate::RolloutHandle::promote).
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn promote(&self) -> Result<Committed, SyncError> {
+        self.call().promote().await
+    }
+
+    /// Makes `to` active fleet-wide unless it already is.
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn promote_to(&self, to: impl Into<Target>) -> Result<Committed, SyncError> {
+        self.call().promote_to(to).await
+    }
+
+    /// Undoes the last promote fleet-wide (or sets the split to zero).
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn rollback(&self) -> Result<Committed, SyncError> {
+        self.call().rollback().await
+    }
+
+    /// Sets the canary split fleet-wide.
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn set_split(&self, fraction: f64) -> Result<Committed, SyncError> {
+        self.call().set_split(fraction).await
+    }
+
+    /// Sets the mirrored fraction fleet-wide.
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn mirror_standby(&self, fraction: f64) -> Result<Committed, SyncError> {
+        self.call().mirror_standby(fraction).await
+    }
+}
+
+impl SyncCall<'_> {
+    /// Also requires the stored state to be at `generation`.
+    pub fn expect_generation(mut self, generation: u64) -> Self {
+        self.expect = Some(generation);
+        self
+    }
+
+    /// Also promotes a standby this replica saw not ready.
+    pub fn force(mut self) -> Self {
+        self.force = true;
+        self
+    }
+
+    /// See [`Replica::promote`].
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn promote(self) -> Result<Committed, SyncError> {
+        let force = self.force;
+        let replica = self.replica;
+        self.update(move |s| promote(replica, s, None, force)).await
+    }
+
+    /// See [`Replica::promote_to`].
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn promote_to(self, to: impl Into<Target>) -> Result<Committed, SyncError> {
+        let (force, to) = (self.force, to.into());
+        let replica = self.replica;
+        self.update(move |s| promote(replica, s, Some(&to), force))
+            .await
+    }
+
+    /// [`promote_to`](Self::promote_to) the color that should hold `label`.
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn promote_to_version(self, label: &str) -> Result<Committed, SyncError> {
+        let label = VersionLabel::new(label).map_err(|_| ControlError::UnknownVersion {
+            version: label.to_owned(),
+        })?;
+        self.promote_to(label).await
+    }
+
+    /// See [`Replica::rollback`].
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn rollback(self) -> Result<Committed, SyncError> {
+        self.update(|s| {
+            if let Some(back) = s.previous.take() {
+                s.active = back;
+            } else if s.split == 0.0 {
+                return Ok(false);
+            }
+            s.split = 0.0;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// See [`Replica::set_split`].
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn set_split(self, fraction: f64) -> Result<Committed, SyncError> {
+        let split = check_fraction("split", fraction).map_err(ControlError::Invalid)?;
+        self.update(move |s| Ok(std::mem::replace(&mut s.split, split) != split))
+            .await
+    }
+
+    /// See [`Replica::mirror_standby`].
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn mirror_standby(self, fraction: f64) -> Result<Committed, SyncError> {
+        let mirror = check_fraction("mirror", fraction).map_err(ControlError::Invalid)?;
+        if !self.replica.inner.handle.control.can_mirror() {
+            return Err(ControlError::NoMirror.into());
+        }
+        self.update(move |s| Ok(std::mem::replace(&mut s.mirror, mirror) != mirror))
+            .await
+    }
+
+    /// Reads the state, changes it with `change` (false: nothing to change),
+    /// and writes it back if the store is still at the revision read.
+    async fn update(
+        self,
+        change: impl FnOnce(&mut RolloutState) -> Result<bool, ControlError>,
+    ) -> Result<Committed, SyncError> {
+        let inner = &self.replica.inner;
+        let read = within(tokio::time::timeout(inner.timeout, inner.store.get(&inner.key)).await)?
+            .map_err(unavailable)?;
+        let (revision, current) = match read {
+            None => (0, inner.local_state()),
+            Some(entry) => {
+                let bytes = entry.value.as_deref().unwrap_or_default();
+                let state = RolloutState::from_json(bytes).map_err(|e| SyncError::Corrupt {
+                    revision: entry.revision,
+                    reason: e.to_string(),
+                })?;
+                (entry.revision, state)
+            }
+        };
+        if let Some(expected) = self.expect {
+            if expected != current.generation {
+                return Err(ControlError::Conflict {
+                    expected,
+                    actual: current.generation,
+                }
+                .into());
+            }
+        }
+        let mut next = current.clone();
+        if !change(&mut next)? {
+            return Ok(Committed {
+                state: current,
+                revision,
+                changed: false,
+            });
+        }
+        next.generation = current.generation + 1;
+        let write = inner
+            .store
+            .compare_and_set(&inner.key, revision, Bytes::from(next.to_json()));
+        match within(tokio::time::timeout(inner.timeout, write).await)? {
+            Ok(new) => {
+                inner.applied_state(new, next.clone(), Source::Store);
+                Ok(Committed {
+                    state: next,
+                    revision: new,
+                    changed: true,
+                })
+            }
+            Err(StoreError::Conflict { .. }) => {
+                // Someone wrote first: say which generation it is at now.
+                let now = inner.store.get(&inner.key).await.ok().flatten();
+                let actual = now
+                    .and_then(|e| RolloutState::from_json(e.value.as_deref()?).ok())
+                    .map_or(current.generation + 1, |s| s.generation);
+                Err(ControlError::Conflict {
+                    expected: current.generation,
+                    actual,
+                }
+                .into())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+/// A timed-out store call is [`SyncError::Unavailable`].
+fn within<T>(r: Result<T, tokio::time::error::Elapsed>) -> Result<T, SyncError> {
+    r.map_err(|_| SyncError::Unavailable {
+        reason: "no answer within the timeout".into(),
+    })
+}
+
+fn unavailable(e: StoreError) -> SyncError {
+    SyncError::Unavailable {
+        reason: e.to_string(),
+    }
+}
+
+/// A promote on a stored state: to the standby (`to: None`) or a target.
+fn promote(
+    replica: &Replica,
+    s: &mut RolloutState,
+    to: Option<&Target>,
+    force: bool,
+) -> Result<bool, ControlError> {
+    let handle = &replica.inner.handle;
+    let target = match to {
+        None => s.active.other(),
+        Some(Target::Color(c)) => *c,
+        Some(Target::Version(label)) => [crate::Color::Blue, crate::Color::Green]
+            .into_iter()
+            .find(|&c| {
+                s.version(c)
+                    .map_or(handle.version(c) == *label, |v| v == label)
+            })
+            .ok_or_else(|| ControlError::UnknownVersion {
+                version: label.to_string(),
+            })?,
+    };
+    if target == s.active {
+        return Ok(false);
+    }
+    let status = handle.status();
+    let local = status.color(target);
+    if !force && matches!(local.readiness, Readiness::NotReady | Readiness::Failed) {
+        return Err(ControlError::NotReady {
+            color: target,
+            version: local.version.clone(),
+            readiness: local.readiness,
+        });
+    }
+    s.previous = Some(s.active);
+    s.active = target;
+    s.split = 0.0;
+    Ok(true)
+}
