@@ -68,6 +68,27 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> PlanDocumentErro
 /// # Errors
 /// [`PlanDocumentError`] naming the field that is wrong.
 pub fn plan_from_json(bytes: &[u8]) -> Result<RolloutPlan, PlanDocumentError> {
+    plan_document(bytes).map(|(plan, _)| plan)
+}
+
+/// A gate as its document gave it: what the dashboard shows beside the
+/// gate's verdict (the plan keeps its thresholds to itself).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GateSpec {
+    /// The gate's name, as its verdicts carry it.
+    pub(crate) name: String,
+    /// The document's `type`.
+    pub(crate) kind: &'static str,
+    /// What passes, in words (`error rate ≤ 0.01`).
+    pub(crate) threshold: String,
+    pub(crate) min_sample: u64,
+}
+
+/// [`plan_from_json`], with what each gate was given.
+pub(crate) fn plan_document(
+    bytes: &[u8],
+) -> Result<(RolloutPlan, Vec<GateSpec>), PlanDocumentError> {
+    let mut specs = Vec::new();
     let doc = strict_json(bytes).map_err(|e| bad("", e))?;
     let doc = object(&doc, "")?;
     only(
@@ -120,10 +141,15 @@ pub fn plan_from_json(bytes: &[u8]) -> Result<RolloutPlan, PlanDocumentError> {
             .as_array()
             .ok_or_else(|| bad("gates", "must be an array"))?;
         for (i, gate) in gates.iter().enumerate() {
-            plan = plan.gate(gate_from(gate, &format!("gates[{i}]"))?);
+            let (gate, spec) = gate_from(gate, &format!("gates[{i}]"))?;
+            plan = plan.gate(gate);
+            specs.push(spec);
         }
     }
-    plan.build().map_err(|e| bad(plan_field(&e), e.to_string()))
+    let plan = plan
+        .build()
+        .map_err(|e| bad(plan_field(&e), e.to_string()))?;
+    Ok((plan, specs))
 }
 
 /// The document field a plan error is about.
@@ -140,7 +166,7 @@ fn plan_field(e: &PlanError) -> String {
     }
 }
 
-fn gate_from(v: &Value, at: &str) -> Result<Gate, PlanDocumentError> {
+fn gate_from(v: &Value, at: &str) -> Result<(Gate, GateSpec), PlanDocumentError> {
     let g = object(v, at)?;
     let kind = g.get("type").and_then(Value::as_str).ok_or_else(|| {
         bad(
@@ -151,26 +177,39 @@ fn gate_from(v: &Value, at: &str) -> Result<Gate, PlanDocumentError> {
     let need = |key: &str| -> Result<f64, PlanDocumentError> {
         number(g, at, key)?.ok_or_else(|| bad(format!("{at}.{key}"), "missing"))
     };
-    let (gate, keys): (Gate, &[&str]) = match kind {
-        "error_rate" => (Gate::error_rate(need("max")?), &["max"]),
+    let (gate, keys, threshold): (Gate, &[&str], String) = match kind {
+        "error_rate" => {
+            let max = need("max")?;
+            (
+                Gate::error_rate(max),
+                &["max"],
+                format!("error rate ≤ {max}"),
+            )
+        }
         "latency" => {
-            let mut gate = Gate::latency(need("quantile")?, need("max_ratio")?);
+            let (quantile, ratio) = (need("quantile")?, need("max_ratio")?);
+            let mut gate = Gate::latency(quantile, ratio);
+            let mut threshold = format!("p{} ≤ {ratio}× stable", quantile * 100.0);
             if let Some(ms) = count(g, at, "slack_ms")? {
                 gate = gate.slack(Duration::from_millis(ms));
+                threshold.push_str(&format!(" + {ms} ms"));
             }
-            (gate, &["quantile", "max_ratio", "slack_ms"])
+            (gate, &["quantile", "max_ratio", "slack_ms"], threshold)
         }
-        "agreement" => (Gate::agreement(need("min")?), &["min"]),
-        "mismatches" => (
-            Gate::max_mismatches(
-                count(g, at, "max")?.ok_or_else(|| bad(format!("{at}.max"), "missing"))?,
-            ),
-            &["max"],
-        ),
-        "schema_compatible" => (
-            Gate::schema_compatible(count(g, at, "max_breaks")?.unwrap_or(0)),
-            &["max_breaks"],
-        ),
+        "agreement" => {
+            let min = need("min")?;
+            (Gate::agreement(min), &["min"], format!("agreement ≥ {min}"))
+        }
+        "mismatches" => {
+            let max = count(g, at, "max")?.ok_or_else(|| bad(format!("{at}.max"), "missing"))?;
+            let threshold = format!("mismatches ≤ {max}");
+            (Gate::max_mismatches(max), &["max"], threshold)
+        }
+        "schema_compatible" => {
+            let max = count(g, at, "max_breaks")?.unwrap_or(0);
+            let threshold = format!("schema breaks ≤ {max}");
+            (Gate::schema_compatible(max), &["max_breaks"], threshold)
+        }
         #[cfg(feature = "drift")]
         "drift" => {
             let field = g.get("field").and_then(Value::as_str).ok_or_else(|| {
@@ -186,9 +225,16 @@ fn gate_from(v: &Value, at: &str) -> Result<Gate, PlanDocumentError> {
                     "one of psi, jensen_shannon, chi_square, chi_square_p, ks, ks_p, wasserstein",
                 )
             })?;
+            let limit = need("limit")?;
+            let threshold = if statistic.is_p_value() {
+                format!("{} ≥ {limit}", statistic.as_str())
+            } else {
+                format!("{} ≤ {limit}", statistic.as_str())
+            };
             (
-                Gate::drift(field, statistic, need("limit")?),
+                Gate::drift(field, statistic, limit),
                 &["field", "statistic", "limit"],
+                threshold,
             )
         }
         other => {
@@ -201,22 +247,33 @@ fn gate_from(v: &Value, at: &str) -> Result<Gate, PlanDocumentError> {
     let mut allowed = vec!["type", "name", "min_sample"];
     allowed.extend_from_slice(keys);
     only(g, at, &allowed)?;
-    let mut gate = match count(g, at, "min_sample")? {
-        Some(n) => gate.min_sample(n),
-        None => {
-            return Err(bad(
-                format!("{at}.min_sample"),
-                "missing: the sample a verdict needs",
-            ))
-        }
-    };
+    let min_sample = count(g, at, "min_sample")?.ok_or_else(|| {
+        bad(
+            format!("{at}.min_sample"),
+            "missing: the sample a verdict needs",
+        )
+    })?;
+    let mut gate = gate.min_sample(min_sample);
     if let Some(name) = g.get("name") {
         let name = name
             .as_str()
             .ok_or_else(|| bad(format!("{at}.name"), "must be a string"))?;
         gate = gate.named(name);
     }
-    Ok(gate)
+    let spec = GateSpec {
+        name: gate.name().to_owned(),
+        kind: match kind {
+            "error_rate" => "error_rate",
+            "latency" => "latency",
+            "agreement" => "agreement",
+            "mismatches" => "mismatches",
+            "schema_compatible" => "schema_compatible",
+            _ => "drift",
+        },
+        threshold,
+        min_sample,
+    };
+    Ok((gate, spec))
 }
 
 fn path(at: &str, key: &str) -> String {
