@@ -167,10 +167,11 @@ mod browser {
             .collect()
     }
 
-    /// The trimmed text of the element `id` (empty when absent or hidden).
+    /// The trimmed text the element `id` shows (empty when absent or
+    /// hidden; hidden children's text left out).
     async fn text(browser: &Client, id: &str) -> String {
         let script = "const e = document.getElementById(arguments[0]); \
-                      return e && !e.closest('[hidden]') ? e.textContent.trim() : '';";
+                      return e && !e.closest('[hidden]') ? e.innerText.trim() : '';";
         let v = browser.execute(script, vec![json!(id)]).await.unwrap();
         v.as_str().unwrap_or_default().to_owned()
     }
@@ -521,12 +522,123 @@ mod browser {
             t == "No model matches."
         })
         .await;
+
+        // The model shown leaves the fleet: the page says so, shows another.
+        fleet.remove("vision").unwrap();
+        wait_text(&browser, "message", "the removal", |t| {
+            t.contains("vision is no longer in the fleet")
+        })
+        .await;
+        wait_text(&browser, "model-title", "another model", |t| t == "ranking").await;
+        wait_text(&browser, "live-version", "its version", |t| t == "r-v1").await;
         assert_eq!(fleet.get("ranking").unwrap().active(), Color::Blue);
 
         assert_eq!(severe(&browser).await, Vec::<String>::new());
         let shot = out_dir().join("dashboard-fleet-screenshot.png");
         std::fs::write(&shot, browser.screenshot().await.unwrap()).unwrap();
         println!("screenshot: {}", shot.display());
+        browser.close().await.unwrap();
+        let _ = std::fs::remove_dir_all(&profile);
+    }
+
+    /// The page against documents with most fields missing (an older or
+    /// newer admin, a router without plan or comparison): it shows what is
+    /// there, dashes for the rest, and throws nothing. The page itself is
+    /// the real admin's; its data calls answer with the odd documents.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_page_copes_with_missing_fields() {
+        use axum::response::IntoResponse;
+        use tower::ServiceExt;
+
+        let (_, handle) = BlueGreenRouter::new(version("a"), version("b"));
+        let admin = Admin::builder()
+            .token(TOKEN)
+            .handle(handle)
+            .build()
+            .unwrap();
+        let page = admin
+            .oneshot(
+                http::Request::get("/")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let (parts, body) = page.into_parts();
+        let html = body.collect().await.unwrap().to_bytes();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let frames = [
+            ("hello", json!({})),
+            (
+                "status",
+                json!({ "model": null, "status": { "generation": 3, "active": "green" } }),
+            ),
+            (
+                "sample",
+                json!({ "seq": 2, "at_unix_ms": now, "models": [{}, null] }),
+            ),
+            ("sample", json!({ "seq": 3, "models": "not a list" })),
+            (
+                "status",
+                json!({ "status": {
+                "generation": 4,
+                "colors": { "blue": {}, "green": null },
+                "plan": { "gates": [{}], "history": [{}], "gate_specs": [{}] },
+                "comparison": { "total": 1, "versions": {} },
+                "exemplars": [{}, { "diffs": [{}] }],
+                "transitions": [{}]
+            } }),
+            ),
+        ];
+        let stream: String = frames
+            .iter()
+            .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+            .collect();
+        let app = Router::new()
+            .route(
+                "/admin/",
+                axum::routing::get(move || async move { (parts, html).into_response() }),
+            )
+            .route(
+                "/admin/history",
+                axum::routing::get(move || async move {
+                    axum::Json(json!({ "samples": [{ "seq": 1, "at_unix_ms": now, "models": [{ "model": null }] }] }))
+                }),
+            )
+            .route(
+                "/admin/events",
+                axum::routing::get(move || async move {
+                    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(stream)]);
+                    let body = axum::body::Body::from_stream(
+                        futures_util::StreamExt::chain(first, futures_util::stream::pending()),
+                    );
+                    ([("content-type", "text/event-stream")], body)
+                }),
+            );
+        let (addr, _server) = support::serve(app).await;
+
+        let driver = start_driver().await;
+        let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("chromium-profile-odd-{}", std::process::id()));
+        let browser = start_browser(&driver, &profile).await;
+        browser
+            .goto(&format!("http://{addr}/admin/"))
+            .await
+            .unwrap();
+        browser
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Id("token-input"))
+            .await
+            .unwrap();
+        sign_in(&browser, TOKEN).await;
+        wait_text(&browser, "generation", "the last generation", |t| t == "4").await;
+        assert_eq!(text(&browser, "live-version").await, "—");
+        assert_eq!(text(&browser, "plan-state").await, "—");
+        assert_eq!(severe(&browser).await, Vec::<String>::new());
         browser.close().await.unwrap();
         let _ = std::fs::remove_dir_all(&profile);
     }

@@ -174,17 +174,60 @@ fn gate_from(v: &Value, at: &str) -> Result<(Gate, GateSpec), PlanDocumentError>
             "missing: error_rate, latency, agreement, mismatches, schema_compatible or drift",
         )
     })?;
+    let typed = typed_gate(g, at, kind)?;
+    let mut allowed = vec!["type", "name", "min_sample"];
+    allowed.extend_from_slice(typed.keys);
+    only(g, at, &allowed)?;
+    let min_sample = count(g, at, "min_sample")?.ok_or_else(|| {
+        bad(
+            format!("{at}.min_sample"),
+            "missing: the sample a verdict needs",
+        )
+    })?;
+    let mut gate = typed.gate.min_sample(min_sample);
+    if let Some(name) = g.get("name") {
+        let name = name
+            .as_str()
+            .ok_or_else(|| bad(format!("{at}.name"), "must be a string"))?;
+        gate = gate.named(name);
+    }
+    let spec = GateSpec {
+        name: gate.name().to_owned(),
+        kind: typed.kind,
+        threshold: typed.threshold,
+        min_sample,
+    };
+    Ok((gate, spec))
+}
+
+/// What a gate's `type` makes of its document: the gate, the keys that
+/// type takes, and its threshold in words.
+struct TypedGate {
+    gate: Gate,
+    kind: &'static str,
+    keys: &'static [&'static str],
+    threshold: String,
+}
+
+fn typed_gate(
+    g: &Map<String, Value>,
+    at: &str,
+    kind: &str,
+) -> Result<TypedGate, PlanDocumentError> {
     let need = |key: &str| -> Result<f64, PlanDocumentError> {
         number(g, at, key)?.ok_or_else(|| bad(format!("{at}.{key}"), "missing"))
     };
-    let (gate, keys, threshold): (Gate, &[&str], String) = match kind {
+    let typed = |gate, kind, keys, threshold| TypedGate {
+        gate,
+        kind,
+        keys,
+        threshold,
+    };
+    Ok(match kind {
         "error_rate" => {
             let max = need("max")?;
-            (
-                Gate::error_rate(max),
-                &["max"],
-                format!("error rate ≤ {max}"),
-            )
+            let threshold = format!("error rate ≤ {max}");
+            typed(Gate::error_rate(max), "error_rate", &["max"], threshold)
         }
         "latency" => {
             let (quantile, ratio) = (need("quantile")?, need("max_ratio")?);
@@ -194,86 +237,63 @@ fn gate_from(v: &Value, at: &str) -> Result<(Gate, GateSpec), PlanDocumentError>
                 gate = gate.slack(Duration::from_millis(ms));
                 threshold.push_str(&format!(" + {ms} ms"));
             }
-            (gate, &["quantile", "max_ratio", "slack_ms"], threshold)
+            let keys = &["quantile", "max_ratio", "slack_ms"];
+            typed(gate, "latency", keys, threshold)
         }
         "agreement" => {
             let min = need("min")?;
-            (Gate::agreement(min), &["min"], format!("agreement ≥ {min}"))
+            let threshold = format!("agreement ≥ {min}");
+            typed(Gate::agreement(min), "agreement", &["min"], threshold)
         }
         "mismatches" => {
             let max = count(g, at, "max")?.ok_or_else(|| bad(format!("{at}.max"), "missing"))?;
             let threshold = format!("mismatches ≤ {max}");
-            (Gate::max_mismatches(max), &["max"], threshold)
+            typed(Gate::max_mismatches(max), "mismatches", &["max"], threshold)
         }
         "schema_compatible" => {
             let max = count(g, at, "max_breaks")?.unwrap_or(0);
             let threshold = format!("schema breaks ≤ {max}");
-            (Gate::schema_compatible(max), &["max_breaks"], threshold)
+            let gate = Gate::schema_compatible(max);
+            typed(gate, "schema_compatible", &["max_breaks"], threshold)
         }
         #[cfg(feature = "drift")]
-        "drift" => {
-            let field = g.get("field").and_then(Value::as_str).ok_or_else(|| {
-                bad(
-                    format!("{at}.field"),
-                    "missing: a JSON pointer such as \"/label\"",
-                )
-            })?;
-            let statistic = g.get("statistic").and_then(Value::as_str).unwrap_or("");
-            let statistic = crate::drift::Statistic::from_name(statistic).ok_or_else(|| {
-                bad(
-                    format!("{at}.statistic"),
-                    "one of psi, jensen_shannon, chi_square, chi_square_p, ks, ks_p, wasserstein",
-                )
-            })?;
-            let limit = need("limit")?;
-            let threshold = if statistic.is_p_value() {
-                format!("{} ≥ {limit}", statistic.as_str())
-            } else {
-                format!("{} ≤ {limit}", statistic.as_str())
-            };
-            (
-                Gate::drift(field, statistic, limit),
-                &["field", "statistic", "limit"],
-                threshold,
-            )
-        }
+        "drift" => drift_gate(g, at)?,
         other => {
             return Err(bad(
                 format!("{at}.type"),
                 format!("unknown gate type {other:?}"),
             ))
         }
-    };
-    let mut allowed = vec!["type", "name", "min_sample"];
-    allowed.extend_from_slice(keys);
-    only(g, at, &allowed)?;
-    let min_sample = count(g, at, "min_sample")?.ok_or_else(|| {
+    })
+}
+
+#[cfg(feature = "drift")]
+fn drift_gate(g: &Map<String, Value>, at: &str) -> Result<TypedGate, PlanDocumentError> {
+    let field = g.get("field").and_then(Value::as_str).ok_or_else(|| {
         bad(
-            format!("{at}.min_sample"),
-            "missing: the sample a verdict needs",
+            format!("{at}.field"),
+            "missing: a JSON pointer such as \"/label\"",
         )
     })?;
-    let mut gate = gate.min_sample(min_sample);
-    if let Some(name) = g.get("name") {
-        let name = name
-            .as_str()
-            .ok_or_else(|| bad(format!("{at}.name"), "must be a string"))?;
-        gate = gate.named(name);
-    }
-    let spec = GateSpec {
-        name: gate.name().to_owned(),
-        kind: match kind {
-            "error_rate" => "error_rate",
-            "latency" => "latency",
-            "agreement" => "agreement",
-            "mismatches" => "mismatches",
-            "schema_compatible" => "schema_compatible",
-            _ => "drift",
-        },
-        threshold,
-        min_sample,
+    let statistic = g.get("statistic").and_then(Value::as_str).unwrap_or("");
+    let statistic = crate::drift::Statistic::from_name(statistic).ok_or_else(|| {
+        bad(
+            format!("{at}.statistic"),
+            "one of psi, jensen_shannon, chi_square, chi_square_p, ks, ks_p, wasserstein",
+        )
+    })?;
+    let limit = number(g, at, "limit")?.ok_or_else(|| bad(format!("{at}.limit"), "missing"))?;
+    let threshold = if statistic.is_p_value() {
+        format!("{} ≥ {limit}", statistic.as_str())
+    } else {
+        format!("{} ≤ {limit}", statistic.as_str())
     };
-    Ok((gate, spec))
+    Ok(TypedGate {
+        gate: Gate::drift(field, statistic, limit),
+        kind: "drift",
+        keys: &["field", "statistic", "limit"],
+        threshold,
+    })
 }
 
 fn path(at: &str, key: &str) -> String {
@@ -402,5 +422,37 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
             fields.insert(key, value);
         }
         Ok(Value::Object(fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_document_keeps_what_its_gates_were_given() {
+        let doc = br#"{
+            "mirror": {"fraction": 1.0, "until_compared": 50},
+            "steps": [{"split": 0.1, "bake_seconds": 30}],
+            "gates": [
+                {"type": "error_rate", "max": 0.01, "min_sample": 200},
+                {"type": "latency", "quantile": 0.99, "max_ratio": 1.5, "slack_ms": 5, "min_sample": 100, "name": "p99"},
+                {"type": "agreement", "min": 0.95, "min_sample": 50}
+            ]
+        }"#;
+        let (plan, specs) = plan_document(doc).unwrap();
+        assert_eq!(plan.gates(), 3);
+        let shown: Vec<(&str, &str, &str, u64)> = specs
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind, s.threshold.as_str(), s.min_sample))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("error_rate", "error_rate", "error rate ≤ 0.01", 200),
+                ("p99", "latency", "p99 ≤ 1.5× stable + 5 ms", 100),
+                ("agreement", "agreement", "agreement ≥ 0.95", 50),
+            ]
+        );
     }
 }

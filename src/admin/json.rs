@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::document::GateSpec;
 use crate::control::{ColorStatus, ColorVersion, RetiringStatus, Transition};
 use crate::mirror::MirrorStats;
-use crate::plan::{Phase, PlanEvent, PlanOutcome, PlanState, PlanStatus, Verdict};
+use crate::plan::{GateStatus, Phase, PlanEvent, PlanOutcome, PlanState, PlanStatus, Verdict};
 use crate::shadow::{Exemplar, ShadowReport};
 use crate::{Percentiles, RolloutHandle};
 
@@ -62,22 +62,7 @@ pub(crate) fn status_json(handle: &RolloutHandle, extras: &Extras) -> Value {
 /// timeline carries wall-clock times when the admin saw the plan start.
 fn plan_json(p: &PlanStatus, extras: &Extras) -> Value {
     let specs = extras.gates.as_deref().unwrap_or_default();
-    let gates: Vec<Value> = p
-        .gates
-        .iter()
-        .map(|g| {
-            let (verdict, detail) = verdict_json(&g.verdict);
-            let spec = specs.iter().find(|s| s.name == g.gate);
-            json!({
-                "gate": g.gate,
-                "verdict": verdict,
-                "detail": detail,
-                "type": spec.map(|s| s.kind),
-                "threshold": spec.map(|s| &s.threshold),
-                "min_sample": spec.map(|s| s.min_sample),
-            })
-        })
-        .collect();
+    let gates: Vec<Value> = p.gates.iter().map(|g| gate_json(g, specs)).collect();
     let started = extras.plan_started_unix_ms;
     let history: Vec<Value> = p
         .history
@@ -112,6 +97,20 @@ fn plan_json(p: &PlanStatus, extras: &Extras) -> Value {
             _ => "superseded".to_string(),
         }),
         "history": history,
+    })
+}
+
+/// A gate's verdict, with what its document gave it when known.
+fn gate_json(g: &GateStatus, specs: &[GateSpec]) -> Value {
+    let (verdict, detail) = verdict_json(&g.verdict);
+    let spec = specs.iter().find(|s| s.name == g.gate);
+    json!({
+        "gate": g.gate,
+        "verdict": verdict,
+        "detail": detail,
+        "type": spec.map(|s| s.kind),
+        "threshold": spec.map(|s| &s.threshold),
+        "min_sample": spec.map(|s| s.min_sample),
     })
 }
 

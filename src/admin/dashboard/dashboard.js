@@ -215,6 +215,9 @@
       }
       return refused(res.status, json);
     }
+    if (res.status === 404 && state.mode === 'fleet' && state.selected) {
+      return leftFleet();
+    }
     if (!res.ok || !res.body) {
       reconnectLater(`events answered ${res.status}`);
       return;
@@ -256,9 +259,14 @@
     } catch (_) {
       return; // a comment or keep-alive
     }
-    if (name === 'hello') onHello(payload);
-    else if (name === 'sample') onSample(payload);
-    else if (name === 'status') onStatus(payload);
+    try {
+      if (name === 'hello') onHello(payload);
+      else if (name === 'sample') onSample(payload);
+      else if (name === 'status') onStatus(payload);
+    } catch (err) {
+      // A bug of this page, not of the stream: say it, keep reading.
+      console.error(`dashboard: could not show a ${name} event`, err);
+    }
   }
 
   function onHello(hello) {
@@ -277,6 +285,9 @@
 
   function onSample(sample) {
     addSample(sample);
+    if (state.mode === 'fleet' && state.selected && !state.samples.has(state.selected)) {
+      return leftFleet();
+    }
     renderFleet();
     renderLive();
     renderCharts();
@@ -289,12 +300,22 @@
     render();
   }
 
+  /** The model shown was removed from the fleet: show another one. */
+  function leftFleet() {
+    say(`The model ${state.selected} is no longer in the fleet.`, true);
+    const next = [...state.samples.keys()].sort()[0];
+    state.selected = null;
+    state.status = null;
+    $('model').hidden = true;
+    if (next !== undefined) select(next);
+    else openStream();
+  }
+
   function select(name) {
     if (state.selected === name && state.stream) return;
     state.selected = name;
     state.status = null;
     $('model').hidden = true;
-    unsay();
     renderFleet();
     openStream();
   }
@@ -361,36 +382,81 @@
     return { ...sample, active: doc.active, split: doc.split, mirror: doc.mirror, plan: doc.plan?.state ?? null, phase: doc.plan?.phase ?? null, colors };
   }
 
+  /**
+   * The fleet's table. Rows are kept and updated in place (a row rebuilt
+   * under the pointer would lose a click); filtered ones are hidden.
+   */
+  const fleetRows = new Map(); // model key -> tr
+
+  function fleetRow(key) {
+    let row = fleetRows.get(key);
+    if (!row) {
+      row = document.createElement('tr');
+      row.dataset.model = key;
+      for (let i = 0; i < 9; i += 1) row.appendChild(document.createElement('td'));
+      row.addEventListener('click', () => {
+        unsay();
+        select(key);
+      });
+      fleetRows.set(key, row);
+    }
+    return row;
+  }
+
+  /** Sets a cell's text, touching the DOM only when it changed. */
+  function setCell(td, value) {
+    const text = missing(value) ? dash : String(value);
+    if (td.textContent !== text) td.textContent = text;
+  }
+
+  function fillFleetRow(row, key, m) {
+    const live = m.active;
+    const standby = live === 'blue' ? 'green' : 'blue';
+    const tds = row.children;
+    setCell(tds[0], key);
+    const liveVersion = m.colors?.[live]?.version ?? '';
+    const signature = `${live}|${liveVersion}`;
+    if (tds[1].dataset.signature !== signature) {
+      tds[1].textContent = '';
+      tds[1].appendChild(badge(live));
+      tds[1].appendChild(document.createTextNode(` ${liveVersion}`));
+      tds[1].dataset.signature = signature;
+    }
+    setCell(tds[2], m.colors?.[standby]?.version);
+    setCell(tds[3], pct(m.split, 0));
+    setCell(tds[4], pct(m.mirror, 0));
+    setCell(tds[5], m.plan ? `${m.plan}${m.phase ? ` · ${m.phase}` : ''}` : null);
+    const rps = (m.colors?.blue?.rps ?? 0) + (m.colors?.green?.rps ?? 0);
+    setCell(tds[6], missing(m.colors?.blue?.rps) && missing(m.colors?.green?.rps) ? null : rate(rps));
+    setCell(tds[7], pct(m.colors?.[live]?.error_rate, 2));
+    setCell(tds[8], micros(m.colors?.[live]?.p99_us));
+  }
+
   function renderFleet() {
     if (state.mode !== 'fleet') return;
     const filter = $('fleet-filter').value;
     const search = $('fleet-search').value.trim().toLowerCase();
-    const rows = $('fleet-rows');
-    rows.textContent = '';
-    let shown = 0;
-    for (const [key, points] of state.samples) {
-      const m = rowFacts(key, points[points.length - 1]?.m);
-      if (!m || !matchesFilter(m, filter) || !key.toLowerCase().includes(search)) continue;
-      shown += 1;
-      const live = m.active;
-      const standby = live === 'blue' ? 'green' : 'blue';
-      const row = document.createElement('tr');
-      row.dataset.model = key;
-      if (key === state.selected) row.className = 'selected';
-      cell(row, key);
-      const liveCell = cell(row, badge(live));
-      liveCell.appendChild(document.createTextNode(` ${m.colors?.[live]?.version ?? ''}`));
-      cell(row, m.colors?.[standby]?.version);
-      cell(row, pct(m.split, 0));
-      cell(row, pct(m.mirror, 0));
-      cell(row, m.plan ? `${m.plan}${m.phase ? ` · ${m.phase}` : ''}` : dash);
-      const rps = (m.colors?.blue?.rps ?? 0) + (m.colors?.green?.rps ?? 0);
-      cell(row, missing(m.colors?.blue?.rps) && missing(m.colors?.green?.rps) ? dash : rate(rps));
-      cell(row, pct(m.colors?.[live]?.error_rate, 2));
-      cell(row, micros(m.colors?.[live]?.p99_us));
-      row.addEventListener('click', () => select(key));
-      rows.appendChild(row);
+    const body = $('fleet-rows');
+    for (const [key, row] of fleetRows) {
+      if (!state.samples.has(key)) {
+        row.remove();
+        fleetRows.delete(key);
+      }
     }
+    const keys = [...state.samples.keys()].sort();
+    let shown = 0;
+    keys.forEach((key, index) => {
+      const points = state.samples.get(key);
+      const m = rowFacts(key, points[points.length - 1]?.m);
+      const row = fleetRow(key);
+      if (body.children[index] !== row) body.insertBefore(row, body.children[index] || null);
+      const visible = !!m && matchesFilter(m, filter) && key.toLowerCase().includes(search);
+      row.hidden = !visible;
+      row.classList.toggle('selected', key === state.selected);
+      if (!visible) return;
+      shown += 1;
+      fillFleetRow(row, key, m);
+    });
     $('fleet-empty').hidden = shown > 0;
   }
 
@@ -465,10 +531,23 @@
   }
 
   function renderActions(doc) {
+    renderPromoteChoices(doc);
+    const plan = doc.plan;
+    const finished = !plan || ['promoted', 'aborted', 'superseded'].includes(plan.state);
+    $('act-plan-pause').disabled = finished || plan.state === 'paused';
+    $('act-plan-resume').disabled = finished || plan.state !== 'paused';
+    $('act-plan-promote').disabled = finished || plan.phase === 'post-promotion';
+    $('act-plan-abort').disabled = finished;
+  }
+
+  /** The colors to promote to, the standby first; rebuilt only when they change. */
+  function renderPromoteChoices(doc) {
     const select = $('promote-to');
-    const previous = select.value;
-    select.textContent = '';
     const standby = doc.standby ?? (doc.active === 'blue' ? 'green' : 'blue');
+    const signature = [doc.active, doc.colors?.blue?.version, doc.colors?.green?.version].join('|');
+    if (select.dataset.signature === signature) return;
+    select.dataset.signature = signature;
+    select.textContent = '';
     for (const color of [standby, doc.active]) {
       if (!COLORS.includes(color)) continue;
       const option = document.createElement('option');
@@ -477,13 +556,6 @@
       option.textContent = `${color}${version ? ` (${version})` : ''}${color === doc.active ? ' · live' : ''}`;
       select.appendChild(option);
     }
-    if ([...select.options].some((o) => o.value === previous) && previous !== doc.active) select.value = previous;
-    const plan = doc.plan;
-    const finished = !plan || ['promoted', 'aborted', 'superseded'].includes(plan.state);
-    $('act-plan-pause').disabled = finished || plan.state === 'paused';
-    $('act-plan-resume').disabled = finished || plan.state !== 'paused';
-    $('act-plan-promote').disabled = finished || plan.phase === 'post-promotion';
-    $('act-plan-abort').disabled = finished;
   }
 
   /** Gates that only judge the shadow comparison, in the mirror phase. */
@@ -506,12 +578,16 @@
     setText('plan-elapsed', duration(plan.elapsed_ms));
     setText('plan-baked', duration(plan.baked_ms));
     setText('plan-outcome', plan.outcome ?? 'running');
+    renderGates(plan);
+    renderTimeline(plan.history || []);
+  }
 
+  /** The gates of the current phase, then those the document has for others. */
+  function renderGates(plan) {
     const rows = $('gates-rows');
     rows.textContent = '';
     const gates = plan.gates || [];
     const specs = plan.gate_specs || [];
-    // Gates of the current phase, then those the document has for others.
     const shown = gates.map((g) => ({ ...g, ...(specs.find((s) => s.gate === g.gate) || {}), verdict: g.verdict }));
     for (const spec of specs) {
       if (!gates.some((g) => g.gate === spec.gate)) shown.push({ ...spec, verdict: null });
@@ -530,10 +606,12 @@
       cell(row, 'no gates in this phase').colSpan = 5;
       rows.appendChild(row);
     }
+  }
 
+  function renderTimeline(history) {
     const list = $('plan-timeline');
     list.textContent = '';
-    for (const entry of plan.history || []) {
+    for (const entry of history) {
       const item = document.createElement('li');
       const when = document.createElement('span');
       when.className = 'when';
@@ -570,22 +648,28 @@
     fact(facts, 'schema breaks', num(c.schema_breaks));
     fact(facts, 'latency p50 / p99 (primary)', `${micros(c.primary_latency?.p50_us)} / ${micros(c.primary_latency?.p99_us)}`);
     fact(facts, 'latency p50 / p99 (shadow)', `${micros(c.shadow_latency?.p50_us)} / ${micros(c.shadow_latency?.p99_us)}`);
+    renderFields(c.field_mismatches || []);
+    renderExemplars(doc.exemplars || []);
+  }
 
+  function renderFields(fields) {
     const rows = $('fields-rows');
     rows.textContent = '';
-    for (const f of c.field_mismatches || []) {
+    for (const f of fields) {
       const row = document.createElement('tr');
       cell(row, f.field);
       cell(row, num(f.count));
       rows.appendChild(row);
     }
-    if (!(c.field_mismatches || []).length) {
+    if (fields.length === 0) {
       const row = document.createElement('tr');
       cell(row, 'no field differed').colSpan = 2;
       rows.appendChild(row);
     }
+  }
 
-    const exemplars = doc.exemplars || [];
+  /** The last mismatches' diffs, when the admin shows them. */
+  function renderExemplars(exemplars) {
     $('exemplars').hidden = exemplars.length === 0;
     const box = $('exemplar-list');
     box.textContent = '';
