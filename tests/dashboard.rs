@@ -74,7 +74,25 @@ mod browser {
     }
 
     impl Drop for Driver {
+        /// Asks chromedriver to shut down, which quits the browsers it
+        /// started: killing it alone would leave them running when a test
+        /// fails before closing its session.
         fn drop(&mut self) {
+            use std::io::{Read, Write};
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.write_all(
+                    b"GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                );
+                let _ = s.read(&mut [0; 256]);
+            }
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
