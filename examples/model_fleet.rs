@@ -264,13 +264,23 @@ impl Fleet {
         // axum::serve wants axum's own response type: mount the router as the
         // fallback of an axum Router, with the admin routes beside it.
         let mut app = axum::Router::new().fallback_service(router);
+        let mut admin = None;
         if let Some(token) = admin_token {
-            let admin = Admin::builder()
+            let built = Admin::builder()
                 .token(token)
                 .handle(handle.clone())
                 .build()?;
-            app = app.nest_service("/admin", admin);
+            app = app.nest_service("/admin", built.clone());
+            admin = Some(built);
         }
+        // An open dashboard keeps its event stream open: end the streams when
+        // the shutdown starts, or the graceful shutdown waits for the tab.
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(admin) = admin {
+                admin.close_streams();
+            }
+        };
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -333,6 +343,7 @@ try:
  `green; version=v2`; about one {USER} in ten gets green)
 
 admin (bearer token {token}):
+  dashboard: http://{addr}/admin/ (it asks for the token)
   curl -s http://{addr}/admin/status -H 'authorization: Bearer {token}'
   curl -s -X POST http://{addr}/admin/split -H 'authorization: Bearer {token}' -d '{{\"fraction\": 0.5}}'
   curl -s -X POST http://{addr}/admin/promote -H 'authorization: Bearer {token}'

@@ -148,6 +148,8 @@ mod live {
                 (Method::POST, "/promote"),
                 (Method::POST, "/split"),
                 (Method::GET, "/no-such-route"),
+                (Method::GET, "/events"),
+                (Method::GET, "/history"),
             ] {
                 let r = call_admin(&client, addr, method, path, token, r#"{"fraction": 1}"#).await;
                 assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token:?} {path}");
@@ -458,7 +460,6 @@ mod live {
         let (addr, _handle, server) = one_model().await;
         let client = support::client();
         for path in [
-            "/",
             "/nope",
             "/status/",
             "/Status",
@@ -671,6 +672,208 @@ mod live {
         let r = admin_post(&client, addr, "/plan-promote", "").await;
         assert_eq!(r.status, StatusCode::CONFLICT, "the plan has finished");
         assert_eq!(predict(&client, addr, "/predict").await.0, "v1");
+        server.abort();
+    }
+
+    /// Reads server-sent events from `body` until `want` has seen one it
+    /// accepts (or the deadline passes): each as (event name, data).
+    async fn next_event(
+        body: &mut hyper::body::Incoming,
+        buffer: &mut String,
+        mut want: impl FnMut(&str, &Value) -> bool,
+    ) -> (String, Value) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            while let Some(cut) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..cut + 2).collect();
+                let mut name = String::new();
+                let mut data = Value::Null;
+                for line in frame.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_owned();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(d).unwrap();
+                    }
+                }
+                if want(&name, &data) {
+                    return (name, data);
+                }
+            }
+            let frame = tokio::time::timeout_at(deadline, body.frame())
+                .await
+                .expect("no such event within 5 s")
+                .expect("the stream ended")
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                buffer.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    }
+
+    async fn open_events(
+        client: &HttpClient,
+        addr: SocketAddr,
+        path: &str,
+    ) -> http::Response<hyper::body::Incoming> {
+        let req = http::Request::get(format!("http://{addr}/admin{path}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client.request(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_page_needs_no_token_and_holds_no_data() {
+        let (addr, handle, server) = one_model().await;
+        let client = support::client();
+        let page = |path: &'static str| {
+            let client = client.clone();
+            async move {
+                let req = http::Request::get(format!("http://{addr}{path}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let res = client.request(req).await.unwrap();
+                let (parts, body) = res.into_parts();
+                let text =
+                    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+                (parts, text)
+            }
+        };
+        let (parts, before) = page("/admin/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(parts.headers["content-type"], "text/html; charset=utf-8");
+        let policy = parts.headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"),
+            "{policy}"
+        );
+        assert!(before.starts_with("<!doctype html>") && before.contains("id=\"token-form\""));
+        assert!(!before.contains(TOKEN));
+        // The same page whatever the state: it holds no data (only its
+        // nonce differs from one answer to the next).
+        handle.promote().unwrap();
+        let (_, after) = page("/admin/index.html").await;
+        let no_nonce = |page: &str| {
+            page.split("nonce=\"")
+                .enumerate()
+                .map(|(i, part)| if i == 0 { part } else { &part[32..] })
+                .collect::<String>()
+        };
+        assert_eq!(no_nonce(&before), no_nonce(&after));
+        let (parts, _) = page("/admin").await;
+        assert_eq!(parts.status, StatusCode::OK, "without the slash too");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn the_event_stream_pushes_changes_and_samples() {
+        let (addr, handle, server) = one_model().await;
+        let client = support::client();
+        let res = open_events(&client, addr, "/events").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        let mut body = res.into_body();
+        let mut buffer = String::new();
+
+        let (_, hello) = next_event(&mut body, &mut buffer, |n, _| n == "hello").await;
+        assert_eq!(
+            (&hello["mode"], &hello["models"]),
+            (&json!("handle"), &json!([null]))
+        );
+        let (_, first) = next_event(&mut body, &mut buffer, |n, _| n == "status").await;
+        assert_eq!(first["status"]["generation"], 0);
+
+        // A promote shows as a status event within a second.
+        let promoted = std::time::Instant::now();
+        handle.promote().unwrap();
+        let (_, event) = next_event(&mut body, &mut buffer, |n, d| {
+            n == "status" && d["status"]["generation"] == 1
+        })
+        .await;
+        assert!(
+            promoted.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            promoted.elapsed()
+        );
+        assert_eq!(event["status"]["active"], "green");
+
+        // Samples of the counters, once a second; the history keeps them.
+        predict(&client, addr, "/predict").await;
+        let (_, sample) = next_event(&mut body, &mut buffer, |n, d| {
+            n == "sample" && d["models"][0]["colors"]["green"]["served"] == 1
+        })
+        .await;
+        assert_eq!(sample["models"][0]["active"], "green");
+        let history = admin_get(&client, addr, "/history").await;
+        let seqs: Vec<u64> = history.json["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["seq"].as_u64().unwrap())
+            .collect();
+        assert!(seqs.contains(&sample["seq"].as_u64().unwrap()), "{seqs:?}");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_fleet_streams_every_model_and_one_model_s_status() {
+        let fleet = Fleet::new();
+        let (_, a) = BlueGreenRouter::new(version("a1"), version("a2"));
+        let (_, b) = BlueGreenRouter::new(version("b1"), version("b2"));
+        fleet.insert("a", a).unwrap();
+        fleet.insert("b", b.clone()).unwrap();
+        let admin = Admin::builder().token(TOKEN).fleet(fleet).build().unwrap();
+        let (addr, server) =
+            support::serve(Router::new().nest_service("/admin", admin.clone())).await;
+        let client = support::client();
+
+        let mut all = open_events(&client, addr, "/events").await.into_body();
+        let mut buffer = String::new();
+        let (_, hello) = next_event(&mut all, &mut buffer, |n, _| n == "hello").await;
+        assert_eq!(hello["models"], json!(["a", "b"]));
+        let (_, sample) = next_event(&mut all, &mut buffer, |n, _| n == "sample").await;
+        let names: Vec<&Value> = sample["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["model"])
+            .collect();
+        assert_eq!(names, [&json!("a"), &json!("b")]);
+
+        let mut one = open_events(&client, addr, "/models/b/events")
+            .await
+            .into_body();
+        let mut buffer = String::new();
+        b.set_split(0.5).unwrap();
+        let (_, status) = next_event(&mut one, &mut buffer, |n, d| {
+            n == "status" && d["status"]["split"] == 0.5
+        })
+        .await;
+        assert_eq!(status["model"], "b");
+        let r = call_admin(
+            &client,
+            addr,
+            Method::GET,
+            "/models/c/events",
+            Some(TOKEN),
+            "",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+        // Closing the streams ends them (a graceful shutdown need not wait
+        // for dashboards) and refuses new ones.
+        admin.close_streams();
+        let ended = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(frame) = one.frame().await {
+                frame.unwrap();
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream did not end");
+        let r = call_admin(&client, addr, Method::GET, "/events", Some(TOKEN), "").await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
         server.abort();
     }
 }

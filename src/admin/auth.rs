@@ -6,6 +6,7 @@ use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
+use super::reply::{unauthorized, Reply};
 use crate::error::ConfigError;
 
 /// The token every request must present. Never printed.
@@ -13,7 +14,7 @@ pub(crate) struct Token(Box<[u8]>);
 
 /// What a request presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
+enum Verdict {
     Allowed,
     /// No `Authorization` header, or one with another scheme.
     Missing,
@@ -36,7 +37,7 @@ impl Token {
     }
 
     /// Checks a request's `Authorization` header.
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Verdict {
+    fn check(&self, headers: &HeaderMap) -> Verdict {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let Some(value) = values.next() else {
             return Verdict::Missing;
@@ -57,6 +58,20 @@ impl Token {
             Verdict::Allowed
         } else {
             Verdict::Invalid
+        }
+    }
+
+    /// The 401 answer, unless `headers` carry the token (`None`): with a
+    /// `WWW-Authenticate` challenge that says whether it was missing or
+    /// wrong.
+    pub(crate) fn refusal(&self, headers: &HeaderMap) -> Option<Reply> {
+        match self.check(headers) {
+            Verdict::Allowed => None,
+            Verdict::Missing => Some(unauthorized("missing bearer token", "Bearer")),
+            Verdict::Invalid => Some(unauthorized(
+                "invalid bearer token",
+                r#"Bearer error="invalid_token""#,
+            )),
         }
     }
 

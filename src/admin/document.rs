@@ -68,6 +68,27 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> PlanDocumentErro
 /// # Errors
 /// [`PlanDocumentError`] naming the field that is wrong.
 pub fn plan_from_json(bytes: &[u8]) -> Result<RolloutPlan, PlanDocumentError> {
+    plan_document(bytes).map(|(plan, _)| plan)
+}
+
+/// A gate as its document gave it: what the dashboard shows beside the
+/// gate's verdict (the plan keeps its thresholds to itself).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GateSpec {
+    /// The gate's name, as its verdicts carry it.
+    pub(crate) name: String,
+    /// The document's `type`.
+    pub(crate) kind: &'static str,
+    /// What passes, in words (`error rate ≤ 0.01`).
+    pub(crate) threshold: String,
+    pub(crate) min_sample: u64,
+}
+
+/// [`plan_from_json`], with what each gate was given.
+pub(crate) fn plan_document(
+    bytes: &[u8],
+) -> Result<(RolloutPlan, Vec<GateSpec>), PlanDocumentError> {
+    let mut specs = Vec::new();
     let doc = strict_json(bytes).map_err(|e| bad("", e))?;
     let doc = object(&doc, "")?;
     only(
@@ -120,10 +141,15 @@ pub fn plan_from_json(bytes: &[u8]) -> Result<RolloutPlan, PlanDocumentError> {
             .as_array()
             .ok_or_else(|| bad("gates", "must be an array"))?;
         for (i, gate) in gates.iter().enumerate() {
-            plan = plan.gate(gate_from(gate, &format!("gates[{i}]"))?);
+            let (gate, spec) = gate_from(gate, &format!("gates[{i}]"))?;
+            plan = plan.gate(gate);
+            specs.push(spec);
         }
     }
-    plan.build().map_err(|e| bad(plan_field(&e), e.to_string()))
+    let plan = plan
+        .build()
+        .map_err(|e| bad(plan_field(&e), e.to_string()))?;
+    Ok((plan, specs))
 }
 
 /// The document field a plan error is about.
@@ -140,7 +166,7 @@ fn plan_field(e: &PlanError) -> String {
     }
 }
 
-fn gate_from(v: &Value, at: &str) -> Result<Gate, PlanDocumentError> {
+fn gate_from(v: &Value, at: &str) -> Result<(Gate, GateSpec), PlanDocumentError> {
     let g = object(v, at)?;
     let kind = g.get("type").and_then(Value::as_str).ok_or_else(|| {
         bad(
@@ -148,75 +174,126 @@ fn gate_from(v: &Value, at: &str) -> Result<Gate, PlanDocumentError> {
             "missing: error_rate, latency, agreement, mismatches, schema_compatible or drift",
         )
     })?;
-    let need = |key: &str| -> Result<f64, PlanDocumentError> {
-        number(g, at, key)?.ok_or_else(|| bad(format!("{at}.{key}"), "missing"))
-    };
-    let (gate, keys): (Gate, &[&str]) = match kind {
-        "error_rate" => (Gate::error_rate(need("max")?), &["max"]),
-        "latency" => {
-            let mut gate = Gate::latency(need("quantile")?, need("max_ratio")?);
-            if let Some(ms) = count(g, at, "slack_ms")? {
-                gate = gate.slack(Duration::from_millis(ms));
-            }
-            (gate, &["quantile", "max_ratio", "slack_ms"])
-        }
-        "agreement" => (Gate::agreement(need("min")?), &["min"]),
-        "mismatches" => (
-            Gate::max_mismatches(
-                count(g, at, "max")?.ok_or_else(|| bad(format!("{at}.max"), "missing"))?,
-            ),
-            &["max"],
-        ),
-        "schema_compatible" => (
-            Gate::schema_compatible(count(g, at, "max_breaks")?.unwrap_or(0)),
-            &["max_breaks"],
-        ),
-        #[cfg(feature = "drift")]
-        "drift" => {
-            let field = g.get("field").and_then(Value::as_str).ok_or_else(|| {
-                bad(
-                    format!("{at}.field"),
-                    "missing: a JSON pointer such as \"/label\"",
-                )
-            })?;
-            let statistic = g.get("statistic").and_then(Value::as_str).unwrap_or("");
-            let statistic = crate::drift::Statistic::from_name(statistic).ok_or_else(|| {
-                bad(
-                    format!("{at}.statistic"),
-                    "one of psi, jensen_shannon, chi_square, chi_square_p, ks, ks_p, wasserstein",
-                )
-            })?;
-            (
-                Gate::drift(field, statistic, need("limit")?),
-                &["field", "statistic", "limit"],
-            )
-        }
-        other => {
-            return Err(bad(
-                format!("{at}.type"),
-                format!("unknown gate type {other:?}"),
-            ))
-        }
-    };
+    let typed = typed_gate(g, at, kind)?;
     let mut allowed = vec!["type", "name", "min_sample"];
-    allowed.extend_from_slice(keys);
+    allowed.extend_from_slice(typed.keys);
     only(g, at, &allowed)?;
-    let mut gate = match count(g, at, "min_sample")? {
-        Some(n) => gate.min_sample(n),
-        None => {
-            return Err(bad(
-                format!("{at}.min_sample"),
-                "missing: the sample a verdict needs",
-            ))
-        }
-    };
+    let min_sample = count(g, at, "min_sample")?.ok_or_else(|| {
+        bad(
+            format!("{at}.min_sample"),
+            "missing: the sample a verdict needs",
+        )
+    })?;
+    let mut gate = typed.gate.min_sample(min_sample);
     if let Some(name) = g.get("name") {
         let name = name
             .as_str()
             .ok_or_else(|| bad(format!("{at}.name"), "must be a string"))?;
         gate = gate.named(name);
     }
-    Ok(gate)
+    let spec = GateSpec {
+        name: gate.name().to_owned(),
+        kind: typed.kind,
+        threshold: typed.threshold,
+        min_sample,
+    };
+    Ok((gate, spec))
+}
+
+/// What a gate's `type` makes of its document: the gate, the keys that
+/// type takes, and its threshold in words.
+struct TypedGate {
+    gate: Gate,
+    kind: &'static str,
+    keys: &'static [&'static str],
+    threshold: String,
+}
+
+fn typed_gate(
+    g: &Map<String, Value>,
+    at: &str,
+    kind: &str,
+) -> Result<TypedGate, PlanDocumentError> {
+    let need = |key: &str| -> Result<f64, PlanDocumentError> {
+        number(g, at, key)?.ok_or_else(|| bad(format!("{at}.{key}"), "missing"))
+    };
+    let typed = |gate, kind, keys, threshold| TypedGate {
+        gate,
+        kind,
+        keys,
+        threshold,
+    };
+    Ok(match kind {
+        "error_rate" => {
+            let max = need("max")?;
+            let threshold = format!("error rate ≤ {max}");
+            typed(Gate::error_rate(max), "error_rate", &["max"], threshold)
+        }
+        "latency" => {
+            let (quantile, ratio) = (need("quantile")?, need("max_ratio")?);
+            let mut gate = Gate::latency(quantile, ratio);
+            let mut threshold = format!("p{} ≤ {ratio}× stable", quantile * 100.0);
+            if let Some(ms) = count(g, at, "slack_ms")? {
+                gate = gate.slack(Duration::from_millis(ms));
+                threshold.push_str(&format!(" + {ms} ms"));
+            }
+            let keys = &["quantile", "max_ratio", "slack_ms"];
+            typed(gate, "latency", keys, threshold)
+        }
+        "agreement" => {
+            let min = need("min")?;
+            let threshold = format!("agreement ≥ {min}");
+            typed(Gate::agreement(min), "agreement", &["min"], threshold)
+        }
+        "mismatches" => {
+            let max = count(g, at, "max")?.ok_or_else(|| bad(format!("{at}.max"), "missing"))?;
+            let threshold = format!("mismatches ≤ {max}");
+            typed(Gate::max_mismatches(max), "mismatches", &["max"], threshold)
+        }
+        "schema_compatible" => {
+            let max = count(g, at, "max_breaks")?.unwrap_or(0);
+            let threshold = format!("schema breaks ≤ {max}");
+            let gate = Gate::schema_compatible(max);
+            typed(gate, "schema_compatible", &["max_breaks"], threshold)
+        }
+        #[cfg(feature = "drift")]
+        "drift" => drift_gate(g, at)?,
+        other => {
+            return Err(bad(
+                format!("{at}.type"),
+                format!("unknown gate type {other:?}"),
+            ))
+        }
+    })
+}
+
+#[cfg(feature = "drift")]
+fn drift_gate(g: &Map<String, Value>, at: &str) -> Result<TypedGate, PlanDocumentError> {
+    let field = g.get("field").and_then(Value::as_str).ok_or_else(|| {
+        bad(
+            format!("{at}.field"),
+            "missing: a JSON pointer such as \"/label\"",
+        )
+    })?;
+    let statistic = g.get("statistic").and_then(Value::as_str).unwrap_or("");
+    let statistic = crate::drift::Statistic::from_name(statistic).ok_or_else(|| {
+        bad(
+            format!("{at}.statistic"),
+            "one of psi, jensen_shannon, chi_square, chi_square_p, ks, ks_p, wasserstein",
+        )
+    })?;
+    let limit = number(g, at, "limit")?.ok_or_else(|| bad(format!("{at}.limit"), "missing"))?;
+    let threshold = if statistic.is_p_value() {
+        format!("{} ≥ {limit}", statistic.as_str())
+    } else {
+        format!("{} ≤ {limit}", statistic.as_str())
+    };
+    Ok(TypedGate {
+        gate: Gate::drift(field, statistic, limit),
+        kind: "drift",
+        keys: &["field", "statistic", "limit"],
+        threshold,
+    })
 }
 
 fn path(at: &str, key: &str) -> String {
@@ -345,5 +422,37 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
             fields.insert(key, value);
         }
         Ok(Value::Object(fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_document_keeps_what_its_gates_were_given() {
+        let doc = br#"{
+            "mirror": {"fraction": 1.0, "until_compared": 50},
+            "steps": [{"split": 0.1, "bake_seconds": 30}],
+            "gates": [
+                {"type": "error_rate", "max": 0.01, "min_sample": 200},
+                {"type": "latency", "quantile": 0.99, "max_ratio": 1.5, "slack_ms": 5, "min_sample": 100, "name": "p99"},
+                {"type": "agreement", "min": 0.95, "min_sample": 50}
+            ]
+        }"#;
+        let (plan, specs) = plan_document(doc).unwrap();
+        assert_eq!(plan.gates().len(), 3);
+        let shown: Vec<(&str, &str, &str, u64)> = specs
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind, s.threshold.as_str(), s.min_sample))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("error_rate", "error_rate", "error rate ≤ 0.01", 200),
+                ("p99", "latency", "p99 ≤ 1.5× stable + 5 ms", 100),
+                ("agreement", "agreement", "agreement ≥ 0.95", 50),
+            ]
+        );
     }
 }

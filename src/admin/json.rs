@@ -4,18 +4,33 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
+use super::document::GateSpec;
 use crate::control::{ColorStatus, ColorVersion, RetiringStatus, Transition};
 use crate::mirror::MirrorStats;
-use crate::plan::{Phase, PlanEvent, PlanOutcome, PlanStatus};
-use crate::shadow::ShadowReport;
-use crate::{Fleet, Percentiles, RolloutHandle};
+use crate::plan::{GateStatus, Phase, PlanEvent, PlanOutcome, PlanState, PlanStatus};
+use crate::shadow::{Exemplar, ShadowReport};
+use crate::{Percentiles, RolloutHandle};
+
+/// What the admin adds to a handle's own figures in its status.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extras {
+    /// The running (or last) plan's gates as its document gave them, when
+    /// the admin started it.
+    pub(crate) gates: Option<Vec<GateSpec>>,
+    /// When the plan started (wall clock), when the admin saw it run.
+    pub(crate) plan_started_unix_ms: Option<u64>,
+    /// How many of the comparison's latest mismatch exemplars to show
+    /// (their diffs only); zero shows none.
+    pub(crate) exemplars: usize,
+}
 
 /// The status of one handle: routing state, counters per color, the last
 /// transitions, the mirror's counters and the comparison report.
 ///
 /// The three parts are read one after the other, not as one atomic snapshot.
-pub(crate) fn status_json(handle: &RolloutHandle) -> Value {
+pub(crate) fn status_json(handle: &RolloutHandle, extras: &Extras) -> Value {
     let status = handle.status();
+    let report = handle.shadow_report();
     json!({
         "active": status.active.as_str(),
         "active_version": status.active_version().as_str(),
@@ -33,37 +48,44 @@ pub(crate) fn status_json(handle: &RolloutHandle) -> Value {
         "fallbacks": status.fallbacks,
         "transitions": status.history.iter().map(transition_json).collect::<Vec<_>>(),
         "mirror_stats": mirror_json(&handle.mirror_stats()),
-        "comparison": report_json(&handle.shadow_report()),
+        "comparison": report_json(&report),
         "comparisons": handle.shadow_reports().iter().map(report_json).collect::<Vec<_>>(),
         "live_drift": live_drift_json(handle),
+        "exemplars": exemplars_json(&report.exemplars, extras.exemplars),
         "measuring": status.measuring,
         "plan_running": status.plan_running,
-        "plan": handle.plan_status().as_ref().map(plan_json),
+        "plan": handle.plan_status().map(|p| plan_json(&p, extras)),
     })
 }
 
-/// A rollout plan's state, gates and timeline.
-fn plan_json(p: &PlanStatus) -> Value {
-    let gates: Vec<Value> = p
-        .gates
-        .iter()
-        .map(|g| {
-            json!({
-                "gate": g.gate,
-                "threshold": g.threshold,
-                "min_sample": g.min_sample,
-                "verdict": g.verdict.as_str(),
-                "detail": g.verdict.detail(),
-            })
-        })
-        .collect();
+/// A rollout plan's state, gates and timeline. A gate the admin knows the
+/// document of carries its `type`, `threshold` and `min_sample`; the
+/// timeline carries wall-clock times when the admin saw the plan start.
+fn plan_json(p: &PlanStatus, extras: &Extras) -> Value {
+    let specs = extras.gates.as_deref().unwrap_or_default();
+    let gates: Vec<Value> = p.gates.iter().map(|g| gate_json(g, specs)).collect();
+    let started = extras.plan_started_unix_ms;
     let history: Vec<Value> = p
         .history
         .iter()
-        .map(|r| json!({ "at_ms": millis(r.at), "event": event_text(&r.event) }))
+        .map(|r| {
+            json!({
+                "at_ms": millis(r.at),
+                "at_unix_ms": started.map(|s| s.saturating_add(millis(r.at))),
+                "event": event_text(&r.event),
+            })
+        })
         .collect();
+    let gate_specs = extras.gates.as_ref().map(|specs| {
+        specs
+            .iter()
+            .map(|s| json!({ "gate": s.name, "type": s.kind, "threshold": s.threshold, "min_sample": s.min_sample }))
+            .collect::<Vec<_>>()
+    });
     json!({
-        "state": format!("{:?}", p.state).to_lowercase(),
+        "started_unix_ms": started,
+        "gate_specs": gate_specs,
+        "state": state_text(p.state),
         "phase": phase_text(&p.phase),
         "stable": p.stable.as_str(),
         "candidate": p.candidate.as_str(),
@@ -79,7 +101,28 @@ fn plan_json(p: &PlanStatus) -> Value {
     })
 }
 
-fn phase_text(p: &Phase) -> String {
+/// A gate's verdict, with what its document gave it when known.
+fn gate_json(g: &GateStatus, specs: &[GateSpec]) -> Value {
+    let spec = specs.iter().find(|s| s.name == g.gate);
+    json!({
+        "gate": g.gate,
+        "verdict": g.verdict.as_str(),
+        "detail": g.verdict.detail(),
+        "type": spec.map(|s| s.kind),
+        // The plan's own words, whoever started it (the document's, when
+        // the admin started it, say the same in its terms).
+        "threshold": g.threshold,
+        "threshold_given": spec.map(|s| &s.threshold),
+        "min_sample": g.min_sample,
+    })
+}
+
+/// A plan's state in lower case: `running`, `holding`, `paused`, …
+pub(crate) fn state_text(s: PlanState) -> String {
+    format!("{s:?}").to_lowercase()
+}
+
+pub(crate) fn phase_text(p: &Phase) -> String {
     match p {
         Phase::Mirror { fraction } => format!("mirror {fraction}"),
         Phase::Canary { step, steps, split } => format!("canary {step}/{steps} at {split}"),
@@ -109,22 +152,41 @@ fn event_text(e: &PlanEvent) -> String {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+/// The last `keep` mismatch exemplars' diffs, newest first: when, the
+/// request's method and path (no query, no body), both statuses, and what
+/// differs.
+fn exemplars_json(exemplars: &[Exemplar], keep: usize) -> Value {
+    let shown = exemplars.iter().rev().take(keep).map(|e| {
+        let diffs: Vec<Value> = e
+            .diffs
+            .iter()
+            .map(|d| json!({ "path": d.path, "primary": d.primary, "shadow": d.shadow }))
+            .collect();
+        json!({
+            "at_unix_ms": unix_ms(e.at),
+            "method": e.method.as_str(),
+            "path": e.uri.path(),
+            "primary_status": e.primary.status.as_u16(),
+            "shadow_status": e.shadow.status.as_u16(),
+            "diffs": diffs,
+        })
+    });
+    Value::Array(shown.collect())
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Every model's status, by name.
-pub(crate) fn fleet_status_json(fleet: &Fleet) -> Value {
-    let models: Map<String, Value> = fleet
-        .iter()
-        .map(|(name, handle)| (name, status_json(&handle)))
-        .collect();
+/// Every model's status (from `statuses`), by name.
+pub(crate) fn fleet_status_json(statuses: impl Iterator<Item = (String, Value)>) -> Value {
+    let models: Map<String, Value> = statuses.collect();
     json!({ "models": models })
 }
 
 /// The model names, sorted.
-pub(crate) fn models_json(fleet: &Fleet) -> Value {
-    json!({ "models": fleet.names() })
+pub(crate) fn models_json(names: Vec<String>) -> Value {
+    json!({ "models": names })
 }
 
 /// An error document: `{"error": message}`.
@@ -308,11 +370,11 @@ fn percentiles_json(p: &Percentiles) -> Value {
     })
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn unix_ms(at: SystemTime) -> u64 {
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
@@ -333,7 +395,7 @@ mod tests {
     #[test]
     fn status_follows_the_handle() {
         let h = handle();
-        let v = status_json(&h);
+        let v = status_json(&h, &Extras::default());
         assert_eq!(v["active"], "blue");
         assert_eq!(v["standby"], "green");
         assert_eq!(v["generation"], 0);
@@ -348,7 +410,7 @@ mod tests {
             "a plain router does not mirror"
         );
         h.promote().unwrap();
-        let v = status_json(&h);
+        let v = status_json(&h, &Extras::default());
         assert_eq!(
             (v["active"].as_str(), v["standby"].as_str()),
             (Some("green"), Some("blue"))

@@ -1,10 +1,27 @@
-//! [`Admin`]: an HTTP endpoint to watch and steer rollouts (feature `admin`).
+//! [`Admin`]: an HTTP endpoint and a dashboard to watch and steer rollouts
+//! (feature `admin`).
 //!
-//! A tower service over `http::Request<B>` for any body `B`, answering JSON.
-//! Mount it next to the app, for example with axum's
-//! `Router::nest_service("/admin", admin)`. Every request must carry
-//! `Authorization: Bearer <token>`; the token is required to build the service
-//! and compared in constant time.
+//! A tower service over `http::Request<B>` for any body `B`, answering JSON
+//! (and one HTML page). Mount it next to the app, for example with axum's
+//! `Router::nest_service("/admin", admin)`. Every request but the
+//! dashboard's page must carry `Authorization: Bearer <token>`; the token is
+//! required to build the service and compared in constant time.
+//!
+//! # The dashboard
+//!
+//! `GET /` (`/admin/` when nested as above) serves one HTML page whose
+//! styles and scripts are built into the binary (no CDN, no build step). It
+//! holds no data, so it is served without the token: it asks for the token
+//! once, keeps it in the page's memory only (never in the URL, storage or a
+//! cookie) and sends it with each call; a wrong token is refused on the page.
+//! It follows `GET /events` and shows per model the version of each color,
+//! which is live, the split and mirror, per-color counters, error rate and
+//! latency, the shadow comparison, the rollout plan (phase, gates, timeline),
+//! and charts of the last minutes with transitions and plan steps marked; a
+//! fleet's page lists every model with a status filter. Its actions
+//! (promote, rollback, split, mirror, and the plan's pause, resume, abort and
+//! skip to promote) ask for confirmation; the first four are sent with the
+//! `expect_generation` the page showed, so a stale page gets a 409 and says so.
 //!
 //! # Routes
 //!
@@ -13,7 +30,10 @@
 //!
 //! | route | effect |
 //! |---|---|
+//! | `GET /`, `GET /index.html` | the dashboard (no token needed) |
 //! | `GET /status` | the status document (below) |
+//! | `GET /events` | server-sent events (`text/event-stream`): `hello` once; `status` (`{"model", "status"}`, the status document) at once when the routing state, a version, a readiness or the plan changed, else at most once a second when anything in it changed; `sample` once a second (below). A client that falls 64 events behind is dropped; [`Admin::close_streams`] ends them all |
+//! | `GET /history` | `{"samples": [...]}`: the samples of the last ten minutes (at most 8 MiB), oldest first |
 //! | `POST /promote` | [`promote`](crate::RolloutHandle::promote) |
 //! | `POST /rollback` | [`rollback`](crate::RolloutHandle::rollback) |
 //! | `POST /split` with `{"fraction": 0.1}` | [`set_split`](crate::RolloutHandle::set_split) |
@@ -23,8 +43,19 @@
 //!
 //! Every `POST` answers with the new status document. For a
 //! [`Fleet`](crate::Fleet) ([`AdminBuilder::fleet`]): `GET /models` (`{"models":
-//! [names]}`), `GET /status` (`{"models": {name: status}}`), and the routes
-//! above under `/models/{name}/`, e.g. `POST /models/vision/promote`.
+//! [names]}`), `GET /status` (`{"models": {name: status}}`), `GET /events`
+//! (every model's samples, no status), `GET /history`, and the routes above
+//! under `/models/{name}/`, e.g. `POST /models/vision/promote` or
+//! `GET /models/vision/events` (every model's samples and vision's status).
+//!
+//! A sample (`seq`, `at_unix_ms`, `interval_ms`, `models`) holds per model
+//! `model` (`null` for one handle), `generation`, `active`, `split`,
+//! `mirror`, `plan` (state) and `phase`, per color (`colors.blue`,
+//! `colors.green`) `version`, `in_flight`, `served`, `rps`, and over the
+//! interval `finished`, `error_rate` and `p99_us` (while the router measures
+//! outcomes), and the comparison's `compared` and `agreement` over the
+//! interval. The admin samples every model once a second from a task it
+//! starts on the tokio runtime it is built (or first called) in.
 //!
 //! Errors are JSON too, `{"error": "..."}`: 401 without the token or with a
 //! wrong one (with `WWW-Authenticate: Bearer`), checked before anything else;
@@ -49,13 +80,18 @@
 //! with `dropped` split by cause); `comparison` (the counts of
 //! [`ShadowReport`](crate::shadow::ShadowReport), `agreement_rate` or `null`,
 //! `primary_latency` and `shadow_latency` as `count`, `p50_us`, `p90_us`,
-//! `p99_us`, and `field_mismatches` as `[{"field", "count"}]`). Mismatch
-//! exemplars are left out: they hold users' requests and answers. Also
+//! `p99_us`, and `field_mismatches` as `[{"field", "count"}]`); `exemplars`:
+//! empty unless [`AdminBuilder::exemplar_diffs`] asks for the last mismatches'
+//! diffs (never their bodies: they hold users' requests and answers). Also
 //! `measuring`, the per-color `finished`, `failures` and `latency` (see
 //! [`RolloutHandle::measurements`](crate::RolloutHandle::measurements)), and
 //! `plan`: `null`, or the running (or last) rollout plan's `state`, `phase`,
 //! `stable`, `candidate`, `elapsed_ms`, `baked_ms`, `gates` (`gate`,
-//! `verdict`, `detail`), `outcome` and `history` (`at_ms`, `event`). The routing
+//! `verdict`, `detail`, and for a plan started through `POST /plan` its
+//! `type`, `threshold` and `min_sample`), `gate_specs` (every gate of such a
+//! plan's document, or `null`), `started_unix_ms` (when the admin saw it
+//! start, or `null`), `outcome` and `history` (`at_ms`, `at_unix_ms`,
+//! `event`). The routing
 //! state, the mirror counters and the report are read one after the other,
 //! not as one atomic snapshot.
 //!
@@ -147,10 +183,20 @@
 //! # Ok::<(), tower_rollout::ConfigError>(())
 //! ```
 
+mod assets;
 mod auth;
 mod document;
+mod events;
+mod handlers;
+mod history;
 mod json;
+mod reply;
+mod request;
+mod routes;
 mod service;
+mod shared;
 
 pub use document::{plan_from_json, PlanDocumentError};
-pub use service::{Admin, AdminBuilder, ResponseFuture, BODY_DEADLINE, MAX_BODY_BYTES};
+pub use reply::AdminBody;
+pub use request::{BODY_DEADLINE, MAX_BODY_BYTES};
+pub use service::{Admin, AdminBuilder, ResponseFuture};

@@ -1,3 +1,6 @@
+//! [`Admin`], its builder and its tower `Service`: authentication, routing
+//! and the handler, in that order, for each request.
+
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -5,32 +8,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::Request;
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use serde_json::Value;
-
-use super::auth::{Token, Verdict};
-use super::document::{plan_from_json, strict_json};
-use super::json::{error_json, fleet_status_json, models_json, status_json};
-use crate::control::{self, Change, ControlError, VersionLabel};
-use crate::error::ConfigError;
-use crate::{Color, Fleet, RolloutHandle};
-
-/// The largest request body read, on every route; a larger one is answered
-/// with 413 and changes nothing.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// How long a control route waits for its request body; a body that does
-/// not arrive in time is answered with 408 and changes nothing.
-pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-
 use tower::BoxError;
 
-/// A tower service with JSON status and control routes for one
-/// [`RolloutHandle`] or a [`Fleet`], behind a bearer token. Made by
+use super::assets;
+use super::auth::Token;
+use super::handlers;
+use super::reply::{head, no_route, AdminBody, Reply};
+use super::routes::{self, Target};
+use super::shared::Shared;
+use crate::error::ConfigError;
+use crate::{Fleet, RolloutHandle};
+
+/// A tower service with the dashboard, JSON status and control routes for
+/// one [`RolloutHandle`] or a [`Fleet`], behind a bearer token. Made by
 /// [`Admin::builder`]; see the [module docs](super) for the routes.
 ///
 /// Cheap to clone (one `Arc`). Its `Debug` output never shows the token.
@@ -41,12 +33,7 @@ pub struct Admin {
 
 struct Inner {
     token: Token,
-    target: Target,
-}
-
-enum Target {
-    Handle(RolloutHandle),
-    Fleet(Fleet),
+    shared: Arc<Shared>,
 }
 
 impl Admin {
@@ -55,12 +42,21 @@ impl Admin {
     pub fn builder() -> AdminBuilder {
         AdminBuilder::default()
     }
+
+    /// Ends every open event stream (`GET /events`) within a quarter of a
+    /// second and answers new ones with 503. A dashboard keeps its stream
+    /// open for as long as it is shown, so a graceful shutdown
+    /// (`axum::serve(..).with_graceful_shutdown(..)`) would wait for it:
+    /// call this when the shutdown starts. The other routes keep working.
+    pub fn close_streams(&self) {
+        self.inner.shared.close_streams();
+    }
 }
 
 impl fmt::Debug for Admin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Admin");
-        match &self.inner.target {
+        match &self.inner.shared.target {
             Target::Handle(h) => d.field("handle", h),
             Target::Fleet(fleet) => d.field("fleet", fleet),
         };
@@ -74,6 +70,7 @@ pub struct AdminBuilder {
     token: Option<String>,
     handle: Option<RolloutHandle>,
     fleet: Option<Fleet>,
+    exemplars: usize,
 }
 
 impl AdminBuilder {
@@ -87,21 +84,34 @@ impl AdminBuilder {
     }
 
     /// Serves the routes for one handle: `/status`, `/promote`, `/rollback`,
-    /// `/split`, `/mirror`.
+    /// `/split`, `/mirror`, the plan routes, `/events`, `/history`.
     pub fn handle(mut self, handle: RolloutHandle) -> Self {
         self.handle = Some(handle);
         self
     }
 
-    /// Serves the routes for a fleet: `/models`, `/status`, and the handle's
-    /// routes under `/models/{name}/`. Models inserted into the fleet later
-    /// are served too.
+    /// Serves the routes for a fleet: `/models`, `/status`, `/events`,
+    /// `/history`, and the handle's routes under `/models/{name}/`. Models
+    /// inserted into the fleet later are served too.
     pub fn fleet(mut self, fleet: Fleet) -> Self {
         self.fleet = Some(fleet);
         self
     }
 
-    /// Builds the service.
+    /// Shows the diffs of the comparison's last `n` mismatch exemplars
+    /// (at most 50) in the status document and the dashboard: when, the
+    /// request's method and path, both statuses, and each differing field
+    /// with both values. Default 0: none, because those values are model
+    /// answers to users' requests; turn it on only where everyone holding the
+    /// token may see them. Request bodies and queries are never shown.
+    pub fn exemplar_diffs(mut self, n: usize) -> Self {
+        self.exemplars = n;
+        self
+    }
+
+    /// Builds the service. Inside a tokio runtime, this starts the task
+    /// that samples the counters once a second for the dashboard's history;
+    /// outside one, the first request starts it.
     ///
     /// # Errors
     /// [`ConfigError::MissingToken`] without a token or with an empty one,
@@ -116,8 +126,10 @@ impl AdminBuilder {
             (None, None) => return Err(ConfigError::AdminTarget { given: "none" }),
             (Some(_), Some(_)) => return Err(ConfigError::AdminTarget { given: "both" }),
         };
+        let shared = Shared::new(target, self.exemplars);
+        shared.start_sampler();
         Ok(Admin {
-            inner: Arc::new(Inner { token, target }),
+            inner: Arc::new(Inner { token, shared }),
         })
     }
 }
@@ -128,6 +140,7 @@ impl fmt::Debug for AdminBuilder {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("handle", &self.handle)
             .field("fleet", &self.fleet)
+            .field("exemplar_diffs", &self.exemplars)
             .finish()
     }
 }
@@ -138,7 +151,7 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<Full<Bytes>>;
+    type Response = Reply;
     type Error = Infallible;
     type Future = ResponseFuture;
 
@@ -155,7 +168,36 @@ where
     }
 }
 
-type AdminResult = Result<Response<Full<Bytes>>, Infallible>;
+impl Inner {
+    /// The page without the token (it holds no data); anything else only
+    /// with it, then routed and handled.
+    async fn respond<B>(&self, req: Request<B>) -> Reply
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        self.shared.start_sampler();
+        let (parts, body) = req.into_parts();
+        if assets::is_page(parts.uri.path()) {
+            return assets::page(&parts.method);
+        }
+        if let Some(refused) = self.token.refusal(&parts.headers) {
+            return refused;
+        }
+        let routed = match routes::route(&self.shared.target, &parts.method, parts.uri.path()) {
+            Ok(routed) => routed,
+            Err(why) => return no_route(why),
+        };
+        let res = handlers::handle(&self.shared, routed.route, &parts.headers, body).await;
+        if routed.head {
+            head(res)
+        } else {
+            res
+        }
+    }
+}
+
+type AdminResult = Result<http::Response<AdminBody>, Infallible>;
 
 /// Response future of [`Admin`].
 #[must_use = "futures do nothing unless polled"]
@@ -177,510 +219,21 @@ impl fmt::Debug for ResponseFuture {
     }
 }
 
-// === routes ===
-
-/// What a route does to a handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Status,
-    Promote,
-    Rollback,
-    Split,
-    Mirror,
-    PlanPause,
-    PlanResume,
-    PlanAbort,
-    PlanPromote,
-    /// `POST /plan`: starts a rollout plan from its JSON document.
-    PlanStart,
-}
-
-impl Action {
-    fn parse(segment: &str) -> Option<Action> {
-        Some(match segment {
-            "status" => Action::Status,
-            "promote" => Action::Promote,
-            "rollback" => Action::Rollback,
-            "split" => Action::Split,
-            "mirror" => Action::Mirror,
-            "plan-pause" => Action::PlanPause,
-            "plan-resume" => Action::PlanResume,
-            "plan-abort" => Action::PlanAbort,
-            "plan-promote" => Action::PlanPromote,
-            "plan" => Action::PlanStart,
-            _ => return None,
-        })
-    }
-
-    fn method(self) -> Method {
-        match self {
-            Action::Status => Method::GET,
-            _ => Method::POST,
-        }
-    }
-}
-
-enum Route<'a> {
-    Handle(RolloutHandle, Action),
-    /// `GET /models`
-    Models(&'a Fleet),
-    /// `GET /status` of a fleet.
-    FleetStatus(&'a Fleet),
-    UnknownModel(&'a str),
-}
-
-impl Route<'_> {
-    /// The method the route answers (besides HEAD and OPTIONS).
-    fn method(&self) -> Method {
-        match self {
-            Route::Handle(_, action) => action.method(),
-            _ => Method::GET,
-        }
-    }
-}
-
-/// The route for `path`, `None` for an unknown path.
-fn route<'a>(target: &'a Target, path: &'a str) -> Option<Route<'a>> {
-    let rest = path.strip_prefix('/')?;
-    let mut segments = rest.split('/');
-    let first = segments.next()?;
-    let second = segments.next();
-    let third = segments.next();
-    if segments.next().is_some() {
-        return None;
-    }
-    match target {
-        Target::Handle(h) => match (second, third) {
-            (None, None) => Action::parse(first).map(|a| Route::Handle(h.clone(), a)),
-            _ => None,
-        },
-        Target::Fleet(fleet) => match (first, second, third) {
-            ("models", None, None) => Some(Route::Models(fleet)),
-            ("status", None, None) => Some(Route::FleetStatus(fleet)),
-            ("models", Some(name), Some(action)) => {
-                let action = Action::parse(action)?;
-                Some(match fleet.get(name) {
-                    Some(h) => Route::Handle(h, action),
-                    None => Route::UnknownModel(name),
-                })
-            }
-            _ => None,
-        },
-    }
-}
-
-impl Inner {
-    /// Authenticates, routes, and hands the request to its handler.
-    async fn respond<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
-    where
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        match self.token.check(req.headers()) {
-            Verdict::Allowed => {}
-            Verdict::Missing => return unauthorized("missing bearer token", "Bearer"),
-            Verdict::Invalid => {
-                return unauthorized("invalid bearer token", r#"Bearer error="invalid_token""#)
-            }
-        }
-        let (parts, body) = req.into_parts();
-        let Some(route) = route(&self.target, parts.uri.path()) else {
-            return error(StatusCode::NOT_FOUND, "not found");
-        };
-        if let Route::UnknownModel(name) = route {
-            return error(StatusCode::NOT_FOUND, &format!("unknown model {name:?}"));
-        }
-        let method = route.method();
-        // HEAD is GET without the body; OPTIONS says what the route takes.
-        match parts.method {
-            ref m if m == method => {}
-            Method::HEAD if method == Method::GET => {
-                return head(self.handle(route, &parts.headers, body).await);
-            }
-            Method::OPTIONS => return options(&method),
-            _ => return method_not_allowed(&method),
-        }
-        self.handle(route, &parts.headers, body).await
-    }
-
-    /// The route's handler.
-    async fn handle<B>(
-        &self,
-        route: Route<'_>,
-        headers: &http::HeaderMap,
-        body: B,
-    ) -> Response<Full<Bytes>>
-    where
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        let (handle, action) = match route {
-            Route::Models(fleet) => return json(StatusCode::OK, &models_json(fleet)),
-            Route::FleetStatus(fleet) => return json(StatusCode::OK, &fleet_status_json(fleet)),
-            Route::UnknownModel(_) => return error(StatusCode::NOT_FOUND, "not found"),
-            Route::Handle(handle, action) => (handle, action),
-        };
-        if action == Action::Status {
-            return json(StatusCode::OK, &status_json(&handle));
-        }
-        if action == Action::PlanStart {
-            return start_plan(&handle, headers, body).await;
-        }
-        let args = match read_args(action, headers, body).await {
-            Ok(args) => args,
-            Err(res) => return res,
-        };
-        let changed = match action {
-            Action::Promote | Action::Rollback | Action::Split | Action::Mirror => {
-                steer(&handle, action, args).map(|c| c.is_applied())
-            }
-            _ => match plan_call(&handle, action) {
-                None => Ok(true),
-                Some(refused) => return refused,
-            },
-        };
-        match changed {
-            Ok(changed) => {
-                let mut status = status_json(&handle);
-                if let Some(doc) = status.as_object_mut() {
-                    doc.insert("changed".into(), Value::Bool(changed));
-                }
-                json(StatusCode::OK, &status)
-            }
-            Err(e) => control_error(&e),
-        }
-    }
-}
-
-/// `POST /plan`: reads the plan document and starts the plan; 400 naming
-/// the field that is wrong, 409 when a plan already runs (or the router
-/// cannot run this one).
-async fn start_plan<B>(
-    handle: &RolloutHandle,
-    headers: &http::HeaderMap,
-    body: B,
-) -> Response<Full<Bytes>>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let bytes = match read_within_deadline(headers, body).await {
-        Ok(b) => b,
-        Err(res) => return res,
-    };
-    let plan = match plan_from_json(&bytes) {
-        Ok(plan) => plan,
-        Err(e) => {
-            let mut doc = error_json(&e.to_string());
-            if let Some(obj) = doc.as_object_mut() {
-                obj.insert("field".into(), Value::String(e.field));
-            }
-            return json(StatusCode::BAD_REQUEST, &doc);
-        }
-    };
-    match plan.start(handle) {
-        Ok(_) => {
-            let mut status = status_json(handle);
-            if let Some(doc) = status.as_object_mut() {
-                doc.insert("changed".into(), Value::Bool(true));
-            }
-            json(StatusCode::OK, &status)
-        }
-        Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
-    }
-}
-
-/// Pauses, resumes, aborts or promotes the running plan: the 409 answer
-/// when there is none or it cannot, `None` when done.
-fn plan_call(handle: &RolloutHandle, action: Action) -> Option<Response<Full<Bytes>>> {
-    let Some(run) = handle.plan() else {
-        return Some(error(
-            StatusCode::CONFLICT,
-            "no rollout plan has run on this router",
-        ));
-    };
-    let done = match action {
-        Action::PlanPause => run.pause(),
-        Action::PlanResume => run.resume(),
-        Action::PlanAbort => run.abort("aborted through the admin endpoint"),
-        _ => run.skip_to_promote(),
-    };
-    if done {
-        return None;
-    }
-    let state = format!("{:?}", run.status().state).to_lowercase();
-    Some(error(
-        StatusCode::CONFLICT,
-        &format!("the rollout plan is {state}: nothing to do"),
-    ))
-}
-
-/// Reads and parses a control route's body, within [`BODY_DEADLINE`].
-async fn read_args<B>(
-    action: Action,
-    headers: &http::HeaderMap,
-    body: B,
-) -> Result<Args, Response<Full<Bytes>>>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let bytes = read_within_deadline(headers, body).await?;
-    Args::parse(action, &bytes).map_err(|msg| error(StatusCode::BAD_REQUEST, &msg))
-}
-
-/// Reads a request body within [`BODY_DEADLINE`] (408 after it). Outside a
-/// tokio runtime (a test driving the service by hand) there is no timer:
-/// the body is read without a deadline.
-async fn read_within_deadline<B>(
-    headers: &http::HeaderMap,
-    body: B,
-) -> Result<Bytes, Response<Full<Bytes>>>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let read = read_body(headers, body);
-    if tokio::runtime::Handle::try_current().is_err() {
-        return read.await;
-    }
-    match tokio::time::timeout(BODY_DEADLINE, read).await {
-        Ok(read) => read,
-        Err(_) => Err(error(
-            StatusCode::REQUEST_TIMEOUT,
-            &format!(
-                "the request body did not arrive within {} s",
-                BODY_DEADLINE.as_secs()
-            ),
-        )),
-    }
-}
-
-/// Runs a control route's call on `handle`, in its conditional form when the
-/// body asked for one.
-fn steer(handle: &RolloutHandle, action: Action, args: Args) -> Result<Change, ControlError> {
-    let mut call = handle.call();
-    if let Some(g) = args.expect {
-        call = call.expect_generation(g);
-    }
-    if args.force {
-        call = call.force();
-    }
-    match action {
-        Action::Promote => match args.to {
-            Some(to) => call.promote_to(to),
-            None => call.promote(),
-        },
-        Action::Rollback => call.rollback(),
-        Action::Split => call.set_split(args.fraction.unwrap_or(f64::NAN)),
-        _ => call.mirror_standby(args.fraction.unwrap_or(f64::NAN)),
-    }
-}
-
-/// A control call's refusal, as a JSON error: 400 for a bad value, 409 when
-/// the state does not allow it (with `reason`, and for a conflict the
-/// generations).
-fn control_error(e: &ControlError) -> Response<Full<Bytes>> {
-    let (status, reason) = match e {
-        ControlError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-        ControlError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-        ControlError::NotReady { .. } => (StatusCode::CONFLICT, "not_ready"),
-        ControlError::UnknownVersion { .. } => (StatusCode::CONFLICT, "unknown_version"),
-        ControlError::NoMirror => (StatusCode::CONFLICT, "no_mirror"),
-    };
-    let mut doc = error_json(&e.to_string());
-    if let Some(obj) = doc.as_object_mut() {
-        obj.insert("reason".into(), Value::from(reason));
-        if let ControlError::Conflict { expected, actual } = e {
-            obj.insert("expected_generation".into(), Value::from(*expected));
-            obj.insert("generation".into(), Value::from(*actual));
-        }
-    }
-    json(status, &doc)
-}
-
-/// The JSON body of a control route: `{"to": "green"}` or `{"version":
-/// "iris-v3"}` and `{"force": true}` for a promote, `{"fraction": 0.1}` for
-/// a split or mirror, and `{"expect_generation": 7}` for any of them. An
-/// empty body is `{}`.
-#[derive(Debug, Default)]
-struct Args {
-    to: Option<control::Target>,
-    fraction: Option<f64>,
-    expect: Option<u64>,
-    force: bool,
-}
-
-impl Args {
-    /// Parses `bytes` for `action`; any field the action does not take is an
-    /// error, so a typo never goes unnoticed.
-    fn parse(action: Action, bytes: &[u8]) -> Result<Args, String> {
-        let fields = if bytes.iter().all(u8::is_ascii_whitespace) {
-            serde_json::Map::new()
-        } else {
-            // Duplicate keys refused: `{"to": "blue", "to": "green"}` must
-            // not silently mean green.
-            match strict_json(bytes)? {
-                Value::Object(fields) => fields,
-                _ => return Err(r#"expected a JSON object such as {"fraction": 0.1}"#.into()),
-            }
-        };
-        let allowed: &[&str] = match action {
-            Action::Promote => &["to", "version", "force", "expect_generation"],
-            Action::Rollback => &["expect_generation"],
-            Action::Split | Action::Mirror => &["fraction", "expect_generation"],
-            _ => &[],
-        };
-        if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
-            let expected = if allowed.is_empty() {
-                "no fields".to_owned()
-            } else {
-                allowed
-                    .iter()
-                    .map(|f| format!("{f:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            return Err(format!("unknown field {unknown:?}: expected {expected}"));
-        }
-        let mut args = Args::default();
-        if let Some(v) = fields.get("expect_generation") {
-            args.expect = Some(v.as_u64().ok_or_else(|| {
-                format!("\"expect_generation\" must be a generation (a whole number), got {v}")
-            })?);
-        }
-        if let Some(v) = fields.get("force") {
-            args.force = v
-                .as_bool()
-                .ok_or_else(|| format!("\"force\" must be true or false, got {v}"))?;
-        }
-        match (fields.get("to"), fields.get("version")) {
-            (Some(_), Some(_)) => return Err(r#"give "to" or "version", not both"#.into()),
-            (Some(v), None) => {
-                let color = v
-                    .as_str()
-                    .and_then(|s| s.parse::<Color>().ok())
-                    .ok_or_else(|| format!("\"to\" must be \"blue\" or \"green\", got {v}"))?;
-                args.to = Some(control::Target::Color(color));
-            }
-            (None, Some(v)) => {
-                let label = v
-                    .as_str()
-                    .ok_or_else(|| format!("\"version\" must be a version label, got {v}"))?;
-                let label = VersionLabel::new(label).map_err(|e| e.to_string())?;
-                args.to = Some(control::Target::Version(label));
-            }
-            (None, None) => {}
-        }
-        if matches!(action, Action::Split | Action::Mirror) {
-            args.fraction = Some(match fields.get("fraction") {
-                None => return Err(r#"missing field "fraction""#.into()),
-                Some(v) => v
-                    .as_f64()
-                    .ok_or_else(|| format!("\"fraction\" must be a number, got {v}"))?,
-            });
-        }
-        Ok(args)
-    }
-}
-
-/// Reads a request body of at most [`MAX_BODY_BYTES`].
-async fn read_body<B>(headers: &http::HeaderMap, body: B) -> Result<Bytes, Response<Full<Bytes>>>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body larger than {MAX_BODY_BYTES} bytes"),
-        )
-    };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "could not read the request body",
-        )),
-    }
-}
-
-// === responses ===
-
-fn json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
-    // Serializing a `Value` cannot fail: its map keys are strings.
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut res = Response::new(Full::new(Bytes::from(body)));
-    *res.status_mut() = status;
-    let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // Status changes with every request; control answers must not be cached.
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    json(status, &error_json(message))
-}
-
-fn unauthorized(message: &str, challenge: &'static str) -> Response<Full<Bytes>> {
-    let mut res = error(StatusCode::UNAUTHORIZED, message);
-    res.headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-    res
-}
-
-/// What a route answers to, for `Allow`.
-fn allow(method: &Method) -> HeaderValue {
-    if method == Method::GET {
-        HeaderValue::from_static("GET, HEAD, OPTIONS")
-    } else {
-        HeaderValue::from_static("POST, OPTIONS")
-    }
-}
-
-fn method_not_allowed(allowed: &Method) -> Response<Full<Bytes>> {
-    let mut res = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &format!("method not allowed: use {allowed}"),
-    );
-    res.headers_mut().insert(ALLOW, allow(allowed));
-    res
-}
-
-/// `OPTIONS`: no body, the methods in `Allow`.
-fn options(method: &Method) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::new()));
-    *res.status_mut() = StatusCode::NO_CONTENT;
-    res.headers_mut().insert(ALLOW, allow(method));
-    res
-}
-
-/// A GET's answer without its body, its length kept in `Content-Length`.
-fn head(res: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-    let (mut parts, body) = res.into_parts();
-    let len = body.size_hint().exact().unwrap_or(0);
-    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    Response::from_parts(parts, Full::new(Bytes::new()))
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use futures_util::stream;
+    use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+    use http::{Method, Response, StatusCode};
     use http_body::Frame;
-    use http_body_util::StreamBody;
+    use http_body_util::{BodyExt, Full, StreamBody};
     use proptest::prelude::*;
+    use serde_json::Value;
     use tower::ServiceExt;
 
     use super::*;
+    use crate::admin::BODY_DEADLINE;
+    use crate::Color;
 
     const TOKEN: &str = "unit-test-token";
 
@@ -721,7 +274,7 @@ mod tests {
             .unwrap()
     }
 
-    fn body_of(res: Response<Full<Bytes>>) -> Bytes {
+    fn body_of(res: Reply) -> Bytes {
         futures_executor::block_on(res.into_body().collect())
             .unwrap()
             .to_bytes()
@@ -878,7 +431,8 @@ mod tests {
     proptest! {
         /// Whatever the method, path, token and body: an answer with a known
         /// status and a JSON body (no body for HEAD and OPTIONS), never a
-        /// panic.
+        /// panic. The dashboard's page (`/`) is the one answer without the
+        /// token, and it is HTML.
         #[test]
         fn any_request_gets_a_json_answer(
             method in prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD, Method::OPTIONS]),
@@ -904,102 +458,23 @@ mod tests {
                 let res = futures_executor::block_on(admin.oneshot(req)).unwrap();
                 let status = res.status().as_u16();
                 prop_assert!([200, 204, 400, 401, 404, 405, 409, 413].contains(&status), "{status}");
-                prop_assert_eq!(status == 401, !authorized);
+                let page = path == "/";
+                prop_assert_eq!(status == 401, !authorized && !page);
+                let html = page && status == 200;
+                prop_assert_eq!(
+                    res.headers().get(CONTENT_TYPE).map(|v| v.as_bytes().starts_with(b"text/html")),
+                    (status != 204).then_some(html)
+                );
                 let bodiless = (method == Method::HEAD && status == 200) || status == 204;
                 let bytes = futures_executor::block_on(res.into_body().collect()).unwrap().to_bytes();
                 if bodiless {
                     prop_assert!(bytes.is_empty());
+                } else if html {
+                    prop_assert!(bytes.starts_with(b"<!doctype html>"));
                 } else {
                     prop_assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
                 }
             }
-        }
-    }
-
-    fn parse_fraction(bytes: &[u8]) -> Result<f64, String> {
-        Args::parse(Action::Split, bytes).map(|a| a.fraction.expect("required"))
-    }
-
-    #[test]
-    fn fractions_are_parsed_strictly() {
-        assert_eq!(parse_fraction(br#"{"fraction": 0.1}"#), Ok(0.1));
-        assert_eq!(parse_fraction(br#"{"fraction": 1}"#), Ok(1.0));
-        assert_eq!(
-            parse_fraction(br#"{"fraction": 7}"#),
-            Ok(7.0),
-            "range: the handle's"
-        );
-        for (body, says) in [
-            (&b""[..], "missing field"),
-            (b"{", "invalid JSON"),
-            (b"{\"fraction\": NaN}", "invalid JSON"),
-            (b"{\"fraction\": 1e999}", "invalid JSON"),
-            (b"[0.1]", "expected a JSON object"),
-            (b"0.1", "expected a JSON object"),
-            (b"{}", "missing field"),
-            (b"{\"fracton\": 0.1}", "unknown field \"fracton\""),
-            (
-                b"{\"fraction\": 0.1, \"expect_generation\": -1}",
-                "a generation",
-            ),
-            (b"{\"fraction\": 0.1, \"x\": 1}", "unknown field \"x\""),
-            (b"{\"fraction\": \"0.1\"}", "must be a number"),
-            (b"{\"fraction\": null}", "must be a number"),
-        ] {
-            let err = parse_fraction(body).unwrap_err();
-            assert!(err.contains(says), "{body:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn routes_for_a_handle_and_a_fleet() {
-        let svc = tower::service_fn(|_: Request<crate::mirror::MirrorBody<String>>| async {
-            Ok::<_, Infallible>(Response::new(String::new()))
-        });
-        let (_, h) = crate::BlueGreenRouter::new(svc, svc);
-        let one = Target::Handle(h.clone());
-        let action = |r: Option<Route<'_>>| match r {
-            Some(Route::Handle(_, a)) => Some(a),
-            _ => None,
-        };
-        assert_eq!(action(route(&one, "/status")), Some(Action::Status));
-        assert_eq!(action(route(&one, "/split")), Some(Action::Split));
-        for unknown in [
-            "",
-            "/",
-            "/status/",
-            "/Status",
-            "//status",
-            "/models",
-            "/x/status",
-        ] {
-            assert!(route(&one, unknown).is_none(), "{unknown:?}");
-        }
-
-        let fleet = Fleet::new();
-        fleet.insert("m1", h).unwrap();
-        let many = Target::Fleet(fleet);
-        assert!(matches!(route(&many, "/models"), Some(Route::Models(_))));
-        assert!(matches!(
-            route(&many, "/status"),
-            Some(Route::FleetStatus(_))
-        ));
-        assert_eq!(
-            action(route(&many, "/models/m1/promote")),
-            Some(Action::Promote)
-        );
-        assert!(matches!(
-            route(&many, "/models/m2/promote"),
-            Some(Route::UnknownModel("m2"))
-        ));
-        for unknown in [
-            "/promote",
-            "/models/m1",
-            "/models/m1/",
-            "/models/m1/x",
-            "/models/m1/status/x",
-        ] {
-            assert!(route(&many, unknown).is_none(), "{unknown:?}");
         }
     }
 
