@@ -10,7 +10,7 @@ use tower::BoxError;
 use super::document::plan_document;
 use super::events;
 use super::json::{error_json, fleet_status_json, models_json};
-use super::reply::{error, json, json_bytes, Reply};
+use super::reply::{control_error, error, json, json_bytes, Reply};
 use super::request::{read_args, read_within_deadline, Args};
 use super::routes::{Action, Model, Route};
 use super::shared::Shared;
@@ -41,7 +41,7 @@ where
         Action::PlanStart => start_plan(shared, &model, headers, body).await,
         Action::Promote | Action::Rollback | Action::Split | Action::Mirror => {
             match read_args(action, headers, body).await {
-                Ok(args) => steer(shared, &model, action, args),
+                Ok(args) => steer(shared, &model, action, args).await,
                 Err(refused) => refused,
             }
         }
@@ -88,8 +88,15 @@ fn changed(shared: &Shared, model: &Model<'_>, changed: bool) -> Reply {
 }
 
 /// Promote, rollback, split, mirror: the handle's call, in its conditional
-/// form when the body asked for one.
-fn steer(shared: &Shared, model: &Model<'_>, action: Action, args: Args) -> Reply {
+/// form when the body asked for one; for a replica, written to the store.
+async fn steer(shared: &Shared, model: &Model<'_>, action: Action, args: Args) -> Reply {
+    #[cfg(feature = "store")]
+    if let Some(replica) = shared.replica() {
+        return match super::synced::steer(replica, action, args).await {
+            Ok(done) => changed(shared, model, done),
+            Err(refused) => refused,
+        };
+    }
     let mut call = model.handle.call();
     if let Some(g) = args.expect {
         call = call.expect_generation(g);
@@ -124,6 +131,12 @@ where
         Ok(b) => b,
         Err(res) => return res,
     };
+    #[cfg(feature = "store")]
+    if shared.replica().is_some() {
+        let msg = "this admin steers one replica of a model kept in a store: a plan here would \
+                   drive this replica alone (plans across replicas are not built yet)";
+        return error(StatusCode::CONFLICT, msg);
+    }
     let (plan, gates) = match plan_document(&bytes) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -162,26 +175,4 @@ fn plan_call(shared: &Shared, model: &Model<'_>, action: Action) -> Reply {
     let state = format!("{:?}", run.status().state).to_lowercase();
     let msg = format!("the rollout plan is {state}: nothing to do");
     error(StatusCode::CONFLICT, &msg)
-}
-
-/// A control call's refusal, as a JSON error: 400 for a bad value, 409 when
-/// the state does not allow it (with `reason`, and for a conflict the
-/// generations).
-fn control_error(e: &ControlError) -> Reply {
-    let (status, reason) = match e {
-        ControlError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-        ControlError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-        ControlError::NotReady { .. } => (StatusCode::CONFLICT, "not_ready"),
-        ControlError::UnknownVersion { .. } => (StatusCode::CONFLICT, "unknown_version"),
-        ControlError::NoMirror => (StatusCode::CONFLICT, "no_mirror"),
-    };
-    let mut doc = error_json(&e.to_string());
-    if let Some(obj) = doc.as_object_mut() {
-        obj.insert("reason".into(), Value::from(reason));
-        if let ControlError::Conflict { expected, actual } = e {
-            obj.insert("expected_generation".into(), Value::from(*expected));
-            obj.insert("generation".into(), Value::from(*actual));
-        }
-    }
-    json(status, &doc)
 }

@@ -195,6 +195,8 @@ mod request;
 mod routes;
 mod service;
 mod shared;
+#[cfg(feature = "store")]
+mod synced;
 
 pub use document::{plan_from_json, PlanDocumentError};
 pub use reply::AdminBody;

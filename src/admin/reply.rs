@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::json::error_json;
 use super::routes::NoRoute;
+use crate::control::ControlError;
 
 /// The body of the [`Admin`](super::Admin)'s answers: a whole document, or
 /// the server-sent events of `GET /events`, which end when the client stops
@@ -167,4 +168,26 @@ pub(crate) fn head(res: Reply) -> Reply {
         parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
     }
     Response::from_parts(parts, AdminBody::empty())
+}
+
+/// A control call's refusal, as a JSON error: 400 for a bad value, 409 when
+/// the state does not allow it (with `reason`, and for a conflict the
+/// generations).
+pub(crate) fn control_error(e: &ControlError) -> Reply {
+    let (status, reason) = match e {
+        ControlError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        ControlError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        ControlError::NotReady { .. } => (StatusCode::CONFLICT, "not_ready"),
+        ControlError::UnknownVersion { .. } => (StatusCode::CONFLICT, "unknown_version"),
+        ControlError::NoMirror => (StatusCode::CONFLICT, "no_mirror"),
+    };
+    let mut doc = error_json(&e.to_string());
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("reason".into(), Value::from(reason));
+        if let ControlError::Conflict { expected, actual } = e {
+            obj.insert("expected_generation".into(), Value::from(*expected));
+            obj.insert("generation".into(), Value::from(*actual));
+        }
+    }
+    json(status, &doc)
 }

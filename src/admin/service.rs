@@ -71,6 +71,8 @@ pub struct AdminBuilder {
     handle: Option<RolloutHandle>,
     fleet: Option<Fleet>,
     exemplars: usize,
+    #[cfg(feature = "store")]
+    replica: Option<crate::store::Replica>,
 }
 
 impl AdminBuilder {
@@ -98,6 +100,20 @@ impl AdminBuilder {
         self
     }
 
+    /// Serves the routes for one replica of a model, as
+    /// [`handle`](Self::handle) does for its router, with the control
+    /// routes written to the store (409 for a conflict, 503 while the store
+    /// is unreachable), the replica's sync under `"replica"` in `/status`
+    /// (and the stored generation as `"generation"`, the one conditional
+    /// calls expect), and `GET /ready` for a readiness probe. Plans are
+    /// refused (409): a plan driven fleet-wide is not built yet.
+    #[cfg(feature = "store")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
+    pub fn replica(mut self, replica: crate::store::Replica) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
     /// Shows the diffs of the comparison's last `n` mismatch exemplars
     /// (at most 50) in the status document and the dashboard: when, the
     /// request's method and path, both statuses, and each differing field
@@ -120,13 +136,25 @@ impl AdminBuilder {
     /// handle or a fleet was given.
     pub fn build(self) -> Result<Admin, ConfigError> {
         let token = Token::new(self.token)?;
-        let target = match (self.handle, self.fleet) {
+        #[cfg(feature = "store")]
+        let (handle, replica) = match (self.handle, self.replica) {
+            (Some(_), Some(_)) => return Err(ConfigError::AdminTarget { given: "both" }),
+            (None, Some(r)) => (Some(r.handle().clone()), Some(r)),
+            (h, None) => (h, None),
+        };
+        #[cfg(not(feature = "store"))]
+        let handle = self.handle;
+        let target = match (handle, self.fleet) {
             (Some(h), None) => Target::Handle(h),
             (None, Some(f)) => Target::Fleet(f),
             (None, None) => return Err(ConfigError::AdminTarget { given: "none" }),
             (Some(_), Some(_)) => return Err(ConfigError::AdminTarget { given: "both" }),
         };
         let shared = Shared::new(target, self.exemplars);
+        #[cfg(feature = "store")]
+        if let Some(r) = replica {
+            let _ = shared.replica.set(r);
+        }
         shared.start_sampler();
         Ok(Admin {
             inner: Arc::new(Inner { token, shared }),
@@ -180,6 +208,10 @@ impl Inner {
         let (parts, body) = req.into_parts();
         if assets::is_page(parts.uri.path()) {
             return assets::page(&parts.method);
+        }
+        #[cfg(feature = "store")]
+        if parts.uri.path() == "/ready" {
+            return super::synced::ready(self.shared.replica(), &parts.method);
         }
         if let Some(refused) = self.token.refusal(&parts.headers) {
             return refused;

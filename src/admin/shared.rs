@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     sampler_started: AtomicBool,
     /// Set by [`Admin::close_streams`](super::Admin::close_streams).
     closed: AtomicBool,
+    /// The replica whose router this admin steers, written to the store.
+    #[cfg(feature = "store")]
+    pub(crate) replica: std::sync::OnceLock<crate::store::Replica>,
 }
 
 /// A plan the admin started or saw running.
@@ -50,6 +53,8 @@ impl Shared {
             plans: Mutex::new(HashMap::new()),
             sampler_started: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            #[cfg(feature = "store")]
+            replica: std::sync::OnceLock::new(),
         })
     }
 
@@ -98,7 +103,27 @@ impl Shared {
 
     /// A model's status document, with what the admin knows of its plan.
     pub(crate) fn status(&self, model: Option<&str>, handle: &RolloutHandle) -> Value {
-        status_json(handle, &self.extras(model, handle))
+        #[allow(unused_mut)]
+        let mut doc = status_json(handle, &self.extras(model, handle));
+        #[cfg(feature = "store")]
+        if let (Some(replica), Some(obj)) = (self.replica(), doc.as_object_mut()) {
+            // Conditional calls go to the store: its generation is the one
+            // to expect; the router's own is kept apart.
+            let status = replica.status();
+            if let Some(local) = obj.remove("generation") {
+                obj.insert("local_generation".into(), local);
+            }
+            let stored = status.state.as_ref().map(|s| s.generation);
+            obj.insert("generation".into(), Value::from(stored));
+            obj.insert("replica".into(), super::synced::replica_json(&status));
+        }
+        doc
+    }
+
+    /// The replica, when the admin was built for one.
+    #[cfg(feature = "store")]
+    pub(crate) fn replica(&self) -> Option<&crate::store::Replica> {
+        self.replica.get()
     }
 
     /// Remembers a plan the admin started from its document.

@@ -1,0 +1,176 @@
+//! The admin of a replica kept in a store, through real axum servers and a
+//! real HTTP client: a promote through one replica's admin is served by the
+//! other, `/ready` answers a readiness probe, a store outage gives 503 on
+//! writes and the state stays, a stale generation gives 409.
+#![cfg(all(feature = "admin", feature = "store"))]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::{routing::post, Router};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+use tower_rollout::admin::Admin;
+use tower_rollout::store::{MemoryStore, Replica};
+use tower_rollout::{BlueGreenRouter, Color, RolloutHandle};
+
+const TOKEN: &str = "t0ken-for-tests-0123456789abcdef";
+
+/// One replica: its router under `/`, its admin under `/admin`.
+async fn replica(store: &MemoryStore) -> (SocketAddr, RolloutHandle, Replica) {
+    let version =
+        |name: &'static str| Router::new().route("/predict", post(move || async move { name }));
+    let (router, handle) = BlueGreenRouter::builder()
+        .versions("v1", "v2")
+        .build(version("v1"), version("v2"))
+        .unwrap();
+    let replica = Replica::builder(&handle, store.clone(), "iris")
+        .timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let admin = Admin::builder()
+        .token(TOKEN)
+        .replica(replica.clone())
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .nest_service("/admin", admin)
+        .fallback_service(router);
+    let (addr, _server) = support::serve(app).await;
+    (addr, handle, replica)
+}
+
+async fn call(addr: SocketAddr, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = support::client().request(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn predict(addr: SocketAddr) -> String {
+    let req = http::Request::post(format!("http://{addr}/predict"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = support::client().request(req).await.unwrap();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promote_through_one_replicas_admin_is_served_by_the_other() {
+    let store = MemoryStore::new();
+    let (a, _, ra) = replica(&store).await;
+    let (b, handle_b, rb) = replica(&store).await;
+
+    let (code, status) = call(a, Method::GET, "/admin/status", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(status["replica"]["source"], "store");
+    let generation = status["generation"].as_u64().unwrap();
+
+    let (code, after) = call(
+        a,
+        Method::POST,
+        "/admin/promote",
+        json!({ "expect_generation": generation }),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{after}");
+    assert_eq!(after["changed"], true);
+    rb.applied(ra.status().applied_revision).await;
+    assert_eq!(handle_b.active(), Color::Green);
+    assert_eq!(predict(b).await, "v2");
+
+    // The same generation again, through the other replica: a conflict.
+    let (code, refused) = call(
+        b,
+        Method::POST,
+        "/admin/split",
+        json!({ "fraction": 0.5, "expect_generation": generation }),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["reason"], "conflict");
+    assert_eq!(refused["generation"], generation + 1);
+
+    // Ready, without the token.
+    let res = support::client()
+        .request(
+            http::Request::get(format!("http://{b}/admin/ready"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // A plan on one replica alone is refused.
+    let (code, _) = call(
+        a,
+        Method::POST,
+        "/admin/plan",
+        json!({ "steps": [{ "split": 0.1, "bake_seconds": 1 }] }),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_is_down_writes_get_503_and_users_the_last_state() {
+    let store = MemoryStore::new();
+    let (a, _, ra) = replica(&store).await;
+    let (code, _) = call(a, Method::POST, "/admin/promote", json!({})).await;
+    assert_eq!(code, StatusCode::OK);
+    store.set_available(false);
+    let (code, refused) = call(a, Method::POST, "/admin/rollback", json!({})).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(refused["reason"], "store_unavailable");
+    for _ in 0..10 {
+        assert_eq!(predict(a).await, "v2");
+    }
+    // Still ready: it serves the last state it applied (fail static).
+    let res = support::client()
+        .request(
+            http::Request::get(format!("http://{a}/admin/ready"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(ra.status().applied_revision > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_never_reached_the_store_is_not_ready() {
+    let store = MemoryStore::new();
+    store.set_available(false);
+    let (a, _, _) = replica(&store).await;
+    let res = support::client()
+        .request(
+            http::Request::get(format!("http://{a}/admin/ready"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["source"], "default");
+    assert_eq!(predict(a).await, "v1", "serving its own default");
+}
