@@ -59,10 +59,11 @@
 //!
 //! # Features
 //!
-//! - `tls`: `https://` endpoints and [`EtcdOptions::tls`] (etcd-client's
+//! - `tls`: `https://` endpoints and `EtcdOptions::tls` (etcd-client's
 //!   rustls with ring; no system OpenSSL).
-//! - `testing`: [`testing::EtcdServer`], a throw-away etcd on loopback for
-//!   tests (needs the `etcd` binary: `apt-get install etcd-server`).
+//! - `testing`: `testing::EtcdServer`, a throw-away etcd on loopback for
+//!   tests, plain or with TLS (needs the `etcd` binary: `apt-get install
+//!   etcd-server`).
 //!
 //! Building needs `protoc` (etcd-client compiles etcd's protos): Debian's
 //! `protobuf-compiler`, or `PROTOC=/path/to/protoc`.

@@ -2,8 +2,9 @@
 //! `testing`).
 //!
 //! It runs the real `etcd` binary (Debian: `apt-get install etcd-server`)
-//! with a fresh data directory on free loopback ports, and can stop,
-//! restart (same ports, same data), freeze and thaw it, for outage tests.
+//! with a fresh data directory on free loopback ports, plain or with TLS
+//! ([`EtcdServer::start_tls`]), and can stop, restart (same ports, same
+//! data), freeze and thaw it, for outage tests.
 //! When the binary is missing, [`EtcdServer::start`] fails and says how to
 //! install it: tests never pass by skipping.
 
@@ -44,22 +45,48 @@ pub struct EtcdServer {
     /// Holds `data/` and `etcd.log`; removed on drop.
     dir: TempDir,
     ports: Ports,
+    tls: Option<ServerTls>,
     /// `None` while stopped.
     child: Option<Child>,
 }
 
-/// The two loopback ports of one server.
+/// The server side of TLS, as PEM files: etcd's certificate and key, and
+/// the CA whose client certificates it requires (`--client-cert-auth`).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// etcd's certificate (valid for 127.0.0.1).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The loopback ports of one server.
 #[derive(Debug, Clone, Copy)]
 struct Ports {
     client: u16,
     peer: u16,
+    /// Plain-HTTP `/health`, also when the client port speaks TLS.
+    metrics: u16,
 }
 
 impl EtcdServer {
-    /// Starts etcd on two free loopback ports and waits until it answers
-    /// its health check (it has a leader). Fails when the `etcd` binary is
+    /// Starts etcd on free loopback ports (client, peer, and a plain-HTTP
+    /// health port) and waits until it answers its health check (it has a
+    /// leader). Fails when the `etcd` binary is
     /// not installed, saying how to install it.
     pub fn start() -> io::Result<EtcdServer> {
+        EtcdServer::start_with(None)
+    }
+
+    /// Starts etcd with TLS on its client port: [`endpoint`](Self::endpoint)
+    /// is then `https://127.0.0.1:PORT`.
+    pub fn start_tls(tls: ServerTls) -> io::Result<EtcdServer> {
+        EtcdServer::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ServerTls>) -> io::Result<EtcdServer> {
         let binary = find_binary()?;
         // A port found free can be taken before etcd binds it: try again
         // with other ports (and a fresh directory) when etcd does not start.
@@ -69,6 +96,7 @@ impl EtcdServer {
                 binary: binary.clone(),
                 dir: tempfile::Builder::new().prefix("etcd-test-").tempdir()?,
                 ports: free_ports()?,
+                tls: tls.clone(),
                 child: None,
             };
             match server.spawn_and_wait() {
@@ -79,14 +107,15 @@ impl EtcdServer {
         Err(last.unwrap_or_else(|| io::Error::other("etcd did not start")))
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.client)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.ports.client)
     }
 
     /// Whether etcd answers its health check now (within a second).
     pub fn is_healthy(&self) -> bool {
-        healthy(self.ports.client)
+        healthy(self.ports.metrics)
     }
 
     /// Stops etcd (SIGTERM, then SIGKILL after 10 s) and waits for it to
@@ -95,16 +124,19 @@ impl EtcdServer {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let pid = pid_of(&child)?;
         // A frozen process does not handle SIGTERM until it is thawed.
-        let _ = kill_process(pid, Signal::CONT);
-        kill_process(pid, Signal::TERM).map_err(io::Error::from)?;
-        let deadline = Instant::now() + STOP_DEADLINE;
-        while Instant::now() < deadline {
-            if child.try_wait()?.is_some() {
-                return Ok(());
+        let asked = pid_of(&child).and_then(|pid| {
+            let _ = kill_process(pid, Signal::CONT);
+            kill_process(pid, Signal::TERM).map_err(io::Error::from)
+        });
+        if asked.is_ok() {
+            let deadline = Instant::now() + STOP_DEADLINE;
+            while Instant::now() < deadline {
+                if child.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
         child.kill()?;
         child.wait()?;
@@ -163,8 +195,9 @@ impl EtcdServer {
     }
 
     fn command(&self, log: File) -> io::Result<Command> {
-        let client = format!("http://127.0.0.1:{}", self.ports.client);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.ports.peer);
+        let metrics = format!("http://127.0.0.1:{}", self.ports.metrics);
         let mut command = Command::new(&self.binary);
         command
             .arg("--name=default")
@@ -177,11 +210,22 @@ impl EtcdServer {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=default={peer}"))
+            .arg(format!("--listen-metrics-urls={metrics}"))
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert.display()))
+                .arg(format!("--key-file={}", tls.key.display()));
+            if let Some(ca) = &tls.client_ca {
+                command
+                    .arg("--client-cert-auth")
+                    .arg(format!("--trusted-ca-file={}", ca.display()));
+            }
+        }
         Ok(command)
     }
 
@@ -197,7 +241,7 @@ impl EtcdServer {
                     )));
                 }
             }
-            if healthy(self.ports.client) {
+            if self.is_healthy() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -232,15 +276,21 @@ fn find_binary() -> io::Result<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default();
-    std::iter::once(PathBuf::from(DEBIAN_BINARY))
-        .chain(on_path.into_iter().map(|dir| dir.join("etcd")))
+    let candidates = std::iter::once(PathBuf::from(DEBIAN_BINARY))
+        .chain(on_path.into_iter().map(|dir| dir.join("etcd")));
+    first_file(candidates)
+}
+
+/// The first of `candidates` that is a file, or how to install etcd.
+fn first_file(mut candidates: impl Iterator<Item = PathBuf>) -> io::Result<PathBuf> {
+    candidates
         .find(|candidate| is_file(candidate))
         .ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 "the etcd binary is not installed (neither /usr/bin/etcd nor etcd on the \
-                 PATH); these tests run a real etcd: install it with \
-                 `apt-get install etcd-server` (Debian/Ubuntu)",
+             PATH); these tests run a real etcd: install it with \
+             `apt-get install etcd-server` (Debian/Ubuntu)",
             )
         })
 }
@@ -249,18 +299,21 @@ fn is_file(path: &Path) -> bool {
     path.metadata().is_ok_and(|m| m.is_file())
 }
 
-/// Two free loopback ports: bound at once (so they differ), then released.
+/// Three free loopback ports: bound at once (so they differ), then
+/// released.
 fn free_ports() -> io::Result<Ports> {
     let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let client = TcpListener::bind(any)?;
     let peer = TcpListener::bind(any)?;
+    let metrics = TcpListener::bind(any)?;
     Ok(Ports {
         client: client.local_addr()?.port(),
         peer: peer.local_addr()?.port(),
+        metrics: metrics.local_addr()?.port(),
     })
 }
 
-/// etcd's `/health` on the client port says `"health":"true"` (it has a
+/// etcd's `/health` on the metrics port says `"health":"true"` (it has a
 /// leader and answers reads).
 fn healthy(port: u16) -> bool {
     let ask = || -> io::Result<String> {
@@ -283,4 +336,20 @@ fn pid_of(child: &Child) -> io::Result<Pid> {
         .ok()
         .and_then(Pid::from_raw)
         .ok_or_else(|| io::Error::other("etcd's process id is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_says_how_to_install_it() {
+        let nowhere = ["/nonexistent/etcd", "/also/not/etcd"].map(PathBuf::from);
+        let err = first_file(nowhere.into_iter()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(
+            err.to_string().contains("apt-get install etcd-server"),
+            "{err}"
+        );
+    }
 }

@@ -228,19 +228,6 @@ async fn unusable_endpoints_and_options_are_typed_errors_at_connect() {
     );
 }
 
-#[cfg(not(feature = "tls"))]
-#[tokio::test]
-async fn https_without_the_tls_feature_is_refused_at_connect() {
-    let err = EtcdStore::connect(["https://127.0.0.1:2379"], EtcdOptions::new())
-        .await
-        .unwrap_err();
-    let ConnectError::InvalidEndpoint { reason, .. } = err else {
-        panic!("{err:?}");
-    };
-    assert!(reason.contains("tls"), "{reason}");
-}
-
-#[cfg(feature = "tls")]
 #[tokio::test]
 async fn tls_options_with_an_http_endpoint_are_refused_at_connect() {
     let options = EtcdOptions::new().tls(tower_rollout_etcd::TlsOptions::new());

@@ -180,19 +180,23 @@ async fn semantics<H: Harness>(h: &mut H) {
     // Compaction: a watch from before it is told so; get still works, and
     // a watch from the key's revision carries on.
     h.compact().await;
-    match watch_error(h.store(), key, r1).await {
-        StoreError::Compacted { compacted } => assert!(compacted >= r4, "{compacted} < {r4}"),
+    let compacted = match watch_error(h.store(), key, r1).await {
+        StoreError::Compacted { compacted } => compacted,
         other => panic!("expected Compacted, got {other:?}"),
-    }
+    };
+    assert!(compacted >= r4, "{compacted} < {r4}");
     let entry = h.store().get(key).await.unwrap().unwrap();
     assert_eq!(entry, put("v4", r4));
     let mut changes = h.store().watch(key, entry.revision).await.unwrap();
+    let mut from_compacted = h.store().watch(key, compacted).await.unwrap();
     let r5 = h
         .store()
         .compare_and_set(key, r4, Bytes::from("v5"))
         .await
         .unwrap();
     assert_eq!(change(&mut changes).await, put("v5", r5));
+    assert_eq!(change(&mut from_compacted).await, put("v5", r5));
+    drop(from_compacted);
 
     // An outage: the open watch says so once and ends; calls fail; nothing
     // is lost, and a watch from the last revision seen carries on after.
