@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{Client, Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient};
-use etcd_client::{GetResponse, WatchOptions, WatchResponse};
+use etcd_client::{GetResponse, TxnResponse, WatchOptions, WatchResponse};
 use tokio::sync::OnceCell;
 use tower_rollout::store::{Entry, StateStore, StoreError, StoreFuture, WatchStream};
 
@@ -109,17 +109,30 @@ impl EtcdStore {
         inner
             .authenticated
             .get_or_try_init(|| async {
-                let mut client = inner.client.clone();
-                client
-                    .update_user(Some(credentials.clone()))
-                    .await
-                    .map_err(|err| {
-                        let doing = format!("authenticating as {}", credentials.0);
-                        inner.endpoints.failed_while(call, &doing, &err)
-                    })
+                let sign_in = || {
+                    let mut client = inner.client.clone();
+                    let credentials = credentials.clone();
+                    async move { client.update_user(Some(credentials)).await }
+                };
+                again_if_no_answer(sign_in).await.map_err(|err| {
+                    let doing = format!("authenticating as {}", credentials.0);
+                    inner.endpoints.failed_while(call, &doing, &err)
+                })
             })
             .await?;
         Ok(())
+    }
+    async fn read(&self, key: &str) -> Result<GetResponse, etcd_client::Error> {
+        self.inner.kv.clone().get(key, None).await
+    }
+
+    async fn open(&self, key: &str, start: i64) -> Result<Opened, etcd_client::Error> {
+        let options = WatchOptions::new().with_start_revision(start);
+        let mut stream = self.inner.watch.clone().watch(key, Some(options)).await?;
+        // Wait for etcd to confirm the watch, so that a watch that cannot
+        // be created fails in `watch`, within the timeout.
+        let first = stream.message().await?;
+        Ok(Opened { stream, first })
     }
 }
 
@@ -129,6 +142,59 @@ fn revision_in(response: &GetResponse) -> u64 {
         .kvs()
         .first()
         .map_or(0, |kv| watch::revision(kv.mod_revision()))
+}
+
+/// The transaction of a compare-and-set: put `value` if the key is still
+/// at `expected` (0: absent, version 0), else read the key.
+fn cas_txn(key: &str, expected: i64, value: Bytes) -> Txn {
+    let unchanged = match expected {
+        0 => Compare::version(key, CompareOp::Equal, 0),
+        _ => Compare::mod_revision(key, CompareOp::Equal, expected),
+    };
+    Txn::new()
+        .when([unchanged])
+        .and_then([TxnOp::put(key, Vec::from(value), None)])
+        .or_else([TxnOp::get(key, None)])
+}
+
+/// etcd's answer to a compare-and-set's transaction.
+struct CasAnswer {
+    response: TxnResponse,
+    expected: u64,
+    /// The answer is to a second attempt, after the first got none.
+    retried: bool,
+}
+
+impl CasAnswer {
+    fn outcome(self, endpoints: &Endpoints, call: Call<'_>) -> Result<u64, StoreError> {
+        let CasAnswer {
+            response,
+            expected,
+            retried,
+        } = self;
+        if response.succeeded() {
+            // The put is the transaction's only write: its revision is the
+            // store's revision after it.
+            return match response.header() {
+                Some(header) => Ok(watch::revision(header.revision())),
+                None => Err(endpoints.unavailable(call, "no header in etcd's answer")),
+            };
+        }
+        let current = match response.op_responses().first() {
+            Some(TxnOpResponse::Get(got)) => revision_in(got),
+            _ => return Err(endpoints.unavailable(call, "no read in etcd's answer")),
+        };
+        if retried {
+            // The conflict may be with the first attempt's own write:
+            // whether this write was applied is unknown.
+            let why = format!(
+                "the connection broke during the write and the key is now at revision \
+                 {current}: read it to know whether this write was applied"
+            );
+            return Err(endpoints.unavailable(call, &why));
+        }
+        Err(StoreError::Conflict { expected, current })
+    }
 }
 
 /// Runs `attempt` once more when etcd gave no answer: the connection was
@@ -147,21 +213,6 @@ where
 struct Opened {
     stream: etcd_client::WatchStream,
     first: Option<WatchResponse>,
-}
-
-impl EtcdStore {
-    async fn read(&self, key: &str) -> Result<GetResponse, etcd_client::Error> {
-        self.inner.kv.clone().get(key, None).await
-    }
-
-    async fn open(&self, key: &str, start: i64) -> Result<Opened, etcd_client::Error> {
-        let options = WatchOptions::new().with_start_revision(start);
-        let mut stream = self.inner.watch.clone().watch(key, Some(options)).await?;
-        // Wait for etcd to confirm the watch, so that a watch that cannot
-        // be created fails in `watch`, within the timeout.
-        let first = stream.message().await?;
-        Ok(Opened { stream, first })
-    }
 }
 
 impl StateStore for EtcdStore {
@@ -197,14 +248,7 @@ impl StateStore for EtcdStore {
                     let current = revision_in(&self.read(&key).await.map_err(failed)?);
                     return Err(StoreError::Conflict { expected, current });
                 };
-                let unchanged = match expected {
-                    0 => Compare::version(key.as_str(), CompareOp::Equal, 0),
-                    _ => Compare::mod_revision(key.as_str(), CompareOp::Equal, expected_revision),
-                };
-                let txn = Txn::new()
-                    .when([unchanged])
-                    .and_then([TxnOp::put(key.as_str(), Vec::from(value), None)])
-                    .or_else([TxnOp::get(key.as_str(), None)]);
+                let txn = cas_txn(&key, expected_revision, value);
                 let mut kv = self.inner.kv.clone();
                 let (response, retried) = match kv.txn(txn.clone()).await {
                     // The write may or may not have been applied; trying
@@ -213,28 +257,12 @@ impl StateStore for EtcdStore {
                     Err(err) if no_answer(&err) => (kv.txn(txn).await.map_err(failed)?, true),
                     answered => (answered.map_err(failed)?, false),
                 };
-                if response.succeeded() {
-                    // The put is the transaction's only write: its revision
-                    // is the store's revision after it.
-                    return match response.header() {
-                        Some(header) => Ok(watch::revision(header.revision())),
-                        None => Err(endpoints.unavailable(call, "no header in etcd's answer")),
-                    };
-                }
-                let current = match response.op_responses().first() {
-                    Some(TxnOpResponse::Get(got)) => revision_in(got),
-                    _ => return Err(endpoints.unavailable(call, "no read in etcd's answer")),
+                let answer = CasAnswer {
+                    response,
+                    expected,
+                    retried,
                 };
-                if retried {
-                    // The conflict may be with the first attempt's own
-                    // write: whether this write was applied is unknown.
-                    let why = format!(
-                        "the connection broke during the write and the key is now at \
-                         revision {current}: read it to know whether this write was applied"
-                    );
-                    return Err(endpoints.unavailable(call, &why));
-                }
-                Err(StoreError::Conflict { expected, current })
+                answer.outcome(endpoints, call)
             })
             .await
         })
