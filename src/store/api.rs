@@ -42,7 +42,8 @@ pub enum StoreError {
     /// store's history (compacted): read the key again, then watch from its
     /// revision.
     Compacted {
-        /// The oldest revision still kept.
+        /// The oldest revision still kept: a watch from it (or from any
+        /// later revision) can be served.
         compacted: u64,
     },
     /// The store could not be reached or did not answer in time.
@@ -83,6 +84,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Writes `value` when the key is still at revision `expected` (0: the
     /// key must not exist yet); returns the new revision. Otherwise
     /// [`StoreError::Conflict`], with nothing written.
+    /// [`StoreError::Unavailable`] leaves the outcome unknown (on etcd, the
+    /// write may have been applied before its answer was lost): read the
+    /// key to know.
     fn compare_and_set<'a>(
         &'a self,
         key: &'a str,
