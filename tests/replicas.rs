@@ -185,8 +185,16 @@ async fn a_restarted_replica_serves_the_current_state_from_its_snapshot() {
     for user in 0..40 {
         assert_eq!(ask(&router, user).await, expected[user as usize]);
     }
-    // The store returns: the replica syncs with it.
+    // The store returns: the replica syncs with it, with no new write
+    // needed (the store confirms the snapshot's revision).
     store.set_available(true);
+    tokio::time::timeout(WAIT, async {
+        while again.status().source != Source::Store {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("synced with the store again");
     let writer = replica(store.clone(), &router_handle()).await;
     let next = writer.rollback().await.unwrap();
     converged(std::slice::from_ref(&again), next.revision).await;

@@ -316,8 +316,13 @@ impl Inner {
 
     /// Applies a watched or read entry, unless already seen.
     pub(super) fn apply(&self, entry: Entry) {
-        if entry.revision <= self.lock().seen {
-            return;
+        {
+            // Seen already, unless only the snapshot had it: then the store
+            // confirms it, and becomes the source.
+            let s = self.lock();
+            if entry.revision <= s.seen && s.source == Source::Store {
+                return;
+            }
         }
         let refused = |s: &mut SyncState, why: String| {
             s.seen = entry.revision;
