@@ -43,6 +43,11 @@ pub enum ConfigError {
         /// Which setting was given the value.
         setting: &'static str,
     },
+    /// A value below its setting's minimum.
+    TooSmall {
+        /// Which setting was given the value, with its minimum.
+        setting: &'static str,
+    },
     /// A count above what the implementation supports.
     TooLarge {
         /// Which setting was given the value.
@@ -128,6 +133,7 @@ impl fmt::Display for ConfigError {
             ConfigError::MustBePositive { setting } => {
                 write!(f, "invalid {setting}: must be greater than zero")
             }
+            ConfigError::TooSmall { setting } => write!(f, "invalid {setting}: too small"),
             ConfigError::TooLarge { setting } => write!(f, "invalid {setting}: too large"),
             ConfigError::InvalidAuthoritySuffix { suffix } => {
                 write!(

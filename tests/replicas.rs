@@ -472,3 +472,119 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A router whose green holds `green` (v2 on the others).
+fn router_with(green: &'static str) -> (Router, RolloutHandle) {
+    let answer = |name: &'static str| {
+        tower::util::BoxCloneSyncService::new(service_fn(move |_: Request<String>| async move {
+            Ok::<_, Infallible>(Response::new(name.to_owned()))
+        }))
+    };
+    BlueGreenRouter::builder()
+        .versions("v1", green)
+        .build(answer("blue"), answer("green"))
+        .unwrap()
+}
+
+async fn named(store: &MemoryStore, handle: &RolloutHandle, id: &str) -> Replica {
+    Replica::builder(handle, store.clone(), "iris")
+        .id(id)
+        .report_ttl(Duration::from_secs(3))
+        .timeout(Duration::from_millis(500))
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn fleet_is(r: &Replica, ids: &[&str]) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut seen: Vec<String> = r.fleet().into_iter().map(|f| f.id).collect();
+            seen.sort();
+            if seen == ids {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the fleet view never became {ids:?}: {:?}", r.fleet()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_list_the_live_replicas_and_a_stopped_one_leaves() {
+    let store = MemoryStore::new();
+    let (_ra, ha) = new_router();
+    let (_rb, hb) = new_router();
+    let (_rc, hc) = new_router();
+    let a = named(&store, &ha, "pod-a").await;
+    let b = named(&store, &hb, "pod-b").await;
+    let c = named(&store, &hc, "pod-c").await;
+    fleet_is(&a, &["pod-a", "pod-b", "pod-c"]).await;
+    let done = b.promote().await.unwrap();
+    converged(&[a.clone(), b.clone(), c.clone()], done.revision).await;
+    // The reports follow: every replica says it applied the promote.
+    tokio::time::timeout(WAIT, async {
+        while !a
+            .fleet()
+            .iter()
+            .all(|r| r.applied_revision == done.revision)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the reports show the applied revision");
+    let report = &a.fleet()[0];
+    assert_eq!(report.version(Color::Green).version, "v2");
+    assert!(report.ready && report.version(Color::Green).ready);
+    // pod-c stops (its process dies): its report's lease runs out.
+    drop(c);
+    fleet_is(&a, &["pod-a", "pod-b"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promote_to_a_version_one_replica_does_not_hold_is_refused() {
+    let store = MemoryStore::new();
+    let (_ra, ha) = router_with("v2");
+    let (_rb, hb) = router_with("v3");
+    let a = named(&store, &ha, "pod-a").await;
+    let b = named(&store, &hb, "pod-b").await;
+    fleet_is(&a, &["pod-a", "pod-b"]).await;
+    match a.promote().await {
+        Err(SyncError::NotEverywhere {
+            color,
+            version,
+            replicas,
+        }) => {
+            assert_eq!((color, version.as_str()), (Color::Green, "v2"));
+            assert_eq!(replicas, ["pod-b"]);
+        }
+        other => panic!("expected NotEverywhere, got {other:?}"),
+    }
+    assert_eq!(ha.active(), Color::Blue, "nothing written");
+    // Forced, it goes through; pod-b says what it lacks.
+    let done = a.call().force().promote().await.unwrap();
+    converged(std::slice::from_ref(&b), done.revision).await;
+    assert!(b
+        .status()
+        .last_error
+        .is_some_and(|e| e.contains("green should hold v2, this replica holds v3")));
+}
+
+#[tokio::test]
+async fn a_bad_replica_id_or_report_ttl_fails_at_start() {
+    let (_r, h) = new_router();
+    let err = Replica::builder(&h, MemoryStore::new(), "iris")
+        .id("a b")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("a b"), "{err}");
+    let err = Replica::builder(&h, MemoryStore::new(), "iris")
+        .report_ttl(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("report_ttl"), "{err}");
+}

@@ -55,6 +55,10 @@ pub(crate) enum Call<'a> {
     Watch(&'a str),
     /// Reading the next change of an open watch.
     Watching(&'a str),
+    Grant,
+    Refresh(u64),
+    PutLeased(&'a str),
+    List(&'a str),
 }
 
 impl fmt::Display for Call<'_> {
@@ -64,6 +68,10 @@ impl fmt::Display for Call<'_> {
             Call::CompareAndSet(key) => write!(f, "compare-and-set {key}"),
             Call::Watch(key) => write!(f, "open a watch of {key}"),
             Call::Watching(key) => write!(f, "the watch of {key}"),
+            Call::Grant => f.write_str("grant a lease"),
+            Call::Refresh(lease) => write!(f, "refresh lease {lease:x}"),
+            Call::PutLeased(key) => write!(f, "put {key} under a lease"),
+            Call::List(prefix) => write!(f, "list {prefix}*"),
         }
     }
 }

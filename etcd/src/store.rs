@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{Client, Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient};
-use etcd_client::{GetResponse, TxnResponse, WatchOptions, WatchResponse};
+use etcd_client::{GetOptions, GetResponse, PutOptions, TxnResponse, WatchOptions, WatchResponse};
 use tokio::sync::OnceCell;
 use tower_rollout::store::{Entry, StateStore, StoreError, StoreFuture, WatchStream};
 
@@ -290,6 +290,106 @@ impl StateStore for EtcdStore {
             });
             let (stream, pending) = opened.await?;
             Ok(watch::changes(stream, pending, endpoints.clone(), key))
+        })
+    }
+
+    fn grant(&self, ttl: Duration) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let call = Call::Grant;
+            let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+            self.bounded(call, async {
+                let grant = || {
+                    let mut lease = self.inner.client.lease_client();
+                    async move { lease.grant(seconds, None).await }
+                };
+                let granted = again_if_no_answer(grant)
+                    .await
+                    .map_err(|err| self.inner.endpoints.failed(call, &err))?;
+                Ok(watch::revision(granted.id()))
+            })
+            .await
+        })
+    }
+
+    fn refresh(&self, lease: u64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let call = Call::Refresh(lease);
+            let endpoints = &self.inner.endpoints;
+            let id = i64::try_from(lease).unwrap_or(i64::MAX);
+            self.bounded(call, async {
+                // etcd-client's `keep_alive` sends one keep-alive and reads
+                // its answer: a lease etcd no longer has answers TTL 0,
+                // which it reports as "lease not found".
+                let mut client = self.inner.client.lease_client();
+                match client.keep_alive(id).await {
+                    Ok(_) => Ok(()),
+                    Err(etcd_client::Error::LeaseKeepAliveError(why))
+                        if why.contains("not found") =>
+                    {
+                        Err(StoreError::LeaseExpired { lease })
+                    }
+                    Err(err) => Err(endpoints.failed(call, &err)),
+                }
+            })
+            .await
+        })
+    }
+
+    fn put_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let key = self.etcd_key(key);
+            let call = Call::PutLeased(&key);
+            let endpoints = &self.inner.endpoints;
+            let id = i64::try_from(lease).unwrap_or(i64::MAX);
+            self.bounded(call, async {
+                let put = || {
+                    let mut kv = self.inner.kv.clone();
+                    let (key, value) = (key.clone(), Vec::from(value.clone()));
+                    async move {
+                        kv.put(key, value, Some(PutOptions::new().with_lease(id)))
+                            .await
+                    }
+                };
+                match again_if_no_answer(put).await {
+                    Ok(done) => Ok(done.header().map_or(0, |h| watch::revision(h.revision()))),
+                    // etcd refuses a put under a lease it does not have.
+                    Err(err) if err.to_string().contains("requested lease not found") => {
+                        Err(StoreError::LeaseExpired { lease })
+                    }
+                    Err(err) => Err(endpoints.failed(call, &err)),
+                }
+            })
+            .await
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, Entry)>> {
+        Box::pin(async move {
+            let full = self.etcd_key(prefix);
+            let call = Call::List(&full);
+            self.bounded(call, async {
+                let read = || {
+                    let mut kv = self.inner.kv.clone();
+                    let full = full.clone();
+                    async move { kv.get(full, Some(GetOptions::new().with_prefix())).await }
+                };
+                let mut found = again_if_no_answer(read)
+                    .await
+                    .map_err(|err| self.inner.endpoints.failed(call, &err))?;
+                let strip = self.inner.prefix.len();
+                Ok(found
+                    .take_kvs()
+                    .into_iter()
+                    .map(|kv| {
+                        let key = String::from_utf8_lossy(kv.key())
+                            .get(strip..)
+                            .unwrap_or_default()
+                            .to_owned();
+                        (key, watch::entry(kv))
+                    })
+                    .collect())
+            })
+            .await
         })
     }
 }

@@ -326,3 +326,58 @@ async fn an_unreachable_endpoint_starts_on_the_default_not_ready() {
         Err(SyncError::Unavailable { .. })
     ));
 }
+
+fn handle_with(green: &'static str) -> RolloutHandle {
+    let svc = service_fn(|_: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+    let (router, handle) = BlueGreenRouter::builder()
+        .versions("v1", green)
+        .build(svc, svc)
+        .unwrap();
+    drop(router);
+    handle
+}
+
+async fn named(
+    server: &tower_rollout_etcd::testing::EtcdServer,
+    h: &RolloutHandle,
+    id: &str,
+) -> Replica {
+    Replica::builder(h, store(server).await, "iris")
+        .id(id)
+        .report_ttl(Duration::from_secs(3))
+        .timeout(Duration::from_millis(500))
+        .start()
+        .await
+        .unwrap()
+}
+
+fn ids(r: &Replica) -> Vec<String> {
+    let mut ids: Vec<String> = r.fleet().into_iter().map(|f| f.id).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_reports_live_under_leases_and_gate_a_promote() {
+    let server = etcd();
+    let (ha, hb) = (handle_with("v2"), handle_with("v3"));
+    let a = named(&server, &ha, "pod-a").await;
+    let b = named(&server, &hb, "pod-b").await;
+    until("both replicas reported", || ids(&a) == ["pod-a", "pod-b"]).await;
+    // pod-b holds v3 where the state says v2: a promote is refused.
+    match a.promote().await {
+        Err(SyncError::NotEverywhere { replicas, .. }) => assert_eq!(replicas, ["pod-b"]),
+        other => panic!("expected NotEverywhere, got {other:?}"),
+    }
+    // pod-b stops: its lease expires in etcd, and the promote goes through.
+    drop(b);
+    until("pod-b's report gone with its lease", || {
+        ids(&a) == ["pod-a"]
+    })
+    .await;
+    let done = a.promote().await.unwrap();
+    assert!(done.changed);
+    assert_eq!(ha.active(), Color::Green);
+}

@@ -216,3 +216,63 @@ async fn semantics<H: Harness>(h: &mut H) {
     let mut resumed = h.store().watch(key, r5).await.unwrap();
     assert_eq!(change(&mut resumed).await, put("v6", r6));
 }
+
+#[tokio::test]
+async fn leases_behave_the_same_in_memory_and_in_etcd() {
+    leases(&MemoryStore::new()).await;
+    let server = support::etcd();
+    leases(&support::store(&server).await).await;
+}
+
+/// Leased keys: listed while the lease is refreshed, gone once it expires,
+/// a put under an expired lease refused.
+async fn leases<S: StateStore>(store: &S) {
+    use std::time::{Duration, Instant};
+    let ttl = Duration::from_secs(2);
+    let kept = store.grant(ttl).await.unwrap();
+    let dropped = store.grant(ttl).await.unwrap();
+    store
+        .put_leased("models/iris/replicas/a", Bytes::from("a"), kept)
+        .await
+        .unwrap();
+    store
+        .put_leased("models/iris/replicas/b", Bytes::from("b"), dropped)
+        .await
+        .unwrap();
+    store
+        .compare_and_set("models/iris/state", 0, Bytes::from("s"))
+        .await
+        .unwrap();
+    let keys = |listed: Vec<(String, Entry)>| -> Vec<String> {
+        listed.into_iter().map(|(k, _)| k).collect()
+    };
+    let listed = keys(store.list("models/iris/replicas/").await.unwrap());
+    assert_eq!(listed, ["models/iris/replicas/a", "models/iris/replicas/b"]);
+    // Refresh one lease until the other has expired (etcd expires leases
+    // on its own schedule: up to a second or so past the TTL).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        store.refresh(kept).await.unwrap();
+        let listed = keys(store.list("models/iris/replicas/").await.unwrap());
+        if listed == ["models/iris/replicas/a"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b's lease never expired: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        store.refresh(dropped).await,
+        Err(StoreError::LeaseExpired { lease: dropped })
+    );
+    assert_eq!(
+        store
+            .put_leased("models/iris/replicas/b", Bytes::from("b"), dropped)
+            .await,
+        Err(StoreError::LeaseExpired { lease: dropped })
+    );
+    // The state key, not leased, stays.
+    assert!(store.get("models/iris/state").await.unwrap().is_some());
+}

@@ -115,7 +115,11 @@ impl Shared {
             }
             let stored = status.state.as_ref().map(|s| s.generation);
             obj.insert("generation".into(), Value::from(stored));
-            obj.insert("replica".into(), super::synced::replica_json(&status));
+            let fleet = replica.fleet();
+            obj.insert(
+                "replica".into(),
+                super::synced::replica_json(&status, &fleet),
+            );
         }
         doc
     }

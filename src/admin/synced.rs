@@ -9,7 +9,7 @@ use super::json::error_json;
 use super::reply::{control_error, error, json, Reply};
 use super::request::Args;
 use super::routes::Action;
-use crate::store::{Replica, ReplicaStatus, Source, SyncError};
+use crate::store::{Replica, ReplicaReport, ReplicaStatus, Source, SyncError};
 
 /// Promote, rollback, split, mirror through the store: `Ok(changed)`, or
 /// the refusal (409 for a conflict, 503 while the store is unreachable,
@@ -40,6 +40,16 @@ pub(crate) async fn steer(replica: &Replica, action: Action, args: Args) -> Resu
                 obj.insert("reason".into(), Value::from("store_unavailable"));
             }
             Err(json(StatusCode::SERVICE_UNAVAILABLE, &doc))
+        }
+        Err(e @ SyncError::NotEverywhere { .. }) => {
+            let mut doc = error_json(&e.to_string());
+            if let (Some(obj), SyncError::NotEverywhere { replicas, .. }) =
+                (doc.as_object_mut(), &e)
+            {
+                obj.insert("reason".into(), Value::from("not_everywhere"));
+                obj.insert("replicas".into(), Value::from(replicas.clone()));
+            }
+            Err(json(StatusCode::CONFLICT, &doc))
         }
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
     }
@@ -72,8 +82,26 @@ pub(crate) fn ready(replica: Option<&Replica>, method: &Method) -> Reply {
 }
 
 /// The replica's sync, for the status document.
-pub(crate) fn replica_json(s: &ReplicaStatus) -> Value {
+pub(crate) fn replica_json(s: &ReplicaStatus, fleet: &[ReplicaReport]) -> Value {
+    let report = |r: &ReplicaReport| {
+        let side =
+            |v: &crate::store::ReportedVersion| json!({ "version": v.version, "ready": v.ready });
+        let seen =
+            r.at.elapsed()
+                .ok()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        json!({
+            "id": r.id,
+            "applied_revision": r.applied_revision,
+            "ready": r.ready,
+            "blue": side(&r.versions[0]),
+            "green": side(&r.versions[1]),
+            "last_seen_ms_ago": seen,
+        })
+    };
     json!({
+        "id": s.id,
+        "replicas": fleet.iter().map(report).collect::<Vec<_>>(),
         "model": s.model,
         "source": source_text(s.source),
         "ready": s.ready,

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::Stream;
@@ -51,6 +52,15 @@ pub enum StoreError {
         /// What failed, for logs and status.
         reason: String,
     },
+    /// The lease expired (or never existed): its keys are gone. Grant a
+    /// new one.
+    LeaseExpired {
+        /// The lease.
+        lease: u64,
+    },
+    /// This store does not keep leased keys (a [`StateStore`] that leaves
+    /// out the lease methods): replicas then publish no reports.
+    NoLeases,
 }
 
 impl fmt::Display for StoreError {
@@ -65,6 +75,8 @@ impl fmt::Display for StoreError {
                 "the store's history before revision {compacted} was compacted"
             ),
             StoreError::Unavailable { reason } => write!(f, "the store is unavailable: {reason}"),
+            StoreError::LeaseExpired { lease } => write!(f, "lease {lease:x} expired"),
+            StoreError::NoLeases => f.write_str("this store keeps no leased keys"),
         }
     }
 }
@@ -101,4 +113,38 @@ pub trait StateStore: Send + Sync + 'static {
     /// connection broke (the stream then ends: watch again from the last
     /// revision seen).
     fn watch<'a>(&'a self, key: &'a str, after: u64) -> StoreFuture<'a, WatchStream>;
+
+    /// A lease of `ttl` (whole seconds, at least one): keys written with
+    /// [`put_leased`](Self::put_leased) under it are deleted once it
+    /// expires, `ttl` after its last [`refresh`](Self::refresh). What a
+    /// replica's report of itself lives under, so that a replica that dies
+    /// leaves the fleet view by itself. Returns the lease's id.
+    ///
+    /// The default: [`StoreError::NoLeases`].
+    fn grant(&self, ttl: Duration) -> StoreFuture<'_, u64> {
+        let _ = ttl;
+        Box::pin(async { Err(StoreError::NoLeases) })
+    }
+
+    /// Keeps `lease` alive for another `ttl`; [`StoreError::LeaseExpired`]
+    /// once it has expired. The default: [`StoreError::NoLeases`].
+    fn refresh(&self, lease: u64) -> StoreFuture<'_, ()> {
+        let _ = lease;
+        Box::pin(async { Err(StoreError::NoLeases) })
+    }
+
+    /// Writes `value` into `key`, whatever it held, under `lease`; returns
+    /// the revision. The default: [`StoreError::NoLeases`].
+    fn put_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
+        let _ = (key, value, lease);
+        Box::pin(async { Err(StoreError::NoLeases) })
+    }
+
+    /// Every key under `prefix` that has a value, with it, in key order.
+    /// The default: [`StoreError::NoLeases`] (only leased reports are
+    /// listed).
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, Entry)>> {
+        let _ = prefix;
+        Box::pin(async { Err(StoreError::NoLeases) })
+    }
 }

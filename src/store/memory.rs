@@ -1,7 +1,8 @@
 //! [`MemoryStore`]: the store in one process's memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -41,6 +42,16 @@ struct Mem {
     available: bool,
     /// Bumped when the store goes down: open watches end.
     outage: u64,
+    /// Leases: their time to live and when they expire.
+    leases: HashMap<u64, Lease>,
+    next_lease: u64,
+    /// The lease each leased key is under.
+    leased: HashMap<String, u64>,
+}
+
+struct Lease {
+    ttl: Duration,
+    expires: Instant,
 }
 
 impl MemoryStore {
@@ -55,14 +66,24 @@ impl MemoryStore {
                     history: VecDeque::new(),
                     available: true,
                     outage: 0,
+                    leases: HashMap::new(),
+                    next_lease: 1,
+                    leased: HashMap::new(),
                 }),
                 revision: watch::channel(0).0,
             }),
         }
     }
 
+    /// The state, with expired leases' keys deleted first (expiry is
+    /// applied at the next call on the store).
     fn lock(&self) -> MutexGuard<'_, Mem> {
-        self.inner.mem.lock().unwrap_or_else(|e| e.into_inner())
+        let mut mem = self.inner.mem.lock().unwrap_or_else(|e| e.into_inner());
+        if mem.expire(Instant::now()) {
+            let revision = mem.revision;
+            self.inner.revision.send_replace(revision);
+        }
+        mem
     }
 
     /// Cuts the store off (`false`): every call fails with
@@ -115,7 +136,35 @@ impl Mem {
         }
     }
 
+    /// Deletes the keys of expired leases; true when it deleted any.
+    fn expire(&mut self, now: Instant) -> bool {
+        let expired: Vec<u64> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut deleted = false;
+        for id in expired {
+            self.leases.remove(&id);
+            let keys: Vec<String> = self
+                .leased
+                .iter()
+                .filter(|(_, l)| **l == id)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                self.leased.remove(&key);
+                self.write(&key, None);
+                deleted = true;
+            }
+        }
+        deleted
+    }
+
     fn write(&mut self, key: &str, value: Option<Bytes>) -> u64 {
+        // A plain write takes the key out of its lease.
+        self.leased.remove(key);
         self.revision += 1;
         let entry = Entry {
             value,
@@ -183,6 +232,64 @@ impl StateStore for MemoryStore {
             drop(mem);
             self.inner.revision.send_replace(revision);
             Ok(revision)
+        })
+    }
+
+    fn grant(&self, ttl: Duration) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut mem = self.lock();
+            mem.check()?;
+            let ttl = ttl.max(Duration::from_secs(1));
+            let id = mem.next_lease;
+            mem.next_lease += 1;
+            let expires = Instant::now() + ttl;
+            mem.leases.insert(id, Lease { ttl, expires });
+            Ok(id)
+        })
+    }
+
+    fn refresh(&self, lease: u64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut mem = self.lock();
+            mem.check()?;
+            match mem.leases.get_mut(&lease) {
+                Some(l) => {
+                    l.expires = Instant::now() + l.ttl;
+                    Ok(())
+                }
+                None => Err(StoreError::LeaseExpired { lease }),
+            }
+        })
+    }
+
+    fn put_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut mem = self.lock();
+            mem.check()?;
+            if !mem.leases.contains_key(&lease) {
+                return Err(StoreError::LeaseExpired { lease });
+            }
+            let revision = mem.write(key, Some(value));
+            mem.leased.insert(key.to_owned(), lease);
+            drop(mem);
+            self.inner.revision.send_replace(revision);
+            Ok(revision)
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, Entry)>> {
+        Box::pin(async move {
+            let mem = self.lock();
+            mem.check()?;
+            let found: BTreeMap<&String, &Entry> = mem
+                .keys
+                .iter()
+                .filter(|(k, e)| k.starts_with(prefix) && e.value.is_some())
+                .collect();
+            Ok(found
+                .into_iter()
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect())
         })
     }
 

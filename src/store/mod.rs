@@ -56,19 +56,30 @@
 //! # }
 //! ```
 //!
+//! - **Reports**: each replica writes what it serves (applied revision,
+//!   readiness, the version in each color) under a lease of its own
+//!   (`models/{model}/replicas/{id}`), refreshed every third of its time to
+//!   live: [`Replica::fleet`] lists the replicas alive, and a promote to a
+//!   version that one of them does not hold ready is
+//!   [`SyncError::NotEverywhere`] (unless forced).
+//!
 //! Not yet: loading the version the state names into a color (a replica
-//! reports a version it does not hold, and serves what it has), per-replica
-//! reports under leases, and plans driven fleet-wide by an elected replica.
+//! reports a version it does not hold, and serves what it has), and plans
+//! driven fleet-wide by an elected replica.
 
 mod api;
 mod memory;
 mod replica;
+mod report;
 mod snapshot;
 mod state;
 mod write;
 
 pub use api::{Entry, StateStore, StoreError, StoreFuture, WatchStream};
 pub use memory::MemoryStore;
-pub use replica::{Replica, ReplicaBuilder, ReplicaStatus, Source, DEFAULT_STORE_TIMEOUT};
+pub use replica::{
+    Replica, ReplicaBuilder, ReplicaStatus, Source, DEFAULT_REPORT_TTL, DEFAULT_STORE_TIMEOUT,
+};
+pub use report::{ReplicaReport, ReportedVersion};
 pub use state::{RolloutState, StateError};
 pub use write::{Committed, SyncCall, SyncError};

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::api::{Entry, StateStore, StoreError};
+use super::report::ReplicaReport;
 use super::snapshot::{self, Snapshot};
 use super::state::RolloutState;
 use crate::fleet::check_model_name;
@@ -23,6 +24,10 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest wait between two attempts to reach the store again.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The time to live of a replica's report by default: it leaves the fleet
+/// view this long after the replica stops refreshing it.
+pub const DEFAULT_REPORT_TTL: Duration = Duration::from_secs(6);
 
 /// A router kept on the state its model has in a [`StateStore`]; cheap to
 /// clone. See the [module docs](super).
@@ -43,6 +48,12 @@ pub(super) struct Inner {
     pub(super) store: Arc<dyn StateStore>,
     pub(super) model: String,
     pub(super) key: String,
+    /// This replica's id, and the prefix of every replica's report key.
+    pub(super) id: String,
+    pub(super) reports: String,
+    report_ttl: Duration,
+    /// The reports last listed (this replica's included).
+    fleet: Mutex<Vec<ReplicaReport>>,
     snapshot: Option<PathBuf>,
     pub(super) timeout: Duration,
     sync: Mutex<SyncState>,
@@ -70,6 +81,8 @@ pub enum Source {
 pub struct ReplicaStatus {
     /// The model's name (its key in the store).
     pub model: String,
+    /// This replica's id.
+    pub id: String,
     /// Where the state served came from.
     pub source: Source,
     /// The state is the store's or the snapshot's (not the default): what
@@ -103,6 +116,8 @@ pub struct ReplicaBuilder {
     handle: RolloutHandle,
     store: Arc<dyn StateStore>,
     model: String,
+    id: Option<String>,
+    report_ttl: Duration,
     snapshot: Option<PathBuf>,
     timeout: Duration,
 }
@@ -119,6 +134,8 @@ impl Replica {
             handle: handle.clone(),
             store: Arc::new(store),
             model: model.into(),
+            id: None,
+            report_ttl: DEFAULT_REPORT_TTL,
             snapshot: None,
             timeout: DEFAULT_STORE_TIMEOUT,
         }
@@ -130,6 +147,23 @@ impl ReplicaBuilder {
     /// the store cannot be read at start-up.
     pub fn snapshot_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.snapshot = Some(path.into());
+        self
+    }
+
+    /// This replica's id in the fleet view: its report's key is
+    /// `models/{model}/replicas/{id}`. Default: the `HOSTNAME` variable (a
+    /// Kubernetes pod's name), else `replica-{pid}`. The same rules as a
+    /// model's name.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// How long the replica's report stays after its last refresh (it is
+    /// refreshed every third of that): [`DEFAULT_REPORT_TTL`] by default,
+    /// whole seconds, at least 3.
+    pub fn report_ttl(mut self, ttl: Duration) -> Self {
+        self.report_ttl = ttl;
         self
     }
 
@@ -151,6 +185,18 @@ impl ReplicaBuilder {
     /// replica starts on the snapshot or the default and keeps trying.
     pub async fn start(self) -> Result<Replica, ConfigError> {
         check_model_name(&self.model)?;
+        let id = self.id.unwrap_or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| check_model_name(h).is_ok())
+                .unwrap_or_else(|| format!("replica-{}", std::process::id()))
+        });
+        check_model_name(&id)?;
+        if self.report_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::TooSmall {
+                setting: "replica report_ttl (at least 3 s)",
+            });
+        }
         if self.timeout.is_zero() {
             return Err(ConfigError::MustBePositive {
                 setting: "replica timeout",
@@ -159,6 +205,10 @@ impl ReplicaBuilder {
         let (alive, stopped) = watch::channel(());
         let inner = Arc::new(Inner {
             key: format!("models/{}/state", self.model),
+            reports: format!("models/{}/replicas/", self.model),
+            id,
+            report_ttl: self.report_ttl,
+            fleet: Mutex::new(Vec::new()),
             handle: self.handle,
             store: self.store,
             model: self.model,
@@ -178,6 +228,7 @@ impl ReplicaBuilder {
         if !inner.read().await {
             inner.start_from_snapshot();
         }
+        tokio::spawn(report(Arc::downgrade(&inner), stopped.clone()));
         tokio::spawn(run(Arc::downgrade(&inner), stopped));
         Ok(Replica { inner })
     }
@@ -199,6 +250,7 @@ impl Replica {
         let s = self.inner.lock();
         ReplicaStatus {
             model: self.inner.model.clone(),
+            id: self.inner.id.clone(),
             source: s.source,
             ready: s.source != Source::Default,
             connected: s.connected,
@@ -207,6 +259,17 @@ impl Replica {
             stale_for: (!s.connected).then(|| s.since.elapsed()),
             last_error: s.last_error.clone(),
         }
+    }
+
+    /// The replicas of the model as their reports said at the last look
+    /// (every third of the report's time to live), this one included;
+    /// a replica that stopped is gone once its report's lease expired.
+    pub fn fleet(&self) -> Vec<ReplicaReport> {
+        self.inner
+            .fleet
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether the replica serves a state from the store or its snapshot.
@@ -446,6 +509,79 @@ async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
         }
         if pause(&mut stopped, &mut backoff).await {
             return;
+        }
+    }
+}
+
+impl Inner {
+    /// This replica's report now.
+    fn own_report(&self) -> ReplicaReport {
+        let (revision, ready) = {
+            let s = self.lock();
+            (
+                s.applied.as_ref().map_or(0, |a| a.revision),
+                s.source != Source::Default,
+            )
+        };
+        ReplicaReport::of(&self.id, revision, ready, &self.handle)
+    }
+
+    /// Every replica's report, read now.
+    pub(super) async fn list_reports(&self) -> Result<Vec<ReplicaReport>, StoreError> {
+        let listed = self.store.list(&self.reports);
+        let listed = tokio::time::timeout(self.timeout, listed)
+            .await
+            .map_err(|_| StoreError::Unavailable {
+                reason: "no answer within the timeout".into(),
+            })??;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(_, e)| ReplicaReport::from_json(e.value.as_deref()?))
+            .collect())
+    }
+
+    /// Writes this replica's report under its lease (a new one when it
+    /// expired); returns the lease.
+    async fn publish(&self, lease: Option<u64>) -> Result<u64, StoreError> {
+        let lease = match lease {
+            Some(id) => match self.store.refresh(id).await {
+                Ok(()) => id,
+                Err(StoreError::LeaseExpired { .. }) => self.store.grant(self.report_ttl).await?,
+                Err(e) => return Err(e),
+            },
+            None => self.store.grant(self.report_ttl).await?,
+        };
+        let key = format!("{}{}", self.reports, self.id);
+        let report = Bytes::from(self.own_report().to_json());
+        self.store.put_leased(&key, report, lease).await?;
+        Ok(lease)
+    }
+}
+
+/// The report task: every third of the report's time to live, refreshes
+/// the lease, writes this replica's report, and reads everyone's.
+async fn report(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
+    let mut lease = None;
+    loop {
+        let Some(replica) = inner.upgrade() else {
+            return;
+        };
+        let every = replica.report_ttl / 3;
+        let published = tokio::time::timeout(replica.timeout, replica.publish(lease)).await;
+        match published {
+            Ok(Ok(id)) => lease = Some(id),
+            // A store without leases: no reports, nothing to retry.
+            Ok(Err(StoreError::NoLeases)) => return,
+            Ok(Err(StoreError::LeaseExpired { .. })) => lease = None,
+            Ok(Err(_)) | Err(_) => {}
+        }
+        if let Ok(reports) = replica.list_reports().await {
+            *replica.fleet.lock().unwrap_or_else(|e| e.into_inner()) = reports;
+        }
+        drop(replica);
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::api::StoreError;
-use super::replica::{Replica, Source};
+use super::replica::{Inner, Replica, Source};
 use super::state::RolloutState;
 use crate::control::{ControlError, Readiness, Target, VersionLabel};
 use crate::error::check_fraction;
@@ -26,6 +26,17 @@ pub enum SyncError {
     Unavailable {
         /// What failed.
         reason: String,
+    },
+    /// A promote to a version that not every live replica (every replica
+    /// with a report under its lease) holds ready in that color; `force`
+    /// promotes anyway.
+    NotEverywhere {
+        /// The color promoted.
+        color: crate::Color,
+        /// The version it should hold.
+        version: String,
+        /// The replicas that do not hold it ready.
+        replicas: Vec<String>,
     },
     /// The stored state does not parse: fix or delete it (the message names
     /// the field). Replicas keep serving the last good one.
@@ -47,6 +58,15 @@ impl fmt::Display for SyncError {
                     "the state store is unavailable ({reason}); nothing was written"
                 )
             }
+            SyncError::NotEverywhere {
+                color,
+                version,
+                replicas,
+            } => write!(
+                f,
+                "{color} ({version}) is not loaded ready on every replica: not on {}",
+                replicas.join(", ")
+            ),
             SyncError::Corrupt { revision, reason } => {
                 write!(
                     f,
@@ -159,7 +179,8 @@ impl SyncCall<'_> {
     pub async fn promote(self) -> Result<Committed, SyncError> {
         let force = self.force;
         let replica = self.replica;
-        self.update(move |s| promote(replica, s, None, force)).await
+        self.update(true, move |s| promote(replica, s, None, force))
+            .await
     }
 
     /// See [`Replica::promote_to`].
@@ -169,7 +190,7 @@ impl SyncCall<'_> {
     pub async fn promote_to(self, to: impl Into<Target>) -> Result<Committed, SyncError> {
         let (force, to) = (self.force, to.into());
         let replica = self.replica;
-        self.update(move |s| promote(replica, s, Some(&to), force))
+        self.update(true, move |s| promote(replica, s, Some(&to), force))
             .await
     }
 
@@ -189,7 +210,7 @@ impl SyncCall<'_> {
     /// # Errors
     /// [`SyncError`].
     pub async fn rollback(self) -> Result<Committed, SyncError> {
-        self.update(|s| {
+        self.update(false, |s| {
             if let Some(back) = s.previous.take() {
                 s.active = back;
             } else if s.split == 0.0 {
@@ -207,8 +228,10 @@ impl SyncCall<'_> {
     /// [`SyncError`].
     pub async fn set_split(self, fraction: f64) -> Result<Committed, SyncError> {
         let split = check_fraction("split", fraction).map_err(ControlError::Invalid)?;
-        self.update(move |s| Ok(std::mem::replace(&mut s.split, split) != split))
-            .await
+        self.update(false, move |s| {
+            Ok(std::mem::replace(&mut s.split, split) != split)
+        })
+        .await
     }
 
     /// See [`Replica::mirror_standby`].
@@ -220,14 +243,19 @@ impl SyncCall<'_> {
         if !self.replica.inner.handle.control.can_mirror() {
             return Err(ControlError::NoMirror.into());
         }
-        self.update(move |s| Ok(std::mem::replace(&mut s.mirror, mirror) != mirror))
-            .await
+        self.update(false, move |s| {
+            Ok(std::mem::replace(&mut s.mirror, mirror) != mirror)
+        })
+        .await
     }
 
     /// Reads the state, changes it with `change` (false: nothing to change),
-    /// and writes it back if the store is still at the revision read.
+    /// and writes it back if the store is still at the revision read. A
+    /// promote (`promoting`) that changes the active color first checks
+    /// that every live replica holds its version ready.
     async fn update(
         self,
+        promoting: bool,
         change: impl FnOnce(&mut RolloutState) -> Result<bool, ControlError>,
     ) -> Result<Committed, SyncError> {
         let inner = &self.replica.inner;
@@ -260,6 +288,9 @@ impl SyncCall<'_> {
                 revision,
                 changed: false,
             });
+        }
+        if promoting && !self.force && next.active != current.active {
+            everywhere(inner, &next).await?;
         }
         next.generation = current.generation + 1;
         let write = inner
@@ -296,6 +327,38 @@ fn within<T>(r: Result<T, tokio::time::error::Elapsed>) -> Result<T, SyncError> 
     r.map_err(|_| SyncError::Unavailable {
         reason: "no answer within the timeout".into(),
     })
+}
+
+/// Whether every replica with a live report holds the version `next`
+/// makes active, ready; a store without leases has no reports to check.
+async fn everywhere(inner: &Inner, next: &RolloutState) -> Result<(), SyncError> {
+    let color = next.active;
+    let want = next.version(color).map_or_else(
+        || inner.handle.version(color).to_string(),
+        |v| v.to_string(),
+    );
+    let reports = match inner.list_reports().await {
+        Ok(reports) => reports,
+        Err(StoreError::NoLeases) => return Ok(()),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let replicas: Vec<String> = reports
+        .iter()
+        .filter(|r| {
+            let v = r.version(color);
+            v.version != want || !v.ready
+        })
+        .map(|r| r.id.clone())
+        .collect();
+    if replicas.is_empty() {
+        Ok(())
+    } else {
+        Err(SyncError::NotEverywhere {
+            color,
+            version: want,
+            replicas,
+        })
+    }
 }
 
 fn unavailable(e: StoreError) -> SyncError {
