@@ -588,3 +588,91 @@ async fn a_bad_replica_id_or_report_ttl_fails_at_start() {
         .unwrap_err();
     assert!(err.to_string().contains("report_ttl"), "{err}");
 }
+
+/// A store that counts the watches opened on it.
+#[derive(Clone)]
+struct Counting {
+    store: MemoryStore,
+    watches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StateStore for Counting {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>> {
+        self.store.get(key)
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: Bytes,
+    ) -> StoreFuture<'a, u64> {
+        self.store.compare_and_set(key, expected, value)
+    }
+
+    fn watch<'a>(&'a self, key: &'a str, after: u64) -> StoreFuture<'a, WatchStream> {
+        self.watches.fetch_add(1, Ordering::SeqCst);
+        self.store.watch(key, after)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_with_no_change_to_the_state_does_not_stall_a_replica() {
+    let store = MemoryStore::new();
+    let watches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (_r1, h1) = new_router();
+    let (_r2, h2) = new_router();
+    let a = replica(store.clone(), &h1).await;
+    let b = replica(
+        Counting {
+            store: store.clone(),
+            watches: watches.clone(),
+        },
+        &h2,
+    )
+    .await;
+    let done = a.set_split(0.1).await.unwrap();
+    converged(std::slice::from_ref(&b), done.revision).await;
+    // The history is compacted while the state does not change; other keys
+    // do (and wake the watches).
+    store.compact();
+    for i in 0..5 {
+        store.put(&format!("other/{i}"), Some(Bytes::from_static(b"x")));
+    }
+    let opened = watches.load(Ordering::SeqCst);
+    // Within 300 ms, b opens at most a couple of watches (one after the
+    // compaction), not one per turn of a loop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let more = watches.load(Ordering::SeqCst) - opened;
+    assert!(more <= 2, "{more} watches opened after the compaction");
+    // And it follows the next write.
+    let done = a.set_split(0.4).await.unwrap();
+    converged(std::slice::from_ref(&b), done.revision).await;
+    assert_eq!(h2.status().split, 0.4);
+    assert_eq!(b.status().last_error, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_cannot_mirror_takes_the_rest_of_the_state() {
+    let store = MemoryStore::new();
+    let answer = |name: &'static str| {
+        tower::util::BoxCloneSyncService::new(service_fn(move |_: Request<String>| async move {
+            Ok::<_, Infallible>(Response::new(name.to_owned()))
+        }))
+    };
+    let (_mirroring, hm) = BlueGreenRouter::builder()
+        .versions("v1", "v2")
+        .mirror(tower_rollout::mirror::MirrorLayer::settings())
+        .build(answer("blue"), answer("green"))
+        .unwrap();
+    let (_plain, hp) = new_router();
+    let m = replica(store.clone(), &hm).await;
+    let p = replica(store.clone(), &hp).await;
+    m.mirror_standby(0.2).await.unwrap();
+    let done = m.set_split(0.3).await.unwrap();
+    converged(&[m.clone(), p.clone()], done.revision).await;
+    assert_eq!((hp.status().split, hp.status().mirror), (0.3, 0.0));
+    assert_eq!(hm.status().mirror, 0.2);
+    let error = p.status().last_error.unwrap();
+    assert!(error.contains("cannot mirror"), "{error}");
+}

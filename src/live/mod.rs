@@ -177,13 +177,8 @@ impl LiveDriftBuilder {
 impl Shared {
     /// Counts an answer of `served` against the versions in the colors now.
     fn observe(&self, served: &ColorVersion, answer: Answer<'_>) {
-        let h = &self.handle;
-        let side = |color| ColorVersion {
-            color,
-            version: h.version(color),
-        };
-        self.state
-            .observe(served, side(h.active()), side(h.standby()), answer);
+        let (active, standby) = sides(&self.handle);
+        self.state.observe(served, active, standby, answer);
     }
 }
 
@@ -284,11 +279,18 @@ impl RolloutHandle {
 
 /// The current pair's report.
 pub(crate) fn current(handle: &RolloutHandle, state: &LiveState) -> Option<LiveDriftReport> {
-    let side = |color| ColorVersion {
+    let (active, standby) = sides(handle);
+    state.report(&active, &standby)
+}
+
+/// The active and the standby color with their versions, read together.
+fn sides(handle: &RolloutHandle) -> (ColorVersion, ColorVersion) {
+    let st = handle.control.state();
+    let side = |color: crate::Color| ColorVersion {
         color,
-        version: handle.version(color),
+        version: st.version(color).label.clone(),
     };
-    state.report(&side(handle.active()), &side(handle.standby()))
+    (side(st.active), side(st.active.other()))
 }
 
 impl std::fmt::Debug for LiveDriftLayer {

@@ -119,6 +119,13 @@ impl MemoryStore {
     }
 }
 
+/// `now + ttl`, or a year on for a TTL beyond what `Instant` holds.
+fn far(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore::new()
@@ -242,7 +249,7 @@ impl StateStore for MemoryStore {
             let ttl = ttl.max(Duration::from_secs(1));
             let id = mem.next_lease;
             mem.next_lease += 1;
-            let expires = Instant::now() + ttl;
+            let expires = far(Instant::now(), ttl);
             mem.leases.insert(id, Lease { ttl, expires });
             Ok(id)
         })
@@ -254,7 +261,7 @@ impl StateStore for MemoryStore {
             mem.check()?;
             match mem.leases.get_mut(&lease) {
                 Some(l) => {
-                    l.expires = Instant::now() + l.ttl;
+                    l.expires = far(Instant::now(), l.ttl);
                     Ok(())
                 }
                 None => Err(StoreError::LeaseExpired { lease }),
@@ -350,7 +357,11 @@ impl Watching {
                         self.after = entry.revision;
                         return Some(Ok(entry));
                     }
-                    Ok(None) => {}
+                    // Caught up: nothing of this key before the store's
+                    // revision is left to send, so a later compaction of
+                    // that history does not concern this watch (as etcd
+                    // keeps a synced watch open).
+                    Ok(None) => self.after = self.after.max(mem.revision),
                     Err(e) => {
                         self.done = true;
                         return Some(Err(e));

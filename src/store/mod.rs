@@ -26,9 +26,12 @@
 //! - **Fail static**: while the store is unreachable the replica serves the
 //!   last state it applied, control calls fail with
 //!   [`SyncError::Unavailable`], and [`ReplicaStatus::stale_for`] says for
-//!   how long. A stored document that does not parse, a deleted key or a
-//!   version this replica does not hold is reported in
-//!   [`ReplicaStatus::last_error`]; the last good state stays.
+//!   how long. A stored document that does not parse or a deleted key is
+//!   reported in [`ReplicaStatus::last_error`], and the last good state
+//!   stays. A version this replica does not hold in a color is reported
+//!   there too; the rest of the state is applied, and that color serves
+//!   the version this replica has. A mirror fraction on a router built
+//!   without mirroring is reported, and nothing is mirrored there.
 //!
 //! ```
 //! use std::convert::Infallible;

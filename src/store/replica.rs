@@ -197,6 +197,11 @@ impl ReplicaBuilder {
                 setting: "replica report_ttl (at least 3 s)",
             });
         }
+        if self.report_ttl > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::TooLarge {
+                setting: "replica report_ttl (at most a day)",
+            });
+        }
         if self.timeout.is_zero() {
             return Err(ConfigError::MustBePositive {
                 setting: "replica timeout",
@@ -366,6 +371,22 @@ impl Inner {
             s.connected = true;
             s.since = Instant::now();
         }
+        if s.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("store:"))
+        {
+            s.last_error = None;
+        }
+    }
+
+    /// After a compaction at `compacted`: reads the state again and, once
+    /// read, watches from the compaction on (everything before it is in
+    /// what was just read).
+    async fn reread_after(&self, compacted: u64) {
+        if self.read().await {
+            let mut s = self.lock();
+            s.seen = s.seen.max(compacted);
+        }
     }
 
     fn lost(&self, reason: &str) {
@@ -388,7 +409,7 @@ impl Inner {
             }
         }
         let refused = |s: &mut SyncState, why: String| {
-            s.seen = entry.revision;
+            s.seen = s.seen.max(entry.revision);
             s.last_error = Some(format!(
                 "revision {}: {why}; the last good state is kept",
                 entry.revision
@@ -407,7 +428,15 @@ impl Inner {
         if revision <= s.seen && source == Source::Store && s.source == Source::Store {
             return;
         }
-        let mut problem = match self.handle.assign(state.active, state.split, state.mirror) {
+        // A router built without mirroring takes the rest of the state and
+        // mirrors nothing (said in `last_error`).
+        let can_mirror = self.handle.control.can_mirror();
+        let mirror = if can_mirror { state.mirror } else { 0.0 };
+        let mut problem = match self.handle.assign(state.active, state.split, mirror) {
+            Ok(_) if state.mirror > 0.0 && !can_mirror => Some(format!(
+                "revision {revision}: mirror {} asked, and this router cannot mirror: it mirrors nothing",
+                state.mirror
+            )),
             Ok(_) => None,
             Err(e) => Some(format!("revision {revision}: {e}")),
         };
@@ -460,11 +489,22 @@ async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
             continue;
         }
         let after = replica.lock().seen;
-        let opened = replica.store.watch(&replica.key, after).await;
+        let opened =
+            tokio::time::timeout(replica.timeout, replica.store.watch(&replica.key, after))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable {
+                        reason: "opening the watch: no answer within the timeout".into(),
+                    })
+                });
         let mut changes = match opened {
             Ok(changes) => changes,
-            Err(StoreError::Compacted { .. }) => {
-                replica.read().await;
+            Err(StoreError::Compacted { compacted }) => {
+                replica.reread_after(compacted).await;
+                drop(replica);
+                if pause(&mut stopped, &mut backoff).await {
+                    return;
+                }
                 continue;
             }
             Err(e) => {
@@ -492,9 +532,9 @@ async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
                     replica.contact();
                     replica.apply(entry);
                 }
-                Some(Err(StoreError::Compacted { .. })) => {
+                Some(Err(StoreError::Compacted { compacted })) => {
                     // The history is gone: read the state again, watch on.
-                    replica.read().await;
+                    replica.reread_after(compacted).await;
                     break;
                 }
                 Some(Err(e)) => {

@@ -96,7 +96,8 @@ impl ReplicaReport {
             applied_revision: v["applied_revision"].as_u64()?,
             ready: v["ready"].as_bool()?,
             versions: [side("blue")?, side("green")?],
-            at: SystemTime::UNIX_EPOCH + Duration::from_millis(v["at_unix_ms"].as_u64()?),
+            at: SystemTime::UNIX_EPOCH
+                .checked_add(Duration::from_millis(v["at_unix_ms"].as_u64()?))?,
         })
     }
 }

@@ -21,8 +21,10 @@ pub enum SyncError {
     /// stored generation is not the one expected, or another replica wrote
     /// the state between this call's read and its write.
     Control(ControlError),
-    /// The store could not be reached: the replica keeps serving the last
-    /// state it applied (fail static). The admin answers 503.
+    /// The store could not be reached, or did not confirm the write in time
+    /// (then it may or may not have been applied: read the state before
+    /// retrying a call that is not conditional). The replica keeps serving
+    /// the last state it applied (fail static). The admin answers 503.
     Unavailable {
         /// What failed.
         reason: String,
@@ -55,7 +57,7 @@ impl fmt::Display for SyncError {
             SyncError::Unavailable { reason } => {
                 write!(
                     f,
-                    "the state store is unavailable ({reason}); nothing was written"
+                    "the state store is unavailable ({reason}); the write is not confirmed"
                 )
             }
             SyncError::NotEverywhere {
@@ -292,7 +294,13 @@ impl SyncCall<'_> {
         if promoting && !self.force && next.active != current.active {
             everywhere(inner, &next).await?;
         }
-        next.generation = current.generation + 1;
+        next.generation = current
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| SyncError::Corrupt {
+                revision,
+                reason: "the generation is at its largest value".into(),
+            })?;
         let write = inner
             .store
             .compare_and_set(&inner.key, revision, Bytes::from(next.to_json()));
@@ -307,10 +315,11 @@ impl SyncCall<'_> {
             }
             Err(StoreError::Conflict { .. }) => {
                 // Someone wrote first: say which generation it is at now.
-                let now = inner.store.get(&inner.key).await.ok().flatten();
+                let read = tokio::time::timeout(inner.timeout, inner.store.get(&inner.key)).await;
+                let now = read.ok().and_then(Result::ok).flatten();
                 let actual = now
                     .and_then(|e| RolloutState::from_json(e.value.as_deref()?).ok())
-                    .map_or(current.generation + 1, |s| s.generation);
+                    .map_or(current.generation.saturating_add(1), |s| s.generation);
                 Err(ControlError::Conflict {
                     expected: current.generation,
                     actual,
