@@ -1,6 +1,7 @@
 //! etcd's watch responses as the store's stream of [`Entry`]s.
 //!
-//! What etcd (3.4 and 3.5) sends on a watch, and what becomes of it:
+//! What etcd sends on a watch (as the tests see it with etcd 3.4), and what
+//! becomes of it:
 //! - a first response with `created` set (awaited by
 //!   [`EtcdStore::watch`](crate::EtcdStore) before it returns);
 //! - responses with events: a put is an entry with its value, a delete an
