@@ -166,7 +166,7 @@ fn plan_call(shared: &Shared, model: &Model<'_>, action: Action) -> Reply {
     let done = match action {
         Action::PlanPause => run.pause(),
         Action::PlanResume => run.resume(),
-        Action::PlanAbort => run.abort("aborted through the admin endpoint"),
+        Action::PlanAbort => run.abort("through the admin endpoint"),
         _ => run.skip_to_promote(),
     };
     if done {

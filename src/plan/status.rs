@@ -133,7 +133,7 @@ impl std::fmt::Display for AbortReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AbortReason::Gate { gate, detail } => write!(f, "gate {gate} failed: {detail}"),
-            AbortReason::Manual(why) => write!(f, "aborted by hand: {why}"),
+            AbortReason::Manual(why) => write!(f, "by hand: {why}"),
             AbortReason::RouterDropped => f.write_str("the router was dropped"),
         }
     }
