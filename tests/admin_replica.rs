@@ -62,6 +62,17 @@ async fn call(addr: SocketAddr, method: Method, path: &str, body: Value) -> (Sta
     )
 }
 
+/// `GET /admin/ready`, without the token: the status and the document.
+async fn ready(addr: SocketAddr) -> (StatusCode, Value) {
+    let req = http::Request::get(format!("http://{addr}/admin/ready"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = support::client().request(req).await.unwrap();
+    let code = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
 async fn predict(addr: SocketAddr) -> String {
     let req = http::Request::post(format!("http://{addr}/predict"))
         .body(Full::new(Bytes::new()))
@@ -108,15 +119,8 @@ async fn a_promote_through_one_replicas_admin_is_served_by_the_other() {
     assert_eq!(refused["generation"], generation + 1);
 
     // Ready, without the token.
-    let res = support::client()
-        .request(
-            http::Request::get(format!("http://{b}/admin/ready"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let (code, doc) = ready(b).await;
+    assert_eq!(code, StatusCode::OK, "{doc}");
 
     // A plan on one replica alone is refused.
     let (code, _) = call(
@@ -143,15 +147,8 @@ async fn while_the_store_is_down_writes_get_503_and_users_the_last_state() {
         assert_eq!(predict(a).await, "v2");
     }
     // Still ready: it serves the last state it applied (fail static).
-    let res = support::client()
-        .request(
-            http::Request::get(format!("http://{a}/admin/ready"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let (code, doc) = ready(a).await;
+    assert_eq!(code, StatusCode::OK, "{doc}");
     assert!(ra.status().applied_revision > 0);
 }
 
@@ -160,17 +157,8 @@ async fn a_replica_that_never_reached_the_store_is_not_ready() {
     let store = MemoryStore::new();
     store.set_available(false);
     let (a, _, _) = replica(&store).await;
-    let res = support::client()
-        .request(
-            http::Request::get(format!("http://{a}/admin/ready"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    let (code, doc) = ready(a).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{doc}");
     assert_eq!(doc["source"], "default");
     assert_eq!(predict(a).await, "v1", "serving its own default");
 }

@@ -61,6 +61,17 @@ async fn replica(store: impl StateStore, handle: &RolloutHandle) -> Replica {
         .unwrap()
 }
 
+/// Waits (at most [`WAIT`], polling) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not within {WAIT:?}"));
+}
+
 /// Waits (bounded) until every replica applied `revision`.
 async fn converged(replicas: &[Replica], revision: u64) {
     for r in replicas {
@@ -188,13 +199,10 @@ async fn a_restarted_replica_serves_the_current_state_from_its_snapshot() {
     // The store returns: the replica syncs with it, with no new write
     // needed (the store confirms the snapshot's revision).
     store.set_available(true);
-    tokio::time::timeout(WAIT, async {
-        while again.status().source != Source::Store {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until("synced with the store again", || {
+        !(again.status().source != Source::Store)
     })
-    .await
-    .expect("synced with the store again");
+    .await;
     let writer = replica(store.clone(), &router_handle()).await;
     let next = writer.rollback().await.unwrap();
     converged(std::slice::from_ref(&again), next.revision).await;
@@ -223,13 +231,7 @@ async fn with_neither_store_nor_snapshot_it_serves_the_default_not_ready() {
     assert_eq!(ask(&router, 1).await, "blue");
     // It keeps trying: once the store answers it is ready.
     store.set_available(true);
-    tokio::time::timeout(WAIT, async {
-        while !r.is_ready() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("ready once the store answers");
+    until("ready once the store answers", || r.is_ready()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,13 +253,7 @@ async fn an_outage_keeps_the_last_state_and_refuses_writes() {
         Err(SyncError::Unavailable { .. })
     ));
     assert_eq!(handle2.status().split, 0.0, "nothing applied");
-    tokio::time::timeout(WAIT, async {
-        while a.status().connected {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the replica notices the outage");
+    until("the replica notices the outage", || !a.status().connected).await;
     assert!(a.status().stale_for.is_some());
 
     store.set_available(true);
@@ -404,13 +400,10 @@ async fn bad_stored_input_is_reported_and_the_last_state_kept() {
         Some(Bytes::from_static(br#"{"active":"red"}"#)),
     );
     converged(std::slice::from_ref(&r), done.revision).await;
-    tokio::time::timeout(WAIT, async {
-        while r.status().last_error.is_none() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until("the bad document reported", || {
+        r.status().last_error.is_some()
     })
-    .await
-    .unwrap();
+    .await;
     let status = r.status();
     let error = status.last_error.unwrap();
     assert!(
@@ -436,13 +429,10 @@ async fn bad_stored_input_is_reported_and_the_last_state_kept() {
     assert_eq!(handle.status().split, 0.2);
     // A deleted state: kept, said.
     store.put("models/iris/state", None);
-    tokio::time::timeout(WAIT, async {
-        while !r.status().last_error.is_some_and(|e| e.contains("deleted")) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until("the condition held", || {
+        r.status().last_error.is_some_and(|e| e.contains("deleted"))
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(handle.active(), Color::Green);
 }
 
@@ -524,17 +514,12 @@ async fn reports_list_the_live_replicas_and_a_stopped_one_leaves() {
     let done = b.promote().await.unwrap();
     converged(&[a.clone(), b.clone(), c.clone()], done.revision).await;
     // The reports follow: every replica says it applied the promote.
-    tokio::time::timeout(WAIT, async {
-        while !a
-            .fleet()
+    until("the reports show the applied revision", || {
+        a.fleet()
             .iter()
             .all(|r| r.applied_revision == done.revision)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     })
-    .await
-    .expect("the reports show the applied revision");
+    .await;
     let report = &a.fleet()[0];
     assert_eq!(report.version(Color::Green).version, "v2");
     assert!(report.ready && report.version(Color::Green).ready);
