@@ -104,6 +104,38 @@ impl Latencies {
         self.counts.iter().sum()
     }
 
+    #[cfg(feature = "store")]
+    /// The non-empty buckets as (index, count), to be sent to another
+    /// process ([`from_buckets`](Self::from_buckets) reads them back).
+    pub(crate) fn buckets(&self) -> Vec<(usize, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| (i, n))
+            .collect()
+    }
+
+    #[cfg(feature = "store")]
+    /// A histogram from [`buckets`](Self::buckets); an index out of range
+    /// is `None`.
+    pub(crate) fn from_buckets(buckets: &[(usize, u64)]) -> Option<Latencies> {
+        let mut l = Latencies::default();
+        for &(i, n) in buckets {
+            let slot = l.counts.get_mut(i)?;
+            *slot = slot.saturating_add(n);
+        }
+        Some(l)
+    }
+
+    #[cfg(feature = "store")]
+    /// Adds `other`'s durations to these (histograms of two processes).
+    pub(crate) fn add(&mut self, other: &Latencies) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a = a.saturating_add(*b);
+        }
+    }
+
     /// The durations recorded after `earlier` was taken (of the same histogram).
     pub fn since(&self, earlier: &Latencies) -> Latencies {
         Latencies {

@@ -28,7 +28,10 @@ async fn replica(store: &MemoryStore) -> (SocketAddr, RolloutHandle, Replica) {
         .versions("v1", "v2")
         .build(version("v1"), version("v2"))
         .unwrap();
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let replica = Replica::builder(&handle, store.clone(), "iris")
+        .id(format!("replica-{id}"))
         .timeout(Duration::from_millis(300))
         .start()
         .await
@@ -85,7 +88,7 @@ async fn predict(addr: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promote_through_one_replicas_admin_is_served_by_the_other() {
     let store = MemoryStore::new();
-    let (a, _, ra) = replica(&store).await;
+    let (a, handle_a, ra) = replica(&store).await;
     let (b, handle_b, rb) = replica(&store).await;
 
     let (code, status) = call(a, Method::GET, "/admin/status", Value::Null).await;
@@ -122,15 +125,45 @@ async fn a_promote_through_one_replicas_admin_is_served_by_the_other() {
     let (code, doc) = ready(b).await;
     assert_eq!(code, StatusCode::OK, "{doc}");
 
-    // A plan on one replica alone is refused.
-    let (code, _) = call(
+    // A plan started through one replica's admin is stored and driven
+    // fleet-wide: the other replica shows it and serves its split.
+    let (code, started) = call(
         a,
+        Method::POST,
+        "/admin/plan",
+        json!({ "steps": [{ "split": 0.25, "bake_seconds": 60 }] }),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{started}");
+    let plan = &started["replica"]["plan"];
+    assert_eq!(plan["state"], "running", "{started}");
+    assert_eq!(plan["phase"], "canary 1/1 at 0.25", "{started}");
+    rb.applied(ra.status().applied_revision).await;
+    assert_eq!(handle_b.status().split, 0.25);
+    let (code, doc) = call(b, Method::GET, "/admin/status", json!({})).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(doc["replica"]["plan"]["id"], plan["id"], "{doc}");
+    // A second plan is refused while it runs; a bad document names its field.
+    let (code, _) = call(
+        b,
         Method::POST,
         "/admin/plan",
         json!({ "steps": [{ "split": 0.1, "bake_seconds": 1 }] }),
     )
     .await;
     assert_eq!(code, StatusCode::CONFLICT);
+    let (code, bad) = call(b, Method::POST, "/admin/plan", json!({ "steps": 3 })).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(bad["field"], "steps");
+    // Aborted through the other replica's admin: both serve green to all
+    // again (green was the active color when the plan started).
+    let (code, aborted) = call(b, Method::POST, "/admin/plan-abort", json!({})).await;
+    assert_eq!(code, StatusCode::OK, "{aborted}");
+    assert_eq!(aborted["replica"]["plan"]["state"], "aborted", "{aborted}");
+    ra.applied(rb.status().applied_revision).await;
+    assert_eq!(handle_a.status().split, 0.0);
+    let (code, _) = call(a, Method::POST, "/admin/plan-pause", json!({})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "no plan runs any more");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,7 @@ pub(crate) enum Call<'a> {
     Grant,
     Refresh(u64),
     PutLeased(&'a str),
+    CreateLeased(&'a str),
     List(&'a str),
 }
 
@@ -70,6 +71,7 @@ impl fmt::Display for Call<'_> {
             Call::Watching(key) => write!(f, "the watch of {key}"),
             Call::Grant => f.write_str("grant a lease"),
             Call::Refresh(lease) => write!(f, "refresh lease {lease:x}"),
+            Call::CreateLeased(key) => write!(f, "create {key} under a lease"),
             Call::PutLeased(key) => write!(f, "put {key} under a lease"),
             Call::List(prefix) => write!(f, "list {prefix}*"),
         }

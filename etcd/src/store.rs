@@ -157,6 +157,19 @@ fn cas_txn(key: &str, expected: i64, value: Bytes) -> Txn {
         .or_else([TxnOp::get(key, None)])
 }
 
+/// The transaction of a create under a lease: put `value` with `lease` if
+/// the key does not exist, else read the key.
+fn create_txn(key: &str, value: Bytes, lease: i64) -> Txn {
+    Txn::new()
+        .when([Compare::version(key, CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key,
+            Vec::from(value),
+            Some(PutOptions::new().with_lease(lease)),
+        )])
+        .or_else([TxnOp::get(key, None)])
+}
+
 /// etcd's answer to a compare-and-set's transaction.
 struct CasAnswer {
     response: TxnResponse,
@@ -358,6 +371,40 @@ impl StateStore for EtcdStore {
                     }
                     Err(err) => Err(endpoints.failed(call, &err)),
                 }
+            })
+            .await
+        })
+    }
+
+    fn create_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let key = self.etcd_key(key);
+            let call = Call::CreateLeased(&key);
+            let endpoints = &self.inner.endpoints;
+            let id = i64::try_from(lease).unwrap_or(i64::MAX);
+            self.bounded(call, async {
+                let txn = create_txn(&key, value, id);
+                let mut kv = self.inner.kv.clone();
+                let lost = |err: etcd_client::Error| {
+                    // etcd refuses a put under a lease it does not have.
+                    if err.to_string().contains("requested lease not found") {
+                        StoreError::LeaseExpired { lease }
+                    } else {
+                        endpoints.failed(call, &err)
+                    }
+                };
+                let (response, retried) = match kv.txn(txn.clone()).await {
+                    // As a compare-and-set: a second attempt is safe, and
+                    // a conflict after it may be with the first's write.
+                    Err(err) if no_answer(&err) => (kv.txn(txn).await.map_err(lost)?, true),
+                    answered => (answered.map_err(lost)?, false),
+                };
+                let answer = CasAnswer {
+                    response,
+                    expected: 0,
+                    retried,
+                };
+                answer.outcome(endpoints, call)
             })
             .await
         })

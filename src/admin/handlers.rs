@@ -7,7 +7,6 @@ use http_body::Body;
 use serde_json::Value;
 use tower::BoxError;
 
-use super::document::plan_document;
 use super::events;
 use super::json::{error_json, fleet_status_json, models_json};
 use super::reply::{control_error, error, json, json_bytes, Reply};
@@ -15,6 +14,7 @@ use super::request::{read_args, read_within_deadline, Args};
 use super::routes::{Action, Model, Route};
 use super::shared::Shared;
 use crate::control::{Change, ControlError};
+use crate::plan::document::plan_document;
 
 /// Hands `route` to its handler.
 pub(crate) async fn handle<B>(
@@ -47,7 +47,7 @@ where
         }
         Action::PlanPause | Action::PlanResume | Action::PlanAbort | Action::PlanPromote => {
             match read_args(action, headers, body).await {
-                Ok(_) => plan_call(shared, &model, action),
+                Ok(_) => plan_call(shared, &model, action).await,
                 Err(refused) => refused,
             }
         }
@@ -132,10 +132,11 @@ where
         Err(res) => return res,
     };
     #[cfg(feature = "store")]
-    if shared.replica().is_some() {
-        let msg = "this admin steers one replica of a model kept in a store: a plan here would \
-                   drive this replica alone (plans across replicas are not built yet)";
-        return error(StatusCode::CONFLICT, msg);
+    if let Some(replica) = shared.replica() {
+        return match super::synced::start_plan(replica, &bytes).await {
+            Ok(()) => changed(shared, model, true),
+            Err(refused) => refused,
+        };
     }
     let (plan, gates) = match plan_document(&bytes) {
         Ok(parsed) => parsed,
@@ -158,7 +159,14 @@ where
 
 /// Pauses, resumes, aborts or promotes the running plan; 409 when there is
 /// none or it cannot.
-fn plan_call(shared: &Shared, model: &Model<'_>, action: Action) -> Reply {
+async fn plan_call(shared: &Shared, model: &Model<'_>, action: Action) -> Reply {
+    #[cfg(feature = "store")]
+    if let Some(replica) = shared.replica() {
+        return match super::synced::plan_call(replica, action).await {
+            Ok(done) => changed(shared, model, done),
+            Err(refused) => refused,
+        };
+    }
     let Some(run) = model.handle.plan() else {
         let msg = "no rollout plan has run on this router";
         return error(StatusCode::CONFLICT, msg);

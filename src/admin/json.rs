@@ -4,9 +4,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value};
 
-use super::document::GateSpec;
 use crate::control::{ColorStatus, ColorVersion, RetiringStatus, Transition};
 use crate::mirror::MirrorStats;
+use crate::plan::document::GateSpec;
 use crate::plan::{GateStatus, Phase, PlanEvent, PlanOutcome, PlanState, PlanStatus};
 use crate::shadow::{Exemplar, ShadowReport};
 use crate::{Percentiles, RolloutHandle};

@@ -185,7 +185,6 @@
 
 mod assets;
 mod auth;
-mod document;
 mod events;
 mod handlers;
 mod history;
@@ -198,7 +197,7 @@ mod shared;
 #[cfg(feature = "store")]
 mod synced;
 
-pub use document::{plan_from_json, PlanDocumentError};
+pub use crate::plan::{plan_from_json, PlanDocumentError};
 pub use reply::AdminBody;
 pub use request::{BODY_DEADLINE, MAX_BODY_BYTES};
 pub use service::{Admin, AdminBuilder, ResponseFuture};

@@ -9,10 +9,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 use tower::BoxError;
 
-use super::document::strict_json;
 use super::reply::{error, Reply};
 use super::routes::Action;
 use crate::control::{self, VersionLabel};
+use crate::plan::document::strict_json;
 use crate::Color;
 
 /// The largest request body read, on every route; a larger one is answered

@@ -105,8 +105,10 @@ impl AdminBuilder {
     /// routes written to the store (409 for a conflict, 503 while the store
     /// is unreachable), the replica's sync under `"replica"` in `/status`
     /// (and the stored generation as `"generation"`, the one conditional
-    /// calls expect), and `GET /ready` for a readiness probe. Plans are
-    /// refused (409): a plan driven fleet-wide is not built yet.
+    /// calls expect), and `GET /ready` for a readiness probe. `POST /plan`
+    /// starts a fleet-wide plan ([`Replica::start_plan`](crate::store::Replica::start_plan)),
+    /// the plan routes steer it, and `/status` shows it under
+    /// `"replica"."plan"`.
     #[cfg(feature = "store")]
     #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
     pub fn replica(mut self, replica: crate::store::Replica) -> Self {

@@ -9,10 +9,10 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use super::document::GateSpec;
 use super::history::{History, Sampled, SAMPLE_EVERY};
 use super::json::{millis, status_json, unix_ms, Extras};
 use super::routes::Target;
+use crate::plan::document::GateSpec;
 use crate::plan::PlanRun;
 use crate::RolloutHandle;
 
@@ -118,7 +118,7 @@ impl Shared {
             let fleet = replica.fleet();
             obj.insert(
                 "replica".into(),
-                super::synced::replica_json(&status, &fleet),
+                super::synced::replica_json(&status, &fleet, replica.plan_status().as_ref()),
             );
         }
         doc

@@ -1,6 +1,6 @@
 //! The admin of a [`Replica`](crate::store::Replica) (feature `store`):
-//! control calls written to the store, `GET /ready`, and the replica's
-//! sync in the status.
+//! control calls and fleet-wide plans written to the store, `GET /ready`,
+//! and the replica's sync and plan in the status.
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -9,7 +9,11 @@ use super::json::error_json;
 use super::reply::{control_error, error, json, Reply};
 use super::request::Args;
 use super::routes::Action;
-use crate::store::{Replica, ReplicaReport, ReplicaStatus, Source, SyncError};
+use crate::plan::PlanError;
+use crate::store::{
+    FleetPlanStatus, PlanAbort, Replica, ReplicaReport, ReplicaStatus, ReplicaWindow, Source,
+    StartPlanError, SyncError,
+};
 
 /// Promote, rollback, split, mirror through the store: `Ok(changed)`, or
 /// the refusal (409 for a conflict, 503 while the store is unreachable,
@@ -31,17 +35,63 @@ pub(crate) async fn steer(replica: &Replica, action: Action, args: Args) -> Resu
         Action::Split => call.set_split(args.fraction.unwrap_or(f64::NAN)).await,
         _ => call.mirror_standby(args.fraction.unwrap_or(f64::NAN)).await,
     };
-    match result {
-        Ok(done) => Ok(done.changed),
-        Err(SyncError::Control(e)) => Err(control_error(&e)),
-        Err(e @ SyncError::Unavailable { .. }) => {
+    result.map(|done| done.changed).map_err(refused)
+}
+
+/// `POST /plan` for a replica: the plan is stored and driven fleet-wide.
+/// 400 naming the document's field, 409 when a plan runs (or the router
+/// cannot run this one), else as [`refused`].
+pub(crate) async fn start_plan(replica: &Replica, document: &[u8]) -> Result<(), Reply> {
+    match replica.start_plan(document).await {
+        Ok(_) => Ok(()),
+        Err(StartPlanError::Document(e)) => {
+            let mut doc = error_json(&e.to_string());
+            if let Some(obj) = doc.as_object_mut() {
+                obj.insert("field".into(), Value::String(e.field));
+            }
+            Err(json(StatusCode::BAD_REQUEST, &doc))
+        }
+        Err(StartPlanError::Plan(e @ PlanError::AlreadyRunning)) => {
+            Err(error(StatusCode::CONFLICT, &format!("{e} (fleet-wide)")))
+        }
+        Err(StartPlanError::Plan(e)) => Err(error(StatusCode::CONFLICT, &e.to_string())),
+        Err(StartPlanError::Sync(e)) => Err(refused(e)),
+    }
+}
+
+/// Pause, resume, abort, skip to the promote of the fleet-wide plan. An
+/// abort while the store is unreachable is made here at once and written
+/// later (200, `"pending": true` in the plan's status).
+pub(crate) async fn plan_call(replica: &Replica, action: Action) -> Result<bool, Reply> {
+    let result = match action {
+        Action::PlanPause => replica.pause_plan().await,
+        Action::PlanResume => replica.resume_plan().await,
+        Action::PlanAbort => {
+            return match replica.abort_plan("through the admin endpoint").await {
+                Ok(PlanAbort::Written(done)) => Ok(done.changed),
+                Ok(_) => Ok(true),
+                Err(e) => Err(refused(e)),
+            }
+        }
+        _ => replica.skip_plan_to_promote().await,
+    };
+    result.map(|done| done.changed).map_err(refused)
+}
+
+/// A refused call: 409 for a conflict, a missing plan or a version not
+/// everywhere, 503 while the store is unreachable, 500 for a stored state
+/// that does not parse.
+fn refused(e: SyncError) -> Reply {
+    match e {
+        SyncError::Control(e) => control_error(&e),
+        e @ SyncError::Unavailable { .. } => {
             let mut doc = error_json(&e.to_string());
             if let Some(obj) = doc.as_object_mut() {
                 obj.insert("reason".into(), Value::from("store_unavailable"));
             }
-            Err(json(StatusCode::SERVICE_UNAVAILABLE, &doc))
+            json(StatusCode::SERVICE_UNAVAILABLE, &doc)
         }
-        Err(e @ SyncError::NotEverywhere { .. }) => {
+        e @ SyncError::NotEverywhere { .. } => {
             let mut doc = error_json(&e.to_string());
             if let (Some(obj), SyncError::NotEverywhere { replicas, .. }) =
                 (doc.as_object_mut(), &e)
@@ -49,10 +99,52 @@ pub(crate) async fn steer(replica: &Replica, action: Action, args: Args) -> Resu
                 obj.insert("reason".into(), Value::from("not_everywhere"));
                 obj.insert("replicas".into(), Value::from(replicas.clone()));
             }
-            Err(json(StatusCode::CONFLICT, &doc))
+            json(StatusCode::CONFLICT, &doc)
         }
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
+        e @ SyncError::NoPlan => error(StatusCode::CONFLICT, &e.to_string()),
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// The fleet-wide plan, for the status document.
+pub(crate) fn plan_json(p: &FleetPlanStatus) -> Value {
+    let s = &p.stored;
+    let window = |w: &ReplicaWindow| {
+        let side = |m: &crate::control::Measurement| json!({ "requests": m.finished, "failures": m.failures });
+        json!({
+            "id": w.id,
+            "blue": side(&w.phase.blue),
+            "green": side(&w.phase.green),
+            "compared": w.compared.matched + w.compared.mismatched,
+        })
+    };
+    json!({
+        "id": s.id,
+        "state": s.state.as_str(),
+        "phase": super::json::phase_text(&p.phase),
+        "seq": s.seq,
+        "stable": s.stable.as_str(),
+        "candidate": s.candidate.as_str(),
+        "baked_ms": u64::try_from(p.baked.as_millis()).unwrap_or(u64::MAX),
+        "driver": s.driver,
+        "term": s.term,
+        "driving_here": p.driving_here,
+        "frozen": p.frozen,
+        "pending_abort": p.pending_abort,
+        "reason": s.reason,
+        "gates": p.gates.iter().map(|g| json!({
+            "gate": g.gate,
+            "threshold": g.threshold,
+            "min_sample": g.min_sample,
+            "verdict": g.verdict.as_str(),
+            "detail": g.verdict.detail(),
+        })).collect::<Vec<_>>(),
+        "holding": p.holding,
+        "windows": p.windows.iter().map(window).collect::<Vec<_>>(),
+        "timeline": s.timeline.iter().map(|t| json!({
+            "seq": t.seq, "what": t.what, "by": t.by, "at_unix_ms": t.at_unix_ms,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// `GET /ready`, for a readiness probe, without the token (it says only
@@ -82,7 +174,11 @@ pub(crate) fn ready(replica: Option<&Replica>, method: &Method) -> Reply {
 }
 
 /// The replica's sync, for the status document.
-pub(crate) fn replica_json(s: &ReplicaStatus, fleet: &[ReplicaReport]) -> Value {
+pub(crate) fn replica_json(
+    s: &ReplicaStatus,
+    fleet: &[ReplicaReport],
+    plan: Option<&FleetPlanStatus>,
+) -> Value {
     let report = |r: &ReplicaReport| {
         let side =
             |v: &crate::store::ReportedVersion| json!({ "version": v.version, "ready": v.ready });
@@ -110,6 +206,7 @@ pub(crate) fn replica_json(s: &ReplicaStatus, fleet: &[ReplicaReport]) -> Value 
         "generation": s.state.as_ref().map(|st| st.generation),
         "stale_ms": s.stale_for.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         "last_error": s.last_error,
+        "plan": plan.map(plan_json),
     })
 }
 

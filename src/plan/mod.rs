@@ -64,6 +64,8 @@
 //! ```
 
 mod builder;
+#[cfg(any(feature = "admin", feature = "store"))]
+pub(crate) mod document;
 mod error;
 mod gate;
 mod run;
@@ -73,9 +75,14 @@ use std::fmt;
 use std::time::Duration;
 
 pub use builder::PlanBuilder;
+#[cfg(any(feature = "admin", feature = "store"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "admin", feature = "store"))))]
+pub use document::{plan_from_json, PlanDocumentError};
 pub use error::PlanError;
 pub use gate::{CheckInput, Gate};
 pub use run::PlanRun;
+#[cfg(feature = "store")]
+pub(crate) use run::{evaluate, shadow_counts};
 pub use status::{
     AbortReason, GateStatus, GateVerdict, Phase, PlanEvent, PlanOutcome, PlanRecord, PlanState,
     PlanStatus,
@@ -105,7 +112,7 @@ struct MirrorPhase {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum MirrorUntil {
+pub(crate) enum MirrorUntil {
     Elapsed(Duration),
     Compared(u64),
 }
@@ -166,6 +173,27 @@ impl RolloutPlan {
     /// [`PlanError::NoMirror`] when the plan mirrors and the router cannot.
     pub fn start(self, handle: &RolloutHandle) -> Result<PlanRun, PlanError> {
         run::start(self, handle)
+    }
+
+    /// The mirror phase's fraction and end, if the plan has one.
+    pub(crate) fn mirror_phase(&self) -> Option<(f64, MirrorUntil)> {
+        self.mirror.map(|m| (m.fraction, m.until))
+    }
+
+    /// The bake after the promote.
+    pub(crate) fn post_bake(&self) -> Duration {
+        self.post_bake
+    }
+
+    /// How often the gates are evaluated.
+    pub(crate) fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Checks that `handle`'s router can run this plan (what
+    /// [`start`](Self::start) checks before it takes the router).
+    pub(crate) fn check_router(&self, handle: &RolloutHandle) -> Result<(), PlanError> {
+        run::check_router(self, &handle.control)
     }
 
     /// The plan's gates, in the order they were given (to show them, with

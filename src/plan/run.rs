@@ -73,29 +73,7 @@ pub struct PlanRun {
 pub(super) fn start(plan: RolloutPlan, handle: &RolloutHandle) -> Result<PlanRun, PlanError> {
     let control = &handle.control;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| PlanError::NoRuntime)?;
-    let compares = plan.gates.iter().any(|g| g.kind.mirror_only())
-        || matches!(
-            plan.mirror,
-            Some(super::MirrorPhase {
-                until: MirrorUntil::Compared(_),
-                ..
-            })
-        );
-    if compares && control.attached::<Judge>().is_none() {
-        return Err(PlanError::NoComparison);
-    }
-    if plan.mirror.is_some() && !control.can_mirror() {
-        return Err(PlanError::NoMirror);
-    }
-    #[cfg(feature = "drift")]
-    if plan
-        .gates
-        .iter()
-        .any(|g| matches!(g.kind, GateKind::Drift { live: true, .. }))
-        && control.attached::<crate::live::LiveState>().is_none()
-    {
-        return Err(PlanError::NoLiveDrift);
-    }
+    check_router(&plan, control)?;
     static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if !control.lock_plan(id) {
@@ -164,6 +142,34 @@ pub(super) fn start(plan: RolloutPlan, handle: &RolloutHandle) -> Result<PlanRun
         }
     });
     Ok(PlanRun { shared })
+}
+
+/// What [`start`] checks of the router before taking it.
+pub(crate) fn check_router(plan: &RolloutPlan, control: &Control) -> Result<(), PlanError> {
+    let compares = plan.gates.iter().any(|g| g.kind.mirror_only())
+        || matches!(
+            plan.mirror,
+            Some(super::MirrorPhase {
+                until: MirrorUntil::Compared(_),
+                ..
+            })
+        );
+    if compares && control.attached::<Judge>().is_none() {
+        return Err(PlanError::NoComparison);
+    }
+    if plan.mirror.is_some() && !control.can_mirror() {
+        return Err(PlanError::NoMirror);
+    }
+    #[cfg(feature = "drift")]
+    if plan
+        .gates
+        .iter()
+        .any(|g| matches!(g.kind, GateKind::Drift { live: true, .. }))
+        && control.attached::<crate::live::LiveState>().is_none()
+    {
+        return Err(PlanError::NoLiveDrift);
+    }
+    Ok(())
 }
 
 impl Shared {
@@ -497,20 +503,20 @@ fn mirror(handle: &RolloutHandle, fraction: f64, generation: u64) -> u64 {
 
 /// The comparison's counts, at a phase's start or now.
 #[derive(Debug, Clone, Default)]
-struct ShadowCounts {
-    matched: u64,
-    mismatched: u64,
-    schema_breaks: u64,
-    reshaped: u64,
+pub(crate) struct ShadowCounts {
+    pub(crate) matched: u64,
+    pub(crate) mismatched: u64,
+    pub(crate) schema_breaks: u64,
+    pub(crate) reshaped: u64,
     /// The pair's structure changes, most frequent first.
-    structure: Vec<StructureChange>,
+    pub(crate) structure: Vec<StructureChange>,
     /// The request and statuses of the last schema break.
-    last_break: Option<String>,
+    pub(crate) last_break: Option<String>,
     #[cfg(feature = "drift")]
-    drift: Vec<crate::drift::FieldDrift>,
+    pub(crate) drift: Vec<crate::drift::FieldDrift>,
 }
 
-fn shadow_counts(control: &Control) -> ShadowCounts {
+pub(crate) fn shadow_counts(control: &Control) -> ShadowCounts {
     // The pair compared now (the plan's candidate against the stable
     // version); a new pair starts from zero.
     let report = control
@@ -553,7 +559,7 @@ fn shadow_counts(control: &Control) -> ShadowCounts {
 
 /// A gate's verdict in the current phase; `None` when it does not apply.
 /// `last_break` describes the last schema break, for the schema gate's verdict.
-fn evaluate(
+pub(crate) fn evaluate(
     gate: &Gate,
     input: &CheckInput<'_>,
     baseline: &Measurement,

@@ -140,6 +140,17 @@ pub trait StateStore: Send + Sync + 'static {
         Box::pin(async { Err(StoreError::NoLeases) })
     }
 
+    /// Writes `value` into `key` under `lease` only if the key does not
+    /// exist; returns the revision. [`StoreError::Conflict`] (with the
+    /// key's revision) when it exists, [`StoreError::LeaseExpired`] when
+    /// the lease is gone. The election of a fleet plan's driver: the
+    /// replica that created the key drives until its lease expires.
+    /// The default: [`StoreError::NoLeases`].
+    fn create_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
+        let _ = (key, value, lease);
+        Box::pin(async { Err(StoreError::NoLeases) })
+    }
+
     /// Every key under `prefix` that has a value, with it, in key order.
     /// The default: [`StoreError::NoLeases`] (only leased reports are
     /// listed).

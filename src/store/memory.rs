@@ -284,6 +284,28 @@ impl StateStore for MemoryStore {
         })
     }
 
+    fn create_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut mem = self.lock();
+            mem.check()?;
+            if !mem.leases.contains_key(&lease) {
+                return Err(StoreError::LeaseExpired { lease });
+            }
+            let current = mem.revision_of(key);
+            if current != 0 {
+                return Err(StoreError::Conflict {
+                    expected: 0,
+                    current,
+                });
+            }
+            let revision = mem.write(key, Some(value));
+            mem.leased.insert(key.to_owned(), lease);
+            drop(mem);
+            self.inner.revision.send_replace(revision);
+            Ok(revision)
+        })
+    }
+
     fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, Entry)>> {
         Box::pin(async move {
             let mem = self.lock();

@@ -71,18 +71,24 @@
 //! driven fleet-wide by an elected replica.
 
 mod api;
+mod drive;
 mod memory;
+mod plan_state;
 mod replica;
 mod report;
 mod snapshot;
 mod state;
+mod window;
 mod write;
 
 pub use api::{Entry, StateStore, StoreError, StoreFuture, WatchStream};
+pub use drive::{FleetPlanStatus, PlanAbort, StartPlanError};
 pub use memory::MemoryStore;
+pub use plan_state::{StoredPhase, StoredPlan, StoredPlanState, TimelineEntry};
 pub use replica::{
     Replica, ReplicaBuilder, ReplicaStatus, Source, DEFAULT_REPORT_TTL, DEFAULT_STORE_TIMEOUT,
 };
 pub use report::{ReplicaReport, ReportedVersion};
 pub use state::{RolloutState, StateError};
+pub use window::{Compared, ReplicaWindow};
 pub use write::{Committed, SyncCall, SyncError};

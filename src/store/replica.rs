@@ -15,6 +15,7 @@ use super::api::{Entry, StateStore, StoreError};
 use super::report::ReplicaReport;
 use super::snapshot::{self, Snapshot};
 use super::state::RolloutState;
+use super::window::PlanTrack;
 use crate::fleet::check_model_name;
 use crate::{Color, ConfigError, RolloutHandle};
 
@@ -59,6 +60,8 @@ pub(super) struct Inner {
     sync: Mutex<SyncState>,
     /// The applied revision, for waiters.
     applied: watch::Sender<u64>,
+    /// The fleet-wide plan, as this replica follows it.
+    track: Mutex<PlanTrack>,
     /// Dropped with the last clone: the sync task stops.
     _alive: watch::Sender<()>,
 }
@@ -228,12 +231,14 @@ impl ReplicaBuilder {
                 last_error: None,
             }),
             applied: watch::channel(0).0,
+            track: Mutex::new(PlanTrack::default()),
             _alive: alive,
         });
         if !inner.read().await {
             inner.start_from_snapshot();
         }
         tokio::spawn(report(Arc::downgrade(&inner), stopped.clone()));
+        tokio::spawn(super::drive::run(Arc::downgrade(&inner), stopped.clone()));
         tokio::spawn(run(Arc::downgrade(&inner), stopped));
         Ok(Replica { inner })
     }
@@ -293,6 +298,30 @@ impl Replica {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, SyncState> {
         self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What this replica follows of the fleet-wide plan.
+    pub(super) fn track(&self) -> MutexGuard<'_, PlanTrack> {
+        self.track.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state applied, if any.
+    pub(super) fn status_state(&self) -> Option<RolloutState> {
+        self.lock().applied.as_ref().map(|a| a.state.clone())
+    }
+
+    /// A receiver told of every applied revision.
+    pub(super) fn applied_changes(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Puts the applied state on the router again (after a pending abort
+    /// was written or dropped).
+    pub(super) fn reapply(&self) {
+        let applied = self.lock().applied.clone();
+        if let Some(snap) = applied {
+            self.put_on_router(snap.revision, &snap.state);
+        }
     }
 
     /// Reads the state from the store and applies it (writing the router's
@@ -422,20 +451,28 @@ impl Inner {
         }
     }
 
-    /// Puts `state` on the router and records it.
-    pub(super) fn applied_state(&self, revision: u64, state: RolloutState, source: Source) {
-        let mut s = self.lock();
-        if revision <= s.seen && source == Source::Store && s.source == Source::Store {
-            return;
-        }
+    /// Puts `state`'s traffic on the router; a problem in words. An abort
+    /// made here while the store was away keeps the stable color for
+    /// everyone until it is written.
+    fn put_on_router(&self, revision: u64, state: &RolloutState) -> Option<String> {
+        let (active, split, mirror) = {
+            let mut track = self.track();
+            track.applied(state.plan.as_ref(), &self.handle);
+            match (&track.pending_abort, &state.plan) {
+                (Some(abort), Some(plan)) if plan.id == abort.plan && plan.is_active() => {
+                    (abort.stable, 0.0, 0.0)
+                }
+                _ => (state.active, state.split, state.mirror),
+            }
+        };
         // A router built without mirroring takes the rest of the state and
         // mirrors nothing (said in `last_error`).
         let can_mirror = self.handle.control.can_mirror();
-        let mirror = if can_mirror { state.mirror } else { 0.0 };
-        let mut problem = match self.handle.assign(state.active, state.split, mirror) {
-            Ok(_) if state.mirror > 0.0 && !can_mirror => Some(format!(
-                "revision {revision}: mirror {} asked, and this router cannot mirror: it mirrors nothing",
-                state.mirror
+        let asked = mirror;
+        let mirror = if can_mirror { asked } else { 0.0 };
+        let mut problem = match self.handle.assign(active, split, mirror) {
+            Ok(_) if asked > 0.0 && !can_mirror => Some(format!(
+                "revision {revision}: mirror {asked} asked, and this router cannot mirror: it mirrors nothing"
             )),
             Ok(_) => None,
             Err(e) => Some(format!("revision {revision}: {e}")),
@@ -450,6 +487,16 @@ impl Inner {
                 }
             }
         }
+        problem
+    }
+
+    /// Puts `state` on the router and records it.
+    pub(super) fn applied_state(&self, revision: u64, state: RolloutState, source: Source) {
+        let mut s = self.lock();
+        if revision <= s.seen && source == Source::Store && s.source == Source::Store {
+            return;
+        }
+        let mut problem = self.put_on_router(revision, &state);
         let snap = Snapshot { revision, state };
         if source == Source::Store {
             if let Some(path) = &self.snapshot {
@@ -615,6 +662,8 @@ async fn report(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
             Ok(Err(StoreError::LeaseExpired { .. })) => lease = None,
             Ok(Err(_)) | Err(_) => {}
         }
+        // The plan task publishes windows and campaigns under it.
+        replica.track().lease = lease;
         if let Ok(reports) = replica.list_reports().await {
             *replica.fleet.lock().unwrap_or_else(|e| e.into_inner()) = reports;
         }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
+use super::plan_state::StoredPlan;
 use crate::control::VersionLabel;
 use crate::Color;
 
@@ -31,6 +32,9 @@ pub struct RolloutState {
     /// Counts the writes: every change bumps it, so that conditional calls
     /// (`expect_generation`) work across replicas.
     pub generation: u64,
+    /// The fleet-wide plan, running or the last one (see
+    /// [`Replica::start_plan`](super::Replica::start_plan)).
+    pub plan: Option<StoredPlan>,
 }
 
 /// A stored state that does not parse.
@@ -60,6 +64,7 @@ impl RolloutState {
             versions,
             previous: None,
             generation: 0,
+            plan: None,
         }
     }
 
@@ -71,7 +76,7 @@ impl RolloutState {
     /// The document as JSON bytes.
     pub fn to_json(&self) -> Vec<u8> {
         let version = |c: Color| self.version(c).map(|v| v.as_str());
-        let doc = json!({
+        let mut doc = json!({
             "active": self.active.as_str(),
             "split": self.split,
             "mirror": self.mirror,
@@ -79,6 +84,9 @@ impl RolloutState {
             "previous": self.previous.map(Color::as_str),
             "generation": self.generation,
         });
+        if let Some(plan) = &self.plan {
+            doc["plan"] = plan.to_value();
+        }
         serde_json::to_vec(&doc).unwrap_or_default()
     }
 
@@ -113,6 +121,10 @@ impl RolloutState {
                 Some(v) => v
                     .as_u64()
                     .ok_or_else(|| bad("generation", "not a non-negative integer"))?,
+            },
+            plan: match doc.get("plan") {
+                None | Some(Value::Null) => None,
+                Some(p) => Some(StoredPlan::from_value(p).map_err(|m| bad("plan", &m))?),
             },
         })
     }
@@ -189,6 +201,7 @@ mod tests {
             err(r#"{"active":"blue","versions":{"blue":"bad label"}}"#),
             "versions"
         );
+        assert_eq!(err(r#"{"active":"blue","plan":{"id":1}}"#), "plan");
         // Unknown fields are left alone.
         assert!(RolloutState::from_json(br#"{"active":"blue","owner":"x"}"#).is_ok());
     }

@@ -7,6 +7,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::api::StoreError;
+use super::plan_state::{StoredPhase, StoredPlanState};
 use super::replica::{Inner, Replica, Source};
 use super::state::RolloutState;
 use crate::control::{ControlError, Readiness, Target, VersionLabel};
@@ -40,6 +41,9 @@ pub enum SyncError {
         /// The replicas that do not hold it ready.
         replicas: Vec<String>,
     },
+    /// A plan call (pause, resume, abort, skip) without a fleet-wide plan
+    /// running.
+    NoPlan,
     /// The stored state does not parse: fix or delete it (the message names
     /// the field). Replicas keep serving the last good one.
     Corrupt {
@@ -69,6 +73,7 @@ impl fmt::Display for SyncError {
                 "{color} ({version}) is not loaded ready on every replica: not on {}",
                 replicas.join(", ")
             ),
+            SyncError::NoPlan => f.write_str("no fleet-wide plan is running"),
             SyncError::Corrupt { revision, reason } => {
                 write!(
                     f,
@@ -261,19 +266,7 @@ impl SyncCall<'_> {
         change: impl FnOnce(&mut RolloutState) -> Result<bool, ControlError>,
     ) -> Result<Committed, SyncError> {
         let inner = &self.replica.inner;
-        let read = within(tokio::time::timeout(inner.timeout, inner.store.get(&inner.key)).await)?
-            .map_err(unavailable)?;
-        let (revision, current) = match read {
-            None => (0, inner.local_state()),
-            Some(entry) => {
-                let bytes = entry.value.as_deref().unwrap_or_default();
-                let state = RolloutState::from_json(bytes).map_err(|e| SyncError::Corrupt {
-                    revision: entry.revision,
-                    reason: e.to_string(),
-                })?;
-                (entry.revision, state)
-            }
-        };
+        let (revision, current) = read_state(inner).await?;
         if let Some(expected) = self.expect {
             if expected != current.generation {
                 return Err(ControlError::Conflict {
@@ -294,41 +287,83 @@ impl SyncCall<'_> {
         if promoting && !self.force && next.active != current.active {
             everywhere(inner, &next).await?;
         }
-        next.generation = current
-            .generation
-            .checked_add(1)
-            .ok_or_else(|| SyncError::Corrupt {
-                revision,
-                reason: "the generation is at its largest value".into(),
+        // A change by hand supersedes a fleet-wide plan, as on one router.
+        if let Some(plan) = next.plan.as_mut().filter(|p| p.is_active()) {
+            plan.state = StoredPlanState::Superseded;
+            plan.phase = StoredPhase::Done;
+            plan.log("superseded by a control call".into(), &inner.id, unix_ms());
+        }
+        write_state(inner, revision, &current, next).await
+    }
+}
+
+/// The stored state and its revision (0 and this router's state when the
+/// model has none yet).
+pub(super) async fn read_state(inner: &Inner) -> Result<(u64, RolloutState), SyncError> {
+    let read = within(tokio::time::timeout(inner.timeout, inner.store.get(&inner.key)).await)?
+        .map_err(unavailable)?;
+    match read {
+        None => Ok((0, inner.local_state())),
+        Some(entry) => {
+            let bytes = entry.value.as_deref().unwrap_or_default();
+            let state = RolloutState::from_json(bytes).map_err(|e| SyncError::Corrupt {
+                revision: entry.revision,
+                reason: e.to_string(),
             })?;
-        let write = inner
-            .store
-            .compare_and_set(&inner.key, revision, Bytes::from(next.to_json()));
-        match within(tokio::time::timeout(inner.timeout, write).await)? {
-            Ok(new) => {
-                inner.applied_state(new, next.clone(), Source::Store);
-                Ok(Committed {
-                    state: next,
-                    revision: new,
-                    changed: true,
-                })
-            }
-            Err(StoreError::Conflict { .. }) => {
-                // Someone wrote first: say which generation it is at now.
-                let read = tokio::time::timeout(inner.timeout, inner.store.get(&inner.key)).await;
-                let now = read.ok().and_then(Result::ok).flatten();
-                let actual = now
-                    .and_then(|e| RolloutState::from_json(e.value.as_deref()?).ok())
-                    .map_or(current.generation.saturating_add(1), |s| s.generation);
-                Err(ControlError::Conflict {
-                    expected: current.generation,
-                    actual,
-                }
-                .into())
-            }
-            Err(e) => Err(unavailable(e)),
+            Ok((entry.revision, state))
         }
     }
+}
+
+/// Writes `next` (its generation one above `current`'s) if the store is
+/// still at `revision`, and applies it here.
+pub(super) async fn write_state(
+    inner: &Inner,
+    revision: u64,
+    current: &RolloutState,
+    mut next: RolloutState,
+) -> Result<Committed, SyncError> {
+    next.generation = current
+        .generation
+        .checked_add(1)
+        .ok_or_else(|| SyncError::Corrupt {
+            revision,
+            reason: "the generation is at its largest value".into(),
+        })?;
+    let write = inner
+        .store
+        .compare_and_set(&inner.key, revision, Bytes::from(next.to_json()));
+    match within(tokio::time::timeout(inner.timeout, write).await)? {
+        Ok(new) => {
+            inner.applied_state(new, next.clone(), Source::Store);
+            Ok(Committed {
+                state: next,
+                revision: new,
+                changed: true,
+            })
+        }
+        Err(StoreError::Conflict { .. }) => {
+            // Someone wrote first: say which generation it is at now.
+            let read = tokio::time::timeout(inner.timeout, inner.store.get(&inner.key)).await;
+            let now = read.ok().and_then(Result::ok).flatten();
+            let actual = now
+                .and_then(|e| RolloutState::from_json(e.value.as_deref()?).ok())
+                .map_or(current.generation.saturating_add(1), |s| s.generation);
+            Err(ControlError::Conflict {
+                expected: current.generation,
+                actual,
+            }
+            .into())
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch (what stored plans keep).
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A timed-out store call is [`SyncError::Unavailable`].
@@ -340,7 +375,7 @@ fn within<T>(r: Result<T, tokio::time::error::Elapsed>) -> Result<T, SyncError> 
 
 /// Whether every replica with a live report holds the version `next`
 /// makes active, ready; a store without leases has no reports to check.
-async fn everywhere(inner: &Inner, next: &RolloutState) -> Result<(), SyncError> {
+pub(super) async fn everywhere(inner: &Inner, next: &RolloutState) -> Result<(), SyncError> {
     let color = next.active;
     let want = next.version(color).map_or_else(
         || inner.handle.version(color).to_string(),
@@ -370,7 +405,7 @@ async fn everywhere(inner: &Inner, next: &RolloutState) -> Result<(), SyncError>
     }
 }
 
-fn unavailable(e: StoreError) -> SyncError {
+pub(super) fn unavailable(e: StoreError) -> SyncError {
     SyncError::Unavailable {
         reason: e.to_string(),
     }

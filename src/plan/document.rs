@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Number, Value};
 
-use crate::plan::{Gate, PlanError, RolloutPlan};
+use super::{Gate, PlanError, RolloutPlan};
 
 /// Why a plan document was refused: the field (a path such as
 /// `steps[1].bake_seconds`) and what is wrong with it.
