@@ -276,3 +276,52 @@ async fn leases<S: StateStore>(store: &S) {
     // The state key, not leased, stays.
     assert!(store.get("models/iris/state").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn an_election_behaves_the_same_in_memory_and_in_etcd() {
+    election(&MemoryStore::new()).await;
+    let server = support::etcd();
+    election(&support::store(&server).await).await;
+}
+
+/// `create_leased`: the first writer wins, the second gets a conflict with
+/// the key's revision, an expired lease is refused, and once the winner's
+/// lease expires the key is free for the next.
+async fn election<S: StateStore>(store: &S) {
+    use std::time::{Duration, Instant};
+    let ttl = Duration::from_secs(2);
+    let a = store.grant(ttl).await.unwrap();
+    let b = store.grant(Duration::from_secs(30)).await.unwrap();
+    let key = "models/iris/driver";
+    let won = store.create_leased(key, Bytes::from("a"), a).await.unwrap();
+    assert_eq!(
+        store.create_leased(key, Bytes::from("b"), b).await,
+        Err(StoreError::Conflict {
+            expected: 0,
+            current: won
+        })
+    );
+    let held = store.get(key).await.unwrap().unwrap();
+    assert_eq!(
+        (held.value.as_deref(), held.revision),
+        (Some(&b"a"[..]), won)
+    );
+    // a stops refreshing: its key goes with its lease, and b wins.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let term = loop {
+        match store.create_leased(key, Bytes::from("b"), b).await {
+            Ok(term) => break term,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "a's lease never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(term > won);
+    assert_eq!(
+        store
+            .create_leased("models/iris/other", Bytes::from("a"), a)
+            .await,
+        Err(StoreError::LeaseExpired { lease: a })
+    );
+}
