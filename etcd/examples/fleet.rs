@@ -13,7 +13,10 @@
 //! canary through replica 1 with each user on the same color everywhere, a
 //! replica killed with SIGKILL and restarted (its first answer is the
 //! current version's), etcd stopped (users still served, writes refused
-//! with 503) and started again (the replicas converge). `--bench N W`: N
+//! with 503) and started again (the replicas converge), then a rollout plan
+//! driven fleet-wide by an elected replica, whose driver is killed with
+//! SIGKILL mid-canary: another replica goes on from the stored phase, and
+//! the plan's timeline has each step once. `--bench N W`: N
 //! replicas, W writes from replica to replica under client load, and the
 //! time from each write's commit until every replica applied it.
 
@@ -74,12 +77,12 @@ fn main() -> ExitCode {
 
 // === one replica (a child process) ===
 
-/// `--replica ENDPOINT SNAPSHOT`: serves the router and its admin on
+/// `--replica ENDPOINT SNAPSHOT ID`: serves the router and its admin on
 /// 127.0.0.1 (a port the OS picks), prints `READY addr`, then `APPLIED rev
 /// unix_nanos` each time it applies a state; exits when stdin closes.
 async fn replica(args: &[String]) -> Result<(), Error> {
-    let [endpoint, snapshot] = args else {
-        return Err("--replica ENDPOINT SNAPSHOT".into());
+    let [endpoint, snapshot, id] = args else {
+        return Err("--replica ENDPOINT SNAPSHOT ID".into());
     };
     let version =
         |v: &'static str| axum::Router::new().route("/predict", post(move || async move { v }));
@@ -91,6 +94,8 @@ async fn replica(args: &[String]) -> Result<(), Error> {
     let options = EtcdOptions::new().request_timeout(Duration::from_millis(500));
     let store = EtcdStore::connect([endpoint.as_str()], options).await?;
     let replica = Replica::builder(&handle, store, "iris")
+        .id(id)
+        .report_ttl(Duration::from_secs(3))
         .snapshot_file(snapshot)
         .timeout(Duration::from_millis(500))
         .start()
@@ -145,6 +150,7 @@ fn spawn(i: usize, endpoint: &str, dir: &std::path::Path) -> Result<Proc, Error>
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--replica", endpoint])
         .arg(dir.join(format!("replica-{i}.json")))
+        .arg(format!("replica-{i}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -201,6 +207,37 @@ async fn steer(c: &HttpClient, p: &Proc, action: &str, body: Value) -> Result<(u
     let code = res.status().as_u16();
     let bytes = res.into_body().collect().await?.to_bytes();
     Ok((code, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+/// `GET /admin/status` of a replica.
+async fn status(c: &HttpClient, p: &Proc) -> Result<Value, Error> {
+    let req = http::Request::get(format!("http://{}/admin/status", p.addr))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Full::new(Bytes::new()))?;
+    let res = c.request(req).await?;
+    let bytes = res.into_body().collect().await?.to_bytes();
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// Waits (at most `within`) until the fleet-wide plan, as `p` shows it,
+/// satisfies `done`; the plan's document then.
+async fn plan_until(
+    c: &HttpClient,
+    p: &Proc,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Result<Value, Error> {
+    let start = Instant::now();
+    loop {
+        let plan = status(c, p).await?["replica"]["plan"].clone();
+        if done(&plan) {
+            return Ok(plan);
+        }
+        if start.elapsed() > within {
+            return Err(format!("the plan did not get there within {within:?}: {plan}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Who answers `user` on a replica: `blue; version=v1`.
@@ -306,6 +343,8 @@ async fn walkthrough() -> Result<(), Error> {
     }
     let load = Load::start(procs.iter().map(|p| p.addr).collect());
     let c = client();
+    // The replicas killed on purpose (requests to them fail).
+    let mut killed: Vec<SocketAddr> = Vec::new();
 
     println!("\n1. promote through replica 0");
     let (code, _) = steer(&c, &procs[0], "promote", json!({})).await?;
@@ -334,6 +373,7 @@ async fn walkthrough() -> Result<(), Error> {
     procs[2].child.kill()?;
     procs[2].child.wait()?;
     let old = procs[2].addr;
+    killed.push(old);
     let again = spawn(2, &endpoint, &dir)?;
     let first = served(&c, again.addr, 1).await?;
     let peer = served(&c, procs[0].addr, 1).await?;
@@ -392,22 +432,101 @@ async fn walkthrough() -> Result<(), Error> {
     };
     println!("   rollback through replica 1: every replica serves blue (v1) after {took:?}");
 
+    println!("\n5. a rollout plan of green (v2), started through replica 1, driven by one elected replica");
+    let plan = json!({
+        "steps": [
+            { "split": 0.1, "bake_seconds": 2 },
+            { "split": 0.3, "bake_seconds": 4 },
+            { "split": 0.5, "bake_seconds": 2 }
+        ],
+        "post_promotion_bake_seconds": 1,
+        "interval_ms": 200,
+        "gates": [{ "type": "error_rate", "max": 0.05, "min_sample": 20 }]
+    });
+    let (plan_code, started) = steer(&c, &procs[1], "plan", plan).await?;
+    if plan_code != 200 {
+        return Err(format!("the plan was refused: {plan_code} {started}").into());
+    }
+    let in_step_2 = plan_until(&c, &procs[0], Duration::from_secs(20), |p| {
+        p["seq"] == 2 && p["driver"].is_string()
+    })
+    .await?;
+    let driver = in_step_2["driver"].as_str().unwrap_or_default().to_owned();
+    let d: usize = driver
+        .strip_prefix("replica-")
+        .and_then(|i| i.parse().ok())
+        .ok_or("no driver")?;
+    println!(
+        "   in {}: driven by {driver}; kill -9 it",
+        in_step_2["phase"]
+    );
+    procs[d].child.kill()?;
+    procs[d].child.wait()?;
+    killed.push(procs[d].addr);
+    let killed_at = Instant::now();
+    let survivor = (d + 1) % procs.len();
+    let taken = plan_until(&c, &procs[survivor], Duration::from_secs(10), |p| {
+        p["driver"].as_str().is_some_and(|x| x != driver)
+    })
+    .await?;
+    println!(
+        "   {} took over after {:?} (the lease's time to live is 3 s), in {}",
+        taken["driver"],
+        killed_at.elapsed(),
+        taken["phase"]
+    );
+    let restarted = spawn(d, &endpoint, &dir)?;
+    {
+        let mut addrs = load.addrs.lock().unwrap();
+        addrs.retain(|a| *a != procs[d].addr);
+        addrs.push(restarted.addr);
+    }
+    procs[d] = restarted;
+    let done = plan_until(&c, &procs[survivor], Duration::from_secs(30), |p| {
+        p["state"] != "running" && p["state"] != "paused"
+    })
+    .await?;
+    println!("   the plan {}; its timeline:", done["state"]);
+    let timeline = done["timeline"].as_array().cloned().unwrap_or_default();
+    for t in &timeline {
+        println!(
+            "     seq {:<2} {:<24} by {}",
+            t["seq"],
+            t["what"].as_str().unwrap_or(""),
+            t["by"].as_str().unwrap_or("")
+        );
+    }
+    let steps: Vec<&str> = timeline
+        .iter()
+        .filter_map(|t| t["what"].as_str())
+        .filter(|w| w.starts_with("canary") || *w == "promoted" || *w == "completed")
+        .collect();
+    let once = [
+        "canary 1/3 at 10%",
+        "canary 2/3 at 30%",
+        "canary 3/3 at 50%",
+        "promoted",
+        "completed",
+    ];
+    if done["state"] != "promoted" || steps != once {
+        return Err(format!("the plan's steps: {steps:?}").into());
+    }
+    let took = until_all(&c, &procs, "green; version=v2").await?;
+    println!("   each step once; every replica serves green (v2), checked after {took:?}");
+
     load.stop.store(true, Ordering::Relaxed);
     let (sent, failed) = (
         load.sent.load(Ordering::Relaxed),
         load.failed.load(Ordering::Relaxed),
     );
     println!(
-        "\nclient: {sent} requests, {failed} failed, all of them sent to the killed replica \
+        "\nclient: {sent} requests, {failed} failed, all of them sent to the killed replicas \
          ({} sent to the live ones failed)",
         failed
-            - load
-                .failed_on
-                .lock()
-                .unwrap()
-                .get(&old)
-                .copied()
-                .unwrap_or(0)
+            - killed
+                .iter()
+                .map(|a| load.failed_on.lock().unwrap().get(a).copied().unwrap_or(0))
+                .sum::<u64>()
     );
     for mut p in procs {
         let _ = p.child.kill();
