@@ -138,6 +138,10 @@ async fn a_promote_through_one_replicas_admin_is_served_by_the_other() {
     let plan = &started["replica"]["plan"];
     assert_eq!(plan["state"], "running", "{started}");
     assert_eq!(plan["phase"], "canary 1/1 at 0.25", "{started}");
+    // Also where a router's own plan is shown (the dashboard, the CLI).
+    assert_eq!(started["plan"]["fleet"], true, "{started}");
+    assert_eq!(started["plan"]["phase"], "canary 1/1 at 0.25");
+    assert_eq!(started["plan"]["stable"], "green");
     rb.applied(ra.status().applied_revision).await;
     assert_eq!(handle_b.status().split, 0.25);
     let (code, doc) = call(b, Method::GET, "/admin/status", json!({})).await;

@@ -116,9 +116,15 @@ impl Shared {
             let stored = status.state.as_ref().map(|s| s.generation);
             obj.insert("generation".into(), Value::from(stored));
             let fleet = replica.fleet();
+            let plan = replica.plan_status();
+            if let Some(p) = &plan {
+                // The fleet-wide plan in the place and shape of a router's
+                // own, for the dashboard and the CLI.
+                obj.insert("plan".into(), super::synced::plan_compat(p));
+            }
             obj.insert(
                 "replica".into(),
-                super::synced::replica_json(&status, &fleet, replica.plan_status().as_ref()),
+                super::synced::replica_json(&status, &fleet, plan.as_ref()),
             );
         }
         doc

@@ -12,7 +12,7 @@ use super::routes::Action;
 use crate::plan::PlanError;
 use crate::store::{
     FleetPlanStatus, PlanAbort, Replica, ReplicaReport, ReplicaStatus, ReplicaWindow, Source,
-    StartPlanError, SyncError,
+    StartPlanError, StoredPlanState, SyncError,
 };
 
 /// Promote, rollback, split, mirror through the store: `Ok(changed)`, or
@@ -104,6 +104,57 @@ fn refused(e: SyncError) -> Reply {
         e @ SyncError::NoPlan => error(StatusCode::CONFLICT, &e.to_string()),
         e => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// The fleet-wide plan in the shape of a router's own plan (`"plan"` of
+/// the status document), with `"fleet": true` and its driver.
+pub(crate) fn plan_compat(p: &FleetPlanStatus) -> Value {
+    let s = &p.stored;
+    let started = s.timeline.first().map(|t| t.at_unix_ms);
+    let now = crate::store::unix_ms();
+    let state = match s.state {
+        StoredPlanState::Running if !p.holding.is_empty() => "holding",
+        other => other.as_str(),
+    };
+    let outcome = match s.state {
+        StoredPlanState::Promoted => Some("promoted".to_owned()),
+        StoredPlanState::Aborted => Some(format!(
+            "aborted: {}",
+            s.reason.as_deref().unwrap_or("no reason given")
+        )),
+        StoredPlanState::Superseded => Some("superseded".to_owned()),
+        _ => None,
+    };
+    let last = s.timeline.last().map(|t| t.at_unix_ms);
+    let elapsed = match (started, outcome.is_some(), last) {
+        (Some(start), true, Some(end)) => end.saturating_sub(start),
+        (Some(start), _, _) => now.saturating_sub(start),
+        _ => 0,
+    };
+    json!({
+        "fleet": true,
+        "driver": s.driver,
+        "started_unix_ms": started,
+        "state": state,
+        "phase": super::json::phase_text(&p.phase),
+        "stable": s.stable.as_str(),
+        "candidate": s.candidate.as_str(),
+        "elapsed_ms": elapsed,
+        "baked_ms": u64::try_from(p.baked.as_millis()).unwrap_or(u64::MAX),
+        "gates": p.gates.iter().map(|g| json!({
+            "gate": g.gate,
+            "verdict": g.verdict.as_str(),
+            "detail": g.verdict.detail(),
+            "threshold": g.threshold,
+            "min_sample": g.min_sample,
+        })).collect::<Vec<_>>(),
+        "outcome": outcome,
+        "history": s.timeline.iter().map(|t| json!({
+            "at_ms": t.at_unix_ms.saturating_sub(started.unwrap_or(t.at_unix_ms)),
+            "at_unix_ms": t.at_unix_ms,
+            "event": format!("{} (by {})", t.what, t.by),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// The fleet-wide plan, for the status document.

@@ -92,3 +92,5 @@ pub use report::{ReplicaReport, ReportedVersion};
 pub use state::{RolloutState, StateError};
 pub use window::{Compared, ReplicaWindow};
 pub use write::{Committed, SyncCall, SyncError};
+
+pub(crate) use write::unix_ms;

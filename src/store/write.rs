@@ -360,7 +360,7 @@ pub(super) async fn write_state(
 }
 
 /// Now, in milliseconds since the Unix epoch (what stored plans keep).
-pub(super) fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
