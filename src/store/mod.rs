@@ -77,6 +77,7 @@ mod plan_state;
 mod replica;
 mod report;
 mod snapshot;
+mod start;
 mod state;
 mod window;
 mod write;

@@ -16,8 +16,7 @@ use super::report::ReplicaReport;
 use super::snapshot::{self, Snapshot};
 use super::state::RolloutState;
 use super::window::PlanTrack;
-use crate::fleet::check_model_name;
-use crate::{Color, ConfigError, RolloutHandle};
+use crate::{Color, RolloutHandle};
 
 /// How long start-up waits for the store, and each read or write of a
 /// control call, by default.
@@ -52,18 +51,18 @@ pub(super) struct Inner {
     /// This replica's id, and the prefix of every replica's report key.
     pub(super) id: String,
     pub(super) reports: String,
-    report_ttl: Duration,
+    pub(super) report_ttl: Duration,
     /// The reports last listed (this replica's included).
-    fleet: Mutex<Vec<ReplicaReport>>,
-    snapshot: Option<PathBuf>,
+    pub(super) fleet: Mutex<Vec<ReplicaReport>>,
+    pub(super) snapshot: Option<PathBuf>,
     pub(super) timeout: Duration,
-    sync: Mutex<SyncState>,
+    pub(super) sync: Mutex<SyncState>,
     /// The applied revision, for waiters.
-    applied: watch::Sender<u64>,
+    pub(super) applied: watch::Sender<u64>,
     /// The fleet-wide plan, as this replica follows it.
-    track: Mutex<PlanTrack>,
+    pub(super) track: Mutex<PlanTrack>,
     /// Dropped with the last clone: the sync task stops.
-    _alive: watch::Sender<()>,
+    pub(super) _alive: watch::Sender<()>,
 }
 
 /// Where the state being served came from.
@@ -104,25 +103,25 @@ pub struct ReplicaStatus {
     pub last_error: Option<String>,
 }
 
-struct SyncState {
-    applied: Option<Snapshot>,
+pub(super) struct SyncState {
+    pub(super) applied: Option<Snapshot>,
     /// Revisions up to here were seen (applied, or refused as bad).
-    seen: u64,
-    source: Source,
-    connected: bool,
-    since: Instant,
-    last_error: Option<String>,
+    pub(super) seen: u64,
+    pub(super) source: Source,
+    pub(super) connected: bool,
+    pub(super) since: Instant,
+    pub(super) last_error: Option<String>,
 }
 
 /// Builds and starts a [`Replica`].
 pub struct ReplicaBuilder {
-    handle: RolloutHandle,
-    store: Arc<dyn StateStore>,
-    model: String,
-    id: Option<String>,
-    report_ttl: Duration,
-    snapshot: Option<PathBuf>,
-    timeout: Duration,
+    pub(super) handle: RolloutHandle,
+    pub(super) store: Arc<dyn StateStore>,
+    pub(super) model: String,
+    pub(super) id: Option<String>,
+    pub(super) report_ttl: Duration,
+    pub(super) snapshot: Option<PathBuf>,
+    pub(super) timeout: Duration,
 }
 
 impl Replica {
@@ -175,72 +174,6 @@ impl ReplicaBuilder {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
-    }
-
-    /// Reads the state (within the timeout; else the snapshot file; else
-    /// the router's own state, not ready), applies it, and starts watching
-    /// on the ambient tokio runtime. Writes the router's state to the store
-    /// when the model has none yet.
-    ///
-    /// # Errors
-    /// [`ConfigError::InvalidModelName`], [`ConfigError::MustBePositive`]
-    /// for a zero timeout. The store being unreachable is not an error: the
-    /// replica starts on the snapshot or the default and keeps trying.
-    pub async fn start(self) -> Result<Replica, ConfigError> {
-        check_model_name(&self.model)?;
-        let id = self.id.unwrap_or_else(|| {
-            std::env::var("HOSTNAME")
-                .ok()
-                .filter(|h| check_model_name(h).is_ok())
-                .unwrap_or_else(|| format!("replica-{}", std::process::id()))
-        });
-        check_model_name(&id)?;
-        if self.report_ttl < Duration::from_secs(3) {
-            return Err(ConfigError::TooSmall {
-                setting: "replica report_ttl (at least 3 s)",
-            });
-        }
-        if self.report_ttl > Duration::from_secs(24 * 3600) {
-            return Err(ConfigError::TooLarge {
-                setting: "replica report_ttl (at most a day)",
-            });
-        }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::MustBePositive {
-                setting: "replica timeout",
-            });
-        }
-        let (alive, stopped) = watch::channel(());
-        let inner = Arc::new(Inner {
-            key: format!("models/{}/state", self.model),
-            reports: format!("models/{}/replicas/", self.model),
-            id,
-            report_ttl: self.report_ttl,
-            fleet: Mutex::new(Vec::new()),
-            handle: self.handle,
-            store: self.store,
-            model: self.model,
-            snapshot: self.snapshot,
-            timeout: self.timeout,
-            sync: Mutex::new(SyncState {
-                applied: None,
-                seen: 0,
-                source: Source::Default,
-                connected: false,
-                since: Instant::now(),
-                last_error: None,
-            }),
-            applied: watch::channel(0).0,
-            track: Mutex::new(PlanTrack::default()),
-            _alive: alive,
-        });
-        if !inner.read().await {
-            inner.start_from_snapshot();
-        }
-        tokio::spawn(report(Arc::downgrade(&inner), stopped.clone()));
-        tokio::spawn(super::drive::run(Arc::downgrade(&inner), stopped.clone()));
-        tokio::spawn(run(Arc::downgrade(&inner), stopped));
-        Ok(Replica { inner })
     }
 }
 
@@ -326,7 +259,7 @@ impl Inner {
 
     /// Reads the state from the store and applies it (writing the router's
     /// own when there is none); false when the store could not be read.
-    async fn read(&self) -> bool {
+    pub(super) async fn read(&self) -> bool {
         match tokio::time::timeout(self.timeout, self.store.get(&self.key)).await {
             Ok(Ok(Some(entry))) => {
                 self.contact();
@@ -385,7 +318,7 @@ impl Inner {
         state
     }
 
-    fn start_from_snapshot(&self) {
+    pub(super) fn start_from_snapshot(&self) {
         let Some(path) = &self.snapshot else { return };
         match snapshot::read(path) {
             Ok(Some(snap)) => self.applied_state(snap.revision, snap.state, Source::Snapshot),
@@ -521,7 +454,7 @@ impl Inner {
 /// The sync task: watches from the applied revision, re-reads after a
 /// compaction or while only the snapshot or the default is served, and
 /// reconnects with a backoff; stops when the last [`Replica`] is dropped.
-async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
+pub(super) async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(replica) = inner.upgrade() else {
@@ -647,7 +580,7 @@ impl Inner {
 
 /// The report task: every third of the report's time to live, refreshes
 /// the lease, writes this replica's report, and reads everyone's.
-async fn report(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
+pub(super) async fn report(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
     let mut lease = None;
     loop {
         let Some(replica) = inner.upgrade() else {
