@@ -66,7 +66,7 @@ impl std::error::Error for StartPlanError {}
 #[non_exhaustive]
 pub enum PlanAbort {
     /// Written to the store: every replica serves the stable color.
-    Written(Committed),
+    Written(Box<Committed>),
     /// The store could not be reached: this replica serves the stable
     /// color now, and writes the abort when the store is back (the other
     /// replicas follow then).
@@ -243,7 +243,7 @@ impl Replica {
             })
             .await;
         match written {
-            Ok(done) => Ok(PlanAbort::Written(done)),
+            Ok(done) => Ok(PlanAbort::Written(Box::new(done))),
             Err(SyncError::Unavailable { .. }) => {
                 let applied = self.status().state;
                 let Some(plan) = applied.and_then(|s| s.plan).filter(StoredPlan::is_active) else {

@@ -66,9 +66,31 @@
 //!   version that one of them does not hold ready is
 //!   [`SyncError::NotEverywhere`] (unless forced).
 //!
+//! - **Fleet-wide plans** ([`Replica::start_plan`], from the plan's
+//!   document, the admin's format): the plan and its phase are part of the
+//!   stored document, and each phase change is one compare-and-set that
+//!   carries the new traffic with the phase and a [`TimelineEntry`]. One
+//!   replica drives: the one that created the key `models/{model}/driver`
+//!   under its lease. Every replica keeps measuring while a plan is active
+//!   and publishes its window of the phase under its lease
+//!   (`models/{model}/windows/{id}`, each plan interval); the driver judges
+//!   the gates on their sum (the shadow comparison's counts summed too;
+//!   drift gates on the driver's own sample), so a 5% canary on ten
+//!   replicas reaches a gate's minimum sample from all of them. The
+//!   promote waits (holds) until every live replica holds the candidate
+//!   ready. If the driver dies, its lease expires and another replica wins
+//!   the key, writes its term and goes on from the stored phase: a phase is
+//!   entered once, and a driver that finds a later term stops (its writes
+//!   are compare-and-sets on the revision it read, so none lands after
+//!   another's). While the store cannot be reached nothing is written, so
+//!   the plan stands still; [`Replica::abort_plan`] then serves the stable
+//!   color on this replica at once and writes the abort when the store is
+//!   back ([`PlanAbort::Pending`]). A control call by hand supersedes the
+//!   plan, as on one router. [`Replica::plan_status`] and the admin's
+//!   `/status` show the plan, the driver's verdicts and each window.
+//!
 //! Not yet: loading the version the state names into a color (a replica
-//! reports a version it does not hold, and serves what it has), and plans
-//! driven fleet-wide by an elected replica.
+//! reports a version it does not hold, and serves what it has).
 
 mod api;
 mod drive;
