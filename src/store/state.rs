@@ -201,7 +201,32 @@ mod tests {
             err(r#"{"active":"blue","versions":{"blue":"bad label"}}"#),
             "versions"
         );
-        assert_eq!(err(r#"{"active":"blue","plan":{"id":1}}"#), "plan");
+        // A stored plan round-trips, and a wrong one names the plan.
+        let mut with_plan = RolloutState::new([None, None]);
+        let mut plan = StoredPlan {
+            id: 3,
+            document: serde_json::json!({"steps": [{"split": 0.1, "bake_seconds": 5}]}),
+            stable: Color::Blue,
+            candidate: Color::Green,
+            phase: crate::store::StoredPhase::Canary(0),
+            seq: 1,
+            entered_unix_ms: 1_700_000_000_000,
+            paused_baked_ms: Some(1200),
+            state: crate::store::StoredPlanState::Paused,
+            reason: None,
+            driver: Some("r1".into()),
+            term: 42,
+            timeline: Vec::new(),
+        };
+        plan.log("canary 1/1 at 10%".into(), "r0", 1_700_000_000_000);
+        with_plan.plan = Some(plan);
+        assert_eq!(RolloutState::from_json(&with_plan.to_json()), Ok(with_plan));
+        for bad_plan in [
+            r#"{"active":"blue","plan":{"id":1}}"#,
+            r#"{"active":"blue","plan":[]}"#,
+        ] {
+            assert_eq!(err(bad_plan), "plan", "{bad_plan}");
+        }
         // Unknown fields are left alone.
         assert!(RolloutState::from_json(br#"{"active":"blue","owner":"x"}"#).is_ok());
     }
