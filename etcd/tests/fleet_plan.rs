@@ -3,7 +3,8 @@
 //! connection, elect a driver through a key under a real etcd lease; a
 //! candidate failing on one replica is aborted on all three, and when the
 //! driver dies mid-canary another goes on from the stored phase, each step
-//! entered once.
+//! entered once, and a candidate that fails after the failover is still
+//! aborted everywhere.
 
 mod support;
 
@@ -325,5 +326,36 @@ async fn when_the_driver_dies_another_replica_goes_on_from_the_stored_phase() {
     for n in &nodes {
         n.replica.applied(done_revision(&nodes[0])).await;
         assert_eq!(n.handle.active(), Color::Green);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_a_failing_candidate_is_still_aborted_everywhere() {
+    let server = support::etcd();
+    let doc = json!({
+        "steps": [
+            { "split": 0.3, "bake_seconds": 1 },
+            { "split": 0.5, "bake_seconds": 60 },
+        ],
+        "interval_ms": 100,
+        "gates": [{ "type": "error_rate", "max": 0.05, "min_sample": 30 }],
+    });
+    let (nodes, _, _, stop) = kill_the_driver_mid_canary(&server, doc).await;
+    for n in &nodes {
+        n.failing.store(true, Ordering::Relaxed);
+    }
+    let done = plan_until(
+        &nodes[0].replica,
+        Duration::from_secs(20),
+        "aborted",
+        finished,
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(done.stored.state, StoredPlanState::Aborted, "{done:#?}");
+    for n in &nodes {
+        n.replica.applied(done_revision(&nodes[0])).await;
+        assert_eq!(n.handle.active(), Color::Blue);
+        assert_eq!(n.handle.status().split, 0.0);
     }
 }
