@@ -180,6 +180,9 @@ async fn while_the_store_is_down_writes_get_503_and_users_the_last_state() {
     let (code, refused) = call(a, Method::POST, "/admin/rollback", json!({})).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
     assert_eq!(refused["reason"], "store_unavailable");
+    let plan = json!({ "steps": [{ "split": 0.1, "bake_seconds": 1 }] });
+    let (code, refused) = call(a, Method::POST, "/admin/plan", plan).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
     for _ in 0..10 {
         assert_eq!(predict(a).await, "v2");
     }

@@ -234,19 +234,32 @@ async fn a_gate_reaches_its_minimum_sample_from_the_whole_fleet() {
     for n in &nodes {
         n.replica.applied(revision).await;
     }
-    for (i, n) in nodes.iter().enumerate() {
-        for user in 0..40 {
-            assert_eq!(ask(&n.router, (i as u64) << 32 | user).await, "v2");
+    let send = |i: usize| {
+        let router = nodes[i].router.clone();
+        async move {
+            for user in 0..40 {
+                assert_eq!(ask(&router, (i as u64) << 32 | user).await, "v2");
+            }
         }
-    }
+    };
+    // Two replicas' 80 requests: past the bake, the plan holds on the gate.
+    send(0).await;
+    send(1).await;
     let held = plan_until(
-        &nodes[0].replica,
+        &nodes[2].replica,
         Duration::from_secs(10),
-        "each window published",
-        |s| s.windows.len() == 3 && s.windows.iter().all(|w| w.phase.green.finished == 40),
+        "holding on 80 of 100",
+        |s| {
+            s.holding == ["error_rate"]
+                && s.gates
+                    .iter()
+                    .any(|g| g.verdict.detail() == "80 of 100 requests")
+        },
     )
     .await;
-    assert!(held.windows.iter().all(|w| w.phase.green.finished < 100));
+    assert_eq!(held.stored.seq, 1, "{held:#?}");
+    // The third replica's 40: the sum passes and the plan promotes.
+    send(2).await;
     let done = plan_until(
         &nodes[0].replica,
         Duration::from_secs(10),
@@ -257,6 +270,13 @@ async fn a_gate_reaches_its_minimum_sample_from_the_whole_fleet() {
     assert_eq!(done.stored.state, StoredPlanState::Promoted, "{done:#?}");
     let steps: Vec<String> = phases(&done).into_iter().map(|p| p.1).collect();
     assert_eq!(steps, ["canary 1/1 at 100%", "promoted", "completed"]);
+    let passed = done
+        .stored
+        .timeline
+        .iter()
+        .filter(|t| t.what == "promoted")
+        .count();
+    assert_eq!(passed, 1);
     for n in &nodes {
         n.replica.applied(done_revision(&nodes[0])).await;
         assert_eq!(n.handle.active(), Color::Green);
@@ -479,6 +499,64 @@ async fn while_the_store_is_away_the_plan_freezes_and_an_abort_is_written_later(
         .filter(|t| t.what.starts_with("aborted"))
         .count();
     assert_eq!(aborts, 1, "{:#?}", done.stored.timeline);
+    let steps: Vec<String> = phases(&done).into_iter().map(|p| p.1).collect();
+    assert_eq!(
+        steps,
+        ["canary 1/2 at 20%"],
+        "no step while the store was away"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_promote_waits_until_every_live_replica_holds_the_candidate() {
+    let store = MemoryStore::new();
+    let nodes = fleet(&store, 2).await;
+    // A third replica whose green holds another version than the state's.
+    let (_router, other) = BlueGreenRouter::builder()
+        .versions("v1", "v2-rc")
+        .build(
+            Answer::new(service_fn(|_: Request<String>| async {
+                Ok::<_, Infallible>(Response::new("v1".to_owned()))
+            })),
+            Answer::new(service_fn(|_: Request<String>| async {
+                Ok::<_, Infallible>(Response::new("v2-rc".to_owned()))
+            })),
+        )
+        .unwrap();
+    let odd = Replica::builder(&other, store.clone(), "iris")
+        .id("odd")
+        .report_ttl(TTL)
+        .start()
+        .await
+        .unwrap();
+    let doc = json!({
+        "steps": [{ "split": 0.1, "bake_seconds": 1 }],
+        "interval_ms": 100,
+    });
+    nodes[0]
+        .replica
+        .start_plan(doc.to_string().as_bytes())
+        .await
+        .unwrap();
+    let held = plan_until(
+        &nodes[0].replica,
+        Duration::from_secs(15),
+        "holding for the odd replica",
+        |s| s.holding.iter().any(|h| h.contains("odd")),
+    )
+    .await;
+    assert_eq!(held.stored.seq, 1);
+    assert_eq!(nodes[1].handle.active(), Color::Blue);
+    // It stops: once its lease expires, the promote goes on.
+    drop(odd);
+    let done = plan_until(
+        &nodes[0].replica,
+        TTL + Duration::from_secs(10),
+        "promoted",
+        finished,
+    )
+    .await;
+    assert_eq!(done.stored.state, StoredPlanState::Promoted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

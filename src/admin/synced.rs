@@ -56,6 +56,7 @@ pub(crate) async fn start_plan(replica: &Replica, document: &[u8]) -> Result<(),
         }
         Err(StartPlanError::Plan(e)) => Err(error(StatusCode::CONFLICT, &e.to_string())),
         Err(StartPlanError::Sync(e)) => Err(refused(e)),
+        Err(e) => Err(error(StatusCode::CONFLICT, &e.to_string())),
     }
 }
 
@@ -110,7 +111,7 @@ fn refused(e: SyncError) -> Reply {
 /// the status document), with `"fleet": true` and its driver.
 pub(crate) fn plan_compat(p: &FleetPlanStatus) -> Value {
     let s = &p.stored;
-    let started = s.timeline.first().map(|t| t.at_unix_ms);
+    let started = Some(s.started_unix_ms);
     let now = crate::store::unix_ms();
     let state = match s.state {
         StoredPlanState::Running if !p.holding.is_empty() => "holding",
@@ -166,7 +167,7 @@ pub(crate) fn plan_json(p: &FleetPlanStatus) -> Value {
             "id": w.id,
             "blue": side(&w.phase.blue),
             "green": side(&w.phase.green),
-            "compared": w.compared.matched + w.compared.mismatched,
+            "compared": w.compared.matched.saturating_add(w.compared.mismatched),
         })
     };
     json!({

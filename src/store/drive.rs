@@ -47,6 +47,9 @@ pub enum StartPlanError {
     Plan(PlanError),
     /// The store refused or could not take the write.
     Sync(SyncError),
+    /// The store keeps no leased keys ([`StoreError::NoLeases`](super::StoreError::NoLeases)):
+    /// no driver could be elected, nor windows published.
+    NoLeases,
 }
 
 impl fmt::Display for StartPlanError {
@@ -55,6 +58,9 @@ impl fmt::Display for StartPlanError {
             StartPlanError::Document(e) => write!(f, "the plan's document: {e}"),
             StartPlanError::Plan(e) => e.fmt(f),
             StartPlanError::Sync(e) => e.fmt(f),
+            StartPlanError::NoLeases => f.write_str(
+                "this store keeps no leased keys: a fleet-wide plan needs them (its driver's election, the windows)",
+            ),
         }
     }
 }
@@ -120,6 +126,9 @@ impl Replica {
             })
         })?;
         let inner = &self.inner;
+        if inner.track().no_leases {
+            return Err(StartPlanError::NoLeases);
+        }
         let (revision, current) = read_state(inner).await.map_err(StartPlanError::Sync)?;
         if current.plan.as_ref().is_some_and(StoredPlan::is_active) {
             return Err(StartPlanError::Plan(PlanError::AlreadyRunning));
@@ -139,6 +148,8 @@ impl Replica {
             reason: None,
             driver: None,
             term: 0,
+            started_unix_ms: now,
+            baseline: None,
             timeline: Vec::new(),
         });
         let first = if plan.mirror_phase().is_some() {
@@ -217,6 +228,10 @@ impl Replica {
             reason: e.to_string(),
         })?;
         enter(&mut next, &plan, StoredPhase::Post, &inner.id, unix_ms());
+        let fleet = inner.fleet_sum(&next);
+        if let Some(p) = next.plan.as_mut() {
+            p.baseline = Some(fleet.since_plan.color(p.stable).clone());
+        }
         everywhere(inner, &next).await?;
         write_state(inner, revision, &current, next).await
     }
@@ -345,7 +360,7 @@ fn phase_of(p: &StoredPlan, plan: &RolloutPlan) -> Phase {
             fraction: plan.mirror_phase().map_or(0.0, |m| m.0),
         },
         StoredPhase::Canary(i) => Phase::Canary {
-            step: i + 1,
+            step: i.saturating_add(1),
             steps: plan.steps().len(),
             split: plan.steps().get(i).map_or(0.0, |s| s.0),
         },
@@ -359,7 +374,7 @@ fn next_phase(plan: &RolloutPlan, at: StoredPhase) -> StoredPhase {
     let steps = plan.steps().len();
     match at {
         StoredPhase::Mirror if steps > 0 => StoredPhase::Canary(0),
-        StoredPhase::Canary(i) if i + 1 < steps => StoredPhase::Canary(i + 1),
+        StoredPhase::Canary(i) if i.saturating_add(1) < steps => StoredPhase::Canary(i + 1),
         StoredPhase::Mirror | StoredPhase::Canary(_) => StoredPhase::Post,
         StoredPhase::Post | StoredPhase::Done => StoredPhase::Done,
     }
@@ -384,7 +399,7 @@ fn enter(s: &mut RolloutState, plan: &RolloutPlan, at: StoredPhase, by: &str, no
             s.split = split;
             format!(
                 "canary {}/{} at {}%",
-                i + 1,
+                i.saturating_add(1),
                 plan.steps().len(),
                 split * 100.0
             )
@@ -441,6 +456,7 @@ pub(super) async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
         None => return,
     };
     let mut last_campaign = tokio::time::Instant::now() - CAMPAIGN_EVERY;
+    let mut published = Published::default();
     loop {
         let Some(replica) = inner.upgrade() else {
             return;
@@ -467,7 +483,9 @@ pub(super) async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
                 .as_ref()
                 .map_or(Duration::from_millis(250), |p| p.interval()),
         );
-        replica.publish_window().await;
+        replica
+            .publish_window(&mut published, driver.is_some())
+            .await;
         if driver.as_ref().is_some_and(|d| d.plan_id != plan.id) {
             driver = None;
         }
@@ -494,6 +512,13 @@ pub(super) async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
     }
 }
 
+/// What this replica last published of its window, and when.
+#[derive(Default)]
+struct Published {
+    bytes: Vec<u8>,
+    at: Option<tokio::time::Instant>,
+}
+
 /// This replica's hold on the driving of one plan.
 struct Driver {
     term: u64,
@@ -509,20 +534,36 @@ impl Inner {
         format!("models/{}/windows/", self.model)
     }
 
-    /// Publishes this replica's window under its lease, and lists everyone's.
-    async fn publish_window(&self) {
-        let (window, lease) = {
-            let track = self.track();
-            (track.window(&self.id, &self.handle), track.lease)
-        };
-        if let (Some(window), Some(lease)) = (window, lease) {
-            let key = format!("{}{}", self.windows_prefix(), self.id);
-            let put = self
-                .store
-                .put_leased(&key, Bytes::from(window.to_json()), lease);
-            // A failed write is retried at the next tick; the driver
-            // judges what it can read.
-            let _ = tokio::time::timeout(self.timeout, put).await;
+    /// Publishes this replica's window under its lease when it changed (at
+    /// most every [`window::PUBLISH_EVERY`]), and lists everyone's then; the
+    /// driver (`driving`) lists them at every evaluation.
+    async fn publish_window(&self, last: &mut Published, driving: bool) {
+        let due = last
+            .at
+            .is_none_or(|at| at.elapsed() >= window::PUBLISH_EVERY);
+        if !due && !driving {
+            return;
+        }
+        if due {
+            last.at = Some(tokio::time::Instant::now());
+            let (window, lease) = {
+                let track = self.track();
+                (track.window(&self.id, &self.handle), track.lease)
+            };
+            if let (Some(window), Some(lease)) = (window, lease) {
+                let bytes = window.to_json();
+                if bytes != last.bytes {
+                    let key = format!("{}{}", self.windows_prefix(), self.id);
+                    let put = self
+                        .store
+                        .put_leased(&key, Bytes::from(bytes.clone()), lease);
+                    // A failed write is tried again next time; the driver
+                    // judges what it can read.
+                    if let Ok(Ok(_)) = tokio::time::timeout(self.timeout, put).await {
+                        last.bytes = bytes;
+                    }
+                }
+            }
         }
         let prefix = self.windows_prefix();
         let listed = tokio::time::timeout(self.timeout, self.store.list(&prefix)).await;
@@ -538,18 +579,19 @@ impl Inner {
     /// driver's key (created now or before), else `None`.
     async fn campaign(&self) -> Option<u64> {
         let key = self.driver_key();
+        let lease = self.track().lease?;
+        // The id and the lease: two processes given the same id never
+        // both take the key for theirs.
+        let mine = format!("{} {lease:x}", self.id);
         let held = tokio::time::timeout(self.timeout, self.store.get(&key)).await;
         match held {
             Ok(Ok(Some(e))) => {
-                return (e.value.as_deref() == Some(self.id.as_bytes())).then_some(e.revision);
+                return (e.value.as_deref() == Some(mine.as_bytes())).then_some(e.revision);
             }
             Ok(Ok(None)) => {}
             _ => return None,
         }
-        let lease = self.track().lease?;
-        let create = self
-            .store
-            .create_leased(&key, Bytes::from(self.id.clone()), lease);
+        let create = self.store.create_leased(&key, Bytes::from(mine), lease);
         match tokio::time::timeout(self.timeout, create).await {
             Ok(Ok(term)) => Some(term),
             _ => None,
@@ -561,6 +603,10 @@ impl Inner {
     /// ended). A store that cannot be reached freezes the plan: true,
     /// nothing written.
     async fn drive(&self, d: &Driver) -> bool {
+        if self.track().pending_abort.is_some() {
+            // This replica's own abort goes first.
+            return true;
+        }
         let held = tokio::time::timeout(self.timeout, self.store.get(&self.driver_key())).await;
         match held {
             Ok(Ok(Some(e))) if e.revision == d.term => {}
@@ -611,7 +657,20 @@ impl Inner {
                 return false;
             }
         };
-        let verdicts = self.judge(&stored, &plan, &current, now);
+        let beyond = match stored.phase {
+            StoredPhase::Canary(i) => i >= plan.steps().len(),
+            StoredPhase::Mirror => plan.mirror_phase().is_none(),
+            _ => false,
+        };
+        if beyond {
+            let mut next = current.clone();
+            let why = "the stored phase is not one of the plan's".to_owned();
+            abort(&mut next, why, &self.id, now);
+            let _ = write_state(self, revision, &current, next).await;
+            return false;
+        }
+        let fleet = self.fleet_sum(&current);
+        let verdicts = self.judge(&stored, &plan, &fleet, now);
         let failed = verdicts.iter().find_map(|g| match &g.verdict {
             GateVerdict::Fail(detail) => Some(format!("gate {}: {detail}", g.gate)),
             _ => None,
@@ -658,16 +717,23 @@ impl Inner {
         true
     }
 
+    /// The sum of the windows of `state`'s plan phase, as last listed.
+    fn fleet_sum(&self, state: &RolloutState) -> window::FleetSum {
+        let Some(stored) = &state.plan else {
+            return window::FleetSum::default();
+        };
+        let want = [Color::Blue, Color::Green].map(|c| state.version(c).map_or("", |v| v.as_str()));
+        window::sum(&self.track().windows, stored, want)
+    }
+
     /// The gates' verdicts on the fleet's windows.
     fn judge(
         &self,
         stored: &StoredPlan,
         plan: &RolloutPlan,
-        state: &RolloutState,
+        fleet: &window::FleetSum,
         now: u64,
     ) -> Vec<GateStatus> {
-        let want = [Color::Blue, Color::Green].map(|c| state.version(c).map_or("", |v| v.as_str()));
-        let fleet = window::sum(&self.track().windows, stored, want);
         let local = shadow_counts(&self.handle.control);
         #[cfg(feature = "drift")]
         let live_drift = self
@@ -694,7 +760,12 @@ impl Inner {
             #[cfg(feature = "drift")]
             live_drift: &live_drift,
         };
-        let baseline = fleet.since_plan.color(stored.stable).clone();
+        // After the promote: the stable color's outcomes up to it, as the
+        // promote's write froze them.
+        let baseline = match (&stored.baseline, stored.phase) {
+            (Some(frozen), StoredPhase::Post) => frozen.clone(),
+            _ => fleet.since_plan.color(stored.stable).clone(),
+        };
         plan.gates()
             .iter()
             .filter_map(|g| {
@@ -712,29 +783,42 @@ impl Inner {
 
     /// Serves the stable color here at once, and keeps the abort to write.
     fn abort_here(&self, pending: PendingAbort) {
-        let _ = self.handle.abort_to(pending.stable);
+        let stable = pending.stable;
+        // Kept first, so that a state the sync task applies meanwhile keeps
+        // the stable color too.
         self.track().pending_abort = Some(pending);
+        let _ = self.handle.abort_to(stable);
     }
 
-    /// Writes an abort made while the store was away, once it is back.
+    /// Writes an abort made while the store was away, once it is back:
+    /// also when the plan promoted meanwhile (the abort puts the stable
+    /// color back); dropped when the plan was aborted or superseded since,
+    /// or another plan started.
     async fn flush_abort(&self) {
         let Some(pending) = self.track().pending_abort.clone() else {
             return;
         };
-        let Ok((revision, current)) = read_state(self).await else {
-            return;
-        };
-        let still = current
-            .plan
-            .as_ref()
-            .is_some_and(|p| p.is_active() && p.id == pending.plan);
-        if still {
+        for _ in 0..5 {
+            let Ok((revision, current)) = read_state(self).await else {
+                return;
+            };
+            let Some(plan) = current
+                .plan
+                .as_ref()
+                .filter(|p| p.id == pending.plan && p.abortable())
+            else {
+                break;
+            };
+            let mut reason = pending.reason.clone();
+            if plan.state == StoredPlanState::Promoted {
+                reason.push_str(" (written after the plan had promoted)");
+            }
             let mut next = current.clone();
-            abort(&mut next, pending.reason.clone(), &self.id, unix_ms());
+            abort(&mut next, reason, &self.id, unix_ms());
             match write_state(self, revision, &current, next).await {
-                Ok(_) => {}
-                // Another write came first: try again at the next tick.
-                Err(SyncError::Control(ControlError::Conflict { .. })) => return,
+                Ok(_) => break,
+                // Another write came first: read it and try again.
+                Err(SyncError::Control(ControlError::Conflict { .. })) => {}
                 Err(_) => return,
             }
         }

@@ -5,7 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::Color;
+use crate::control::Measurement;
+use crate::{Color, Latencies};
 
 /// How many entries the stored timeline keeps (the oldest go first).
 pub(crate) const TIMELINE: usize = 64;
@@ -47,8 +48,16 @@ pub struct StoredPlan {
     /// The replica driving it (`None` until one is elected).
     pub driver: Option<String>,
     /// The driver's term: the store revision at which it won the election.
-    /// A write by a driver of an earlier term is refused.
+    /// A driver that finds a later term here stops; its writes are
+    /// compare-and-sets on the revision it read, so none of them lands
+    /// after the new driver's first write.
     pub term: u64,
+    /// When the plan started (the starter's clock, Unix milliseconds).
+    pub started_unix_ms: u64,
+    /// The stable color's outcomes across the fleet from the plan's start
+    /// to the promote, written with the promote: the latency baseline of
+    /// the post-promotion bake, whoever drives it.
+    pub baseline: Option<Measurement>,
     /// Every phase entered, takeover and ending, oldest first (the last
     /// [`TIMELINE`] of them).
     pub timeline: Vec<TimelineEntry>,
@@ -113,7 +122,8 @@ pub struct TimelineEntry {
     /// The plan's `seq` after this entry.
     pub seq: u64,
     /// What happened: `mirror 100%`, `canary 1/3 at 10%`, `promoted`,
-    /// `taken over`, `paused`, `aborted: ...`.
+    /// `completed`, `driven by r2 (term 57)`, `paused`, `resumed`,
+    /// `aborted: ...`, `superseded by a control call`.
     pub what: String,
     /// The replica that wrote it.
     pub by: String,
@@ -125,6 +135,15 @@ impl StoredPlan {
     /// Whether the plan still runs (running or paused).
     pub fn is_active(&self) -> bool {
         !self.state.is_finished()
+    }
+
+    /// Whether an abort made while the store was away still applies to
+    /// it: it runs, or it promoted after the abort was made.
+    pub(crate) fn abortable(&self) -> bool {
+        matches!(
+            self.state,
+            StoredPlanState::Running | StoredPlanState::Paused | StoredPlanState::Promoted
+        )
     }
 
     /// Adds a timeline entry (dropping the oldest beyond [`TIMELINE`]).
@@ -165,6 +184,8 @@ impl StoredPlan {
             "reason": self.reason,
             "driver": self.driver,
             "term": self.term,
+            "started_unix_ms": self.started_unix_ms,
+            "baseline": self.baseline.as_ref().map(measurement_to_value),
             "timeline": timeline,
         })
     }
@@ -242,6 +263,13 @@ impl StoredPlan {
             reason: optional_text(m, "reason")?,
             driver: optional_text(m, "driver")?,
             term: number(m, "term")?,
+            started_unix_ms: number(m, "started_unix_ms")?,
+            baseline: match m.get("baseline") {
+                None | Some(Value::Null) => None,
+                Some(b) => Some(
+                    measurement_from_value(b).ok_or_else(|| bad("baseline: not a measurement"))?,
+                ),
+            },
             timeline,
         })
     }
@@ -270,4 +298,31 @@ fn optional_text(m: &Map<String, Value>, key: &str) -> Result<Option<String>, St
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(bad(&format!("{key}: not a string"))),
     }
+}
+
+/// A measurement as JSON: counts, and the latency histogram's non-empty
+/// buckets as `[index, count]`.
+pub(crate) fn measurement_to_value(m: &Measurement) -> Value {
+    let buckets: Vec<Value> = m
+        .latency
+        .buckets()
+        .into_iter()
+        .map(|(i, n)| json!([i, n]))
+        .collect();
+    json!({"finished": m.finished, "failures": m.failures, "abandoned": m.abandoned, "latency": buckets})
+}
+
+/// [`measurement_to_value`] read back; `None` when it is not one.
+pub(crate) fn measurement_from_value(v: &Value) -> Option<Measurement> {
+    let buckets: Vec<(usize, u64)> = v["latency"]
+        .as_array()?
+        .iter()
+        .map(|b| Some((usize::try_from(b[0].as_u64()?).ok()?, b[1].as_u64()?)))
+        .collect::<Option<_>>()?;
+    Some(Measurement {
+        finished: v["finished"].as_u64()?,
+        failures: v["failures"].as_u64()?,
+        abandoned: v["abandoned"].as_u64()?,
+        latency: Latencies::from_buckets(&buckets)?,
+    })
 }

@@ -392,7 +392,7 @@ impl Inner {
             let mut track = self.track();
             track.applied(state.plan.as_ref(), &self.handle);
             match (&track.pending_abort, &state.plan) {
-                (Some(abort), Some(plan)) if plan.id == abort.plan && plan.is_active() => {
+                (Some(abort), Some(plan)) if plan.id == abort.plan && plan.abortable() => {
                     (abort.stable, 0.0, 0.0)
                 }
                 _ => (state.active, state.split, state.mirror),
@@ -591,7 +591,10 @@ pub(super) async fn report(inner: Weak<Inner>, mut stopped: watch::Receiver<()>)
         match published {
             Ok(Ok(id)) => lease = Some(id),
             // A store without leases: no reports, nothing to retry.
-            Ok(Err(StoreError::NoLeases)) => return,
+            Ok(Err(StoreError::NoLeases)) => {
+                replica.track().no_leases = true;
+                return;
+            }
             Ok(Err(StoreError::LeaseExpired { .. })) => lease = None,
             Ok(Err(_)) | Err(_) => {}
         }

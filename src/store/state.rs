@@ -216,6 +216,8 @@ mod tests {
             reason: None,
             driver: Some("r1".into()),
             term: 42,
+            started_unix_ms: 1_700_000_000_000,
+            baseline: None,
             timeline: Vec::new(),
         };
         plan.log("canary 1/1 at 10%".into(), "r0", 1_700_000_000_000);

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::plan_state::StoredPlan;
+use super::plan_state::{measurement_from_value, measurement_to_value, StoredPlan};
 use crate::control::{MeasureGuard, Measurement, Measurements, RolloutHandle};
 use crate::plan::{shadow_counts, GateStatus, GateVerdict};
-use crate::{Color, Latencies};
+use crate::Color;
 
 /// One replica's published window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +139,8 @@ pub(crate) struct PlanTrack {
     /// An abort made here while the store was unreachable, written when it
     /// is back.
     pub(crate) pending_abort: Option<PendingAbort>,
+    /// The store keeps no leased keys: no fleet-wide plan can run.
+    pub(crate) no_leases: bool,
 }
 
 /// The driver's own view, published in its window.
@@ -229,15 +231,7 @@ impl PlanTrack {
 
 impl ReplicaWindow {
     pub(crate) fn to_json(&self) -> Vec<u8> {
-        let m = |m: &Measurement| {
-            let buckets: Vec<Value> = m
-                .latency
-                .buckets()
-                .into_iter()
-                .map(|(i, n)| json!([i, n]))
-                .collect();
-            json!({"finished": m.finished, "failures": m.failures, "abandoned": m.abandoned, "latency": buckets})
-        };
+        let m = measurement_to_value;
         let both = |ms: &Measurements| json!({"blue": m(&ms.blue), "green": m(&ms.green)});
         let gates: Vec<Value> = self
             .gates
@@ -268,19 +262,7 @@ impl ReplicaWindow {
     /// is left out of the sums).
     pub(crate) fn from_json(bytes: &[u8]) -> Option<ReplicaWindow> {
         let v: Value = serde_json::from_slice(bytes).ok()?;
-        let m = |v: &Value| {
-            let buckets: Vec<(usize, u64)> = v["latency"]
-                .as_array()?
-                .iter()
-                .map(|b| Some((usize::try_from(b[0].as_u64()?).ok()?, b[1].as_u64()?)))
-                .collect::<Option<_>>()?;
-            Some(Measurement {
-                finished: v["finished"].as_u64()?,
-                failures: v["failures"].as_u64()?,
-                abandoned: v["abandoned"].as_u64()?,
-                latency: Latencies::from_buckets(&buckets)?,
-            })
-        };
+        let m = measurement_from_value;
         let both = |v: &Value| {
             Some(Measurements {
                 blue: m(&v["blue"])?,
@@ -331,8 +313,12 @@ impl ReplicaWindow {
     }
 }
 
-/// How often windows are published and a driver evaluates: the plan's
-/// interval, at least 100 ms.
+/// How often a replica publishes its window at most (only when it changed):
+/// the driver judges windows up to this old, and the store takes one write
+/// per replica per second at most while a plan runs.
+pub(crate) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a driver evaluates: the plan's interval, at least 100 ms.
 pub(crate) fn every(interval: Duration) -> Duration {
     interval.max(Duration::from_millis(100))
 }
