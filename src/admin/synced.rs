@@ -111,7 +111,7 @@ fn refused(e: SyncError) -> Reply {
 /// the status document), with `"fleet": true` and its driver.
 pub(crate) fn plan_compat(p: &FleetPlanStatus) -> Value {
     let s = &p.stored;
-    let started = Some(s.started_unix_ms);
+    let started = s.started_unix_ms;
     let now = crate::store::unix_ms();
     let state = match s.state {
         StoredPlanState::Running if !p.holding.is_empty() => "holding",
@@ -127,10 +127,9 @@ pub(crate) fn plan_compat(p: &FleetPlanStatus) -> Value {
         _ => None,
     };
     let last = s.timeline.last().map(|t| t.at_unix_ms);
-    let elapsed = match (started, outcome.is_some(), last) {
-        (Some(start), true, Some(end)) => end.saturating_sub(start),
-        (Some(start), _, _) => now.saturating_sub(start),
-        _ => 0,
+    let elapsed = match (outcome.is_some(), last) {
+        (true, Some(end)) => end.saturating_sub(started),
+        _ => now.saturating_sub(started),
     };
     json!({
         "fleet": true,
@@ -151,7 +150,7 @@ pub(crate) fn plan_compat(p: &FleetPlanStatus) -> Value {
         })).collect::<Vec<_>>(),
         "outcome": outcome,
         "history": s.timeline.iter().map(|t| json!({
-            "at_ms": t.at_unix_ms.saturating_sub(started.unwrap_or(t.at_unix_ms)),
+            "at_ms": t.at_unix_ms.saturating_sub(started),
             "at_unix_ms": t.at_unix_ms,
             "event": format!("{} (by {})", t.what, t.by),
         })).collect::<Vec<_>>(),
