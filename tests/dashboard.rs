@@ -165,6 +165,11 @@ mod browser {
             "return [localStorage.length, sessionStorage.length, document.cookie, location.href];";
         let kept = browser.execute(stored, vec![]).await.unwrap();
         assert_eq!(kept, json!([0, 0, "", format!("http://{addr}/admin/")]));
+        // Not a replica's admin: no replica section, not even an empty one.
+        let replica_view = "const c = document.getElementById('replica-card'); \
+                            return [c.hidden, c.getBoundingClientRect().height];";
+        let hidden = browser.execute(replica_view, vec![]).await.unwrap();
+        assert_eq!(hidden, json!([true, 0]), "no replica view");
 
         // A promote through the JSON API shows within a second.
         let (code, _) = admin_call(&client, addr, "/promote", "").await;
@@ -405,7 +410,7 @@ mod browser {
             ("hello", json!({})),
             (
                 "status",
-                json!({ "model": null, "status": { "generation": 3, "active": "green" } }),
+                json!({ "model": null, "status": { "generation": 3, "active": "green", "replica": "odd" } }),
             ),
             (
                 "sample",
@@ -420,7 +425,8 @@ mod browser {
                 "plan": { "gates": [{}], "history": [{}], "gate_specs": [{}] },
                 "comparison": { "total": 1, "versions": {} },
                 "exemplars": [{}, { "diffs": [{}] }],
-                "transitions": [{}]
+                "transitions": [{}],
+                "replica": { "replicas": [null, 7, { "blue": null, "green": "x" }], "connected": false }
             } }),
             ),
         ];
@@ -469,6 +475,16 @@ mod browser {
         wait_text(&browser, "generation", "the last generation", |t| t == "4").await;
         assert_eq!(text(&browser, "live-version").await, "—");
         assert_eq!(text(&browser, "plan-state").await, "—");
+        assert_eq!(text(&browser, "replica-id").await, "—");
+        assert_eq!(
+            text(&browser, "replica-connection").await,
+            "unreachable for —"
+        );
+        let row = text(&browser, "replicas-rows").await;
+        assert_eq!(
+            row.split('\t').collect::<Vec<_>>(),
+            ["—", "—", "—", "—", "—", "—"]
+        );
         assert_eq!(severe(&browser).await, Vec::<String>::new());
         browser.close().await.unwrap();
         let _ = std::fs::remove_dir_all(&profile);
