@@ -14,6 +14,7 @@ use super::reply::{head, method_not_allowed, options, AdminBody, Reply};
 const TEMPLATE: &str = include_str!("dashboard/index.html");
 const STYLE: &str = include_str!("dashboard/dashboard.css");
 const CHARTS: &str = include_str!("dashboard/charts.js");
+const REPLICAS: &str = include_str!("dashboard/replicas.js");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
 
 /// Where the page is served: the admin's root (`/admin/` when nested
@@ -62,6 +63,7 @@ fn render(nonce: &str) -> String {
         .replace("{{nonce}}", nonce)
         .replacen("/*{{style}}*/", STYLE, 1)
         .replacen("/*{{charts}}*/", CHARTS, 1)
+        .replacen("/*{{replicas}}*/", REPLICAS, 1)
         .replacen("/*{{script}}*/", SCRIPT, 1)
 }
 
@@ -75,19 +77,28 @@ mod tests {
             "{{nonce}}",
             "/*{{style}}*/",
             "/*{{charts}}*/",
+            "/*{{replicas}}*/",
             "/*{{script}}*/",
         ] {
             assert!(TEMPLATE.contains(marker), "{marker}");
         }
-        for (name, asset) in [("css", STYLE), ("charts", CHARTS), ("script", SCRIPT)] {
+        let assets = [
+            ("css", STYLE),
+            ("charts", CHARTS),
+            ("replicas", REPLICAS),
+            ("script", SCRIPT),
+        ];
+        for (name, asset) in assets {
             // An asset that closed its element would end the inlining early.
             for closing in ["</script", "</style", "{{"] {
                 assert!(!asset.contains(closing), "{name} contains {closing}");
             }
         }
         let page = render("abc123");
-        assert_eq!(page.matches("nonce=\"abc123\"").count(), 3);
-        assert!(page.contains(CHARTS) && page.contains(SCRIPT) && page.contains(STYLE));
+        assert_eq!(page.matches("nonce=\"abc123\"").count(), 4);
+        for asset in [CHARTS, REPLICAS, SCRIPT, STYLE] {
+            assert!(page.contains(asset));
+        }
         assert!(!page.contains("{{"));
         assert!(page.starts_with("<!doctype html>"));
     }

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: real servers on 127.0.0.1:0.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
 pub mod model;
 
 use std::net::SocketAddr;

@@ -466,9 +466,11 @@
     const doc = state.status;
     if (!doc) return;
     $('model').hidden = false;
-    const title = state.mode === 'fleet' ? state.selected : 'router';
+    const replica = doc.replica && typeof doc.replica === 'object' ? doc.replica : null;
+    const title = state.mode === 'fleet' ? state.selected : replica ? `${replica.model ?? 'model'} · replica ${replica.id ?? '?'}` : 'router';
     setText('model-title', title);
     renderSummary(doc);
+    Replicas.render(doc);
     renderColors(doc);
     renderActions(doc);
     renderPlan(doc.plan);
