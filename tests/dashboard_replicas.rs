@@ -25,11 +25,12 @@ use http::Method;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use tower_rollout::admin::Admin;
-use tower_rollout::store::{MemoryStore, Replica, StateStore};
+use tower_rollout::store::{MemoryStore, Replica, StateStore, StoredPlanState};
 use tower_rollout::BlueGreenRouter;
 
 use support::browser::{
-    open, out_dir, profile, severe, sign_in, start_browser, start_driver, text, wait_text, DEADLINE,
+    click_and_confirm, open, out_dir, profile, severe, sign_in, start_browser, start_driver, text,
+    wait_text, DEADLINE,
 };
 
 const TOKEN: &str = "dashboard-replicas-token-0123456789abcdef";
@@ -343,6 +344,33 @@ async fn the_replica_view_in_headless_chromium() {
     })
     .await;
     wait_text(&browser, "replica-error", "no error", str::is_empty).await;
+
+    // A fleet-wide plan started through the JSON API: the page shows its
+    // step and timeline, and its Pause and Abort buttons steer it through
+    // the store (the other replica follows).
+    let plan = json!({
+        "steps": [{ "split": 0.2, "bake_seconds": 600 }],
+        "gates": [{ "type": "error_rate", "max": 0.05, "min_sample": 1000 }],
+    });
+    let (code, started) = admin_call(addr, "/plan", plan).await;
+    assert_eq!(code, 200, "{started}");
+    wait_text(&browser, "plan-phase", "the fleet plan's step", |t| {
+        t == "canary 1/1 at 0.2"
+    })
+    .await;
+    wait_text(&browser, "plan-timeline", "the step in the timeline", |t| {
+        t.contains("canary 1/1 at 20% (by r-a)")
+    })
+    .await;
+    click_and_confirm(&browser, "act-plan-pause").await;
+    wait_text(&browser, "plan-state", "paused", |t| t == "paused").await;
+    b.applied(a.status().applied_revision).await;
+    let seen_by_b = b.plan_status().expect("the plan, on the other replica");
+    assert_eq!(seen_by_b.stored.state, StoredPlanState::Paused);
+    click_and_confirm(&browser, "act-plan-abort").await;
+    wait_text(&browser, "plan-state", "aborted", |t| t == "aborted").await;
+    b.applied(a.status().applied_revision).await;
+    assert_eq!(b.handle().status().split, 0.0);
 
     assert_eq!(severe(&browser).await, Vec::<String>::new());
     browser.close().await.unwrap();
