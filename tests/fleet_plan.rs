@@ -2,7 +2,8 @@
 //! the `tower-rollout-etcd` crate's `fleet_plan` test): gates judge the sum
 //! of every replica's window, a candidate failing on one replica of three
 //! is aborted on all three, the driver's death hands the plan to another
-//! replica at the stored phase with no step run twice, and an abort made
+//! replica at the stored phase with no step run twice, a driver cut off
+//! alone is replaced and stands down when it is back, and an abort made
 //! while the store is away is written when it is back.
 #![cfg(feature = "store")]
 
@@ -11,11 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
 use tower::{service_fn, ServiceExt};
 use tower_rollout::store::{
-    FleetPlanStatus, MemoryStore, PlanAbort, Replica, StoredPlanState, SyncError,
+    Entry, FleetPlanStatus, MemoryStore, PlanAbort, Replica, StateStore, StoreError, StoreFuture,
+    StoredPlanState, SyncError, WatchStream,
 };
 use tower_rollout::{BlueGreenRouter, Color, RolloutHandle};
 
@@ -33,7 +37,7 @@ struct Node {
     failing: Arc<AtomicBool>,
 }
 
-async fn node(store: &MemoryStore, id: &str) -> Node {
+async fn node(store: impl StateStore, id: &str) -> Node {
     let failing = Arc::new(AtomicBool::new(false));
     let blue = Answer::new(service_fn(|_: Request<String>| async {
         Ok::<_, Infallible>(Response::new("v1".to_owned()))
@@ -54,7 +58,7 @@ async fn node(store: &MemoryStore, id: &str) -> Node {
         .sticky_header("x-user")
         .build(blue, green)
         .unwrap();
-    let replica = Replica::builder(&handle, store.clone(), "iris")
+    let replica = Replica::builder(&handle, store, "iris")
         .id(id)
         .report_ttl(TTL)
         .timeout(Duration::from_millis(500))
@@ -72,7 +76,7 @@ async fn node(store: &MemoryStore, id: &str) -> Node {
 async fn fleet(store: &MemoryStore, n: usize) -> Vec<Node> {
     let mut nodes = Vec::new();
     for i in 0..n {
-        nodes.push(node(store, &format!("r{i}")).await);
+        nodes.push(node(store.clone(), &format!("r{i}")).await);
     }
     nodes
 }
@@ -595,4 +599,174 @@ async fn a_control_call_by_hand_supersedes_the_plan_and_plan_calls_need_one() {
     .await;
     assert_eq!(done.stored.state, StoredPlanState::Superseded);
     assert_eq!(nodes[0].handle.status().split, 0.5);
+}
+
+/// A replica's own way to the store, which can be cut (a partition of
+/// that replica alone).
+#[derive(Clone)]
+struct Cut {
+    store: MemoryStore,
+    cut: Arc<AtomicBool>,
+}
+
+impl Cut {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.cut.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable {
+                reason: "partitioned".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl StateStore for Cut {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>> {
+        Box::pin(async move {
+            self.check()?;
+            self.store.get(key).await
+        })
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: Bytes,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            self.check()?;
+            self.store.compare_and_set(key, expected, value).await
+        })
+    }
+
+    fn watch<'a>(&'a self, key: &'a str, after: u64) -> StoreFuture<'a, WatchStream> {
+        Box::pin(async move {
+            self.check()?;
+            let cut = self.cut.clone();
+            let changes = self.store.watch(key, after).await?;
+            let cut = changes.take_while(move |_| std::future::ready(!cut.load(Ordering::SeqCst)));
+            Ok(Box::pin(cut) as WatchStream)
+        })
+    }
+
+    fn grant(&self, ttl: Duration) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.check()?;
+            self.store.grant(ttl).await
+        })
+    }
+
+    fn refresh(&self, lease: u64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.check()?;
+            self.store.refresh(lease).await
+        })
+    }
+
+    fn put_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            self.check()?;
+            self.store.put_leased(key, value, lease).await
+        })
+    }
+
+    fn create_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            self.check()?;
+            self.store.create_leased(key, value, lease).await
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, Entry)>> {
+        Box::pin(async move {
+            self.check()?;
+            self.store.list(prefix).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_cut_off_is_replaced_and_stands_down_when_it_is_back() {
+    let store = MemoryStore::new();
+    let cut = Arc::new(AtomicBool::new(false));
+    let first = node(
+        Cut {
+            store: store.clone(),
+            cut: cut.clone(),
+        },
+        "r0",
+    )
+    .await;
+    let doc = json!({
+        "steps": [
+            { "split": 0.1, "bake_seconds": 1 },
+            { "split": 0.3, "bake_seconds": 8 },
+            { "split": 0.5, "bake_seconds": 1 }
+        ],
+        "interval_ms": 100,
+    });
+    first
+        .replica
+        .start_plan(doc.to_string().as_bytes())
+        .await
+        .unwrap();
+    // r0 alone: it is elected.
+    plan_until(&first.replica, Duration::from_secs(10), "r0 drives", |s| {
+        s.driving_here
+    })
+    .await;
+    let others = vec![
+        node(store.clone(), "r1").await,
+        node(store.clone(), "r2").await,
+    ];
+    plan_until(&first.replica, Duration::from_secs(10), "step 2", |s| {
+        s.stored.seq == 2
+    })
+    .await;
+    // r0 is cut off: it keeps serving step 2's split, writes nothing; once
+    // its lease expires another replica drives on.
+    cut.store(true, Ordering::SeqCst);
+    let taken = plan_until(
+        &others[0].replica,
+        TTL + Duration::from_secs(5),
+        "another driver",
+        |s| s.stored.driver.as_deref().is_some_and(|d| d != "r0"),
+    )
+    .await;
+    assert_eq!(taken.stored.seq, 2, "taken over in step 2: {taken:#?}");
+    assert_eq!(first.handle.status().split, 0.3);
+    // r0 is back: it finds the driver's key not its own and stands down.
+    cut.store(false, Ordering::SeqCst);
+    let done = plan_until(
+        &others[0].replica,
+        Duration::from_secs(30),
+        "promoted",
+        finished,
+    )
+    .await;
+    assert_eq!(done.stored.state, StoredPlanState::Promoted, "{done:#?}");
+    let names: Vec<String> = phases(&done).into_iter().map(|p| p.1).collect();
+    assert_eq!(
+        names,
+        [
+            "canary 1/3 at 10%",
+            "canary 2/3 at 30%",
+            "canary 3/3 at 50%",
+            "promoted",
+            "completed"
+        ]
+    );
+    let after: Vec<&str> = done
+        .stored
+        .timeline
+        .iter()
+        .filter(|t| t.seq >= 3)
+        .map(|t| t.by.as_str())
+        .collect();
+    assert!(!after.contains(&"r0"), "{:#?}", done.stored.timeline);
+    first.replica.applied(done_revision(&others[0])).await;
+    assert_eq!(first.handle.active(), Color::Green);
+    assert!(!first.replica.plan_status().unwrap().driving_here);
 }
