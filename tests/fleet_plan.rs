@@ -717,7 +717,7 @@ async fn a_driver_cut_off_is_replaced_and_stands_down_when_it_is_back() {
         s.driving_here
     })
     .await;
-    let others = vec![
+    let others = [
         node(store.clone(), "r1").await,
         node(store.clone(), "r2").await,
     ];
