@@ -272,7 +272,8 @@ impl Control {
     /// version was made ready), lets `swap` install the typed service (it is
     /// given the new epoch and the version's tags, and returns the replaced
     /// service value), then
-    /// publishes the new word.
+    /// publishes the new word. `unserved_active`: see
+    /// [`Deploy::into_unserved_active`](super::Deploy::into_unserved_active).
     #[cfg(feature = "tokio")]
     pub(crate) fn commit_deploy(
         &self,
@@ -281,10 +282,11 @@ impl Control {
         block: &'static Block,
         id: u64,
         expect: Option<u64>,
+        unserved_active: bool,
         swap: impl FnOnce(u32, Arc<Tags>) -> Option<Box<dyn Any + Send>>,
     ) -> Result<Deployment, super::DeployError> {
         let mut st = self.state();
-        check_deploy(&st, color, &label, expect)?;
+        check_deploy(&st, color, &label, expect, unserved_active)?;
         let from = st.served(st.active);
         st.epoch = st.epoch.wrapping_add(1);
         let replaced = st.version(color).label.clone();
@@ -320,10 +322,11 @@ impl Control {
         color: Option<Color>,
         label: &VersionLabel,
         expect: Option<u64>,
+        unserved_active: bool,
     ) -> Result<Color, super::DeployError> {
         let st = self.state();
         let color = color.unwrap_or(st.active.other());
-        check_deploy(&st, color, label, expect)?;
+        check_deploy(&st, color, label, expect, unserved_active)?;
         Ok(color)
     }
 
@@ -359,25 +362,30 @@ impl Control {
     }
 }
 
+/// `unserved_active` lets the deploy replace the active color (a store
+/// replica's loader before the replica is ready; see
+/// [`Deploy::into_unserved_active`](super::Deploy::into_unserved_active)):
+/// the canary check then does not apply, as the color is not the standby.
 #[cfg(feature = "tokio")]
 fn check_deploy(
     st: &State,
     color: Color,
     label: &VersionLabel,
     expect: Option<u64>,
+    unserved_active: bool,
 ) -> Result<(), super::DeployError> {
     use super::DeployError;
     // A running plan owns the state (it also sets the split): named first.
     if st.plan.is_some() {
         return Err(DeployError::PlanRunning);
     }
-    if color == st.active {
+    if color == st.active && !unserved_active {
         return Err(DeployError::ActiveColor {
             color,
             version: st.version(color).label.clone(),
         });
     }
-    if super::word::threshold(st.split) > 0 {
+    if color != st.active && super::word::threshold(st.split) > 0 {
         return Err(DeployError::CanaryRunning { split: st.split });
     }
     if st.version(st.active).label == *label {

@@ -73,7 +73,7 @@ impl<S: Send + Sync + 'static, R> Deployer<S, R> {
     ) -> Result<Deployed, DeployError> {
         let slots = self.slots.as_ref().ok_or(DeployError::NotDeployable)?;
         let version = VersionLabel::new(version).map_err(DeployError::InvalidVersion)?;
-        install(&self.control, slots, color, version, svc, None)
+        install(&self.control, slots, color, version, svc, None, false)
     }
 }
 
@@ -111,6 +111,7 @@ where
             timeout: DEFAULT_DEPLOY_TIMEOUT,
             into: None,
             expect: None,
+            unserved_active: false,
         }
     }
 }
@@ -125,6 +126,8 @@ pub struct Deploy<S, R> {
     timeout: Duration,
     into: Option<Color>,
     expect: Option<u64>,
+    /// May go into the active color: see [`into_unserved_active`](Self::into_unserved_active).
+    unserved_active: bool,
 }
 
 impl<S, R> Deploy<S, R>
@@ -171,6 +174,19 @@ where
         self
     }
 
+    /// Lets the deploy go into the active color (no
+    /// [`DeployError::ActiveColor`], and no canary check for it): only for a
+    /// store replica's loader while the replica is not yet ready, so while
+    /// its readiness probe keeps users away from it. Replacing the active
+    /// version then drops nothing in flight: requests admitted on the old
+    /// version finish on it (it retires as any replaced version does), and
+    /// the next ones get the new one. A replica that serves never asks this.
+    #[cfg(feature = "store")]
+    pub(crate) fn into_unserved_active(mut self) -> Self {
+        self.unserved_active = true;
+        self
+    }
+
     async fn run(self) -> Result<Deployed, DeployError> {
         let Deploy {
             deployer,
@@ -180,6 +196,7 @@ where
             timeout,
             into,
             expect,
+            unserved_active,
         } = self;
         let version = version.map_err(DeployError::InvalidVersion)?;
         let Some(slots) = deployer.slots.clone() else {
@@ -189,7 +206,7 @@ where
             return Err(DeployError::InvalidTimeout);
         }
         let control = &deployer.control;
-        let color = control.check_deploy(into, &version, expect)?;
+        let color = control.check_deploy(into, &version, expect, unserved_active)?;
         let ready = async {
             poll_fn(|cx| svc.poll_ready(cx))
                 .await
@@ -203,13 +220,14 @@ where
             Ok(res) => res?,
             Err(_) => return Err(DeployError::Timeout { after: timeout }),
         }
-        install(control, &slots, color, version, svc, expect)
+        install(control, &slots, color, version, svc, expect, unserved_active)
     }
 }
 
 /// Installs `svc`, ready, as `version` in `color`'s slot: the preconditions
 /// are checked again under the state lock, the slots swapped, then the new
 /// word published. The last step of a deploy, without the readiness wait.
+/// `unserved_active`: see [`Deploy::into_unserved_active`].
 pub(crate) fn install<S: Send + Sync + 'static>(
     control: &Control,
     slots: &Slots<S, S>,
@@ -217,13 +235,20 @@ pub(crate) fn install<S: Send + Sync + 'static>(
     version: VersionLabel,
     svc: S,
     expect: Option<u64>,
+    unserved_active: bool,
 ) -> Result<Deployed, DeployError> {
     let block = Block::acquire();
     let id = next_version_id();
-    let committed =
-        control.commit_deploy(color, version.clone(), block, id, expect, |epoch, tags| {
-            Some(slots.swap(color, epoch, svc, id, block, tags))
-        });
+    let swap = |epoch, tags| Some(slots.swap(color, epoch, svc, id, block, tags));
+    let committed = control.commit_deploy(
+        color,
+        version.clone(),
+        block,
+        id,
+        expect,
+        unserved_active,
+        swap,
+    );
     match committed {
         Ok(d) => Ok(Deployed {
             version,

@@ -71,6 +71,7 @@
 //! driven fleet-wide by an elected replica.
 
 mod api;
+mod loader;
 mod memory;
 mod replica;
 mod report;
@@ -79,6 +80,7 @@ mod state;
 mod write;
 
 pub use api::{Entry, StateStore, StoreError, StoreFuture, WatchStream};
+pub use loader::{LoadError, LoadErrorKind, LoadStatus};
 pub use memory::MemoryStore;
 pub use replica::{
     Replica, ReplicaBuilder, ReplicaStatus, Source, DEFAULT_REPORT_TTL, DEFAULT_STORE_TIMEOUT,

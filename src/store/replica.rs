@@ -3,19 +3,24 @@
 //! applied as it is watched; the last applied state kept when the store is
 //! unreachable.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tower::BoxError;
+use tower_service::Service;
 
 use super::api::{Entry, StateStore, StoreError};
+use super::loader::{self, LoadFn, LoadStatus, Loader};
 use super::report::ReplicaReport;
 use super::snapshot::{self, Snapshot};
 use super::state::RolloutState;
 use crate::fleet::check_model_name;
+use crate::control::{Deployer, VersionLabel};
 use crate::{Color, ConfigError, RolloutHandle};
 
 /// How long start-up waits for the store, and each read or write of a
@@ -61,6 +66,10 @@ pub(super) struct Inner {
     applied: watch::Sender<u64>,
     /// Dropped with the last clone: the sync task stops.
     _alive: watch::Sender<()>,
+    /// Loads the versions the state names (see [`ReplicaBuilder::loader`]).
+    loader: Option<Arc<Loader>>,
+    /// Wakes the report task early (after a load).
+    report_now: Arc<Notify>,
 }
 
 /// Where the state being served came from.
@@ -97,8 +106,12 @@ pub struct ReplicaStatus {
     /// How long the store has been unreachable (`None` while connected).
     pub stale_for: Option<Duration>,
     /// The last problem: the store unreachable, a stored state that does
-    /// not parse, a version this replica does not hold.
+    /// not parse, a version this replica does not hold (and has no loader
+    /// for), else a failed load.
     pub last_error: Option<String>,
+    /// Each color's load, blue first (always idle without a
+    /// [loader](ReplicaBuilder::loader)).
+    pub loads: [LoadStatus; 2],
 }
 
 struct SyncState {
@@ -120,6 +133,7 @@ pub struct ReplicaBuilder {
     report_ttl: Duration,
     snapshot: Option<PathBuf>,
     timeout: Duration,
+    loader: Option<Arc<LoadFn>>,
 }
 
 impl Replica {
@@ -138,6 +152,7 @@ impl Replica {
             report_ttl: DEFAULT_REPORT_TTL,
             snapshot: None,
             timeout: DEFAULT_STORE_TIMEOUT,
+            loader: None,
         }
     }
 }
@@ -171,6 +186,37 @@ impl ReplicaBuilder {
     /// control call ([`DEFAULT_STORE_TIMEOUT`] by default).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Loads the version the state names for a color that holds another:
+    /// `load` makes the service of a version label, which `deployer` (the
+    /// router's, [`BlueGreenRouter::deployer`](crate::BlueGreenRouter::deployer))
+    /// deploys into that color. A load runs in the background, one at a
+    /// time per color; the color serves what it holds meanwhile, and a
+    /// newer state naming another version drops a pending load. A failure
+    /// (the loader's error, say for a label it does not know, or the
+    /// deploy's) is a [`LoadError`](super::LoadError) in
+    /// [`ReplicaStatus::loads`], tried again after a backoff (1 s doubling
+    /// up to 30 s) while the state names that version.
+    ///
+    /// With a loader the replica is ready only once its active color holds
+    /// the version the state names: until then a load may go into the
+    /// active color (no user is sent to a replica that is not ready).
+    /// Once ready, the active color is never replaced: a state naming
+    /// another version for it is reported
+    /// ([`LoadErrorKind::ActiveColor`](super::LoadErrorKind::ActiveColor)).
+    pub fn loader<S, R, F, Fut, E>(mut self, deployer: Deployer<S, R>, load: F) -> Self
+    where
+        S: Service<R> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+        R: 'static,
+        F: Fn(VersionLabel) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.loader = Some(loader::erase(deployer, load));
         self
     }
 
@@ -208,6 +254,10 @@ impl ReplicaBuilder {
             });
         }
         let (alive, stopped) = watch::channel(());
+        let report_now = Arc::new(Notify::new());
+        let loader = self
+            .loader
+            .map(|load| Arc::new(Loader::new(load, self.handle.clone(), report_now.clone())));
         let inner = Arc::new(Inner {
             key: format!("models/{}/state", self.model),
             reports: format!("models/{}/replicas/", self.model),
@@ -229,6 +279,8 @@ impl ReplicaBuilder {
             }),
             applied: watch::channel(0).0,
             _alive: alive,
+            loader,
+            report_now,
         });
         if !inner.read().await {
             inner.start_from_snapshot();
@@ -257,12 +309,14 @@ impl Replica {
             model: self.inner.model.clone(),
             id: self.inner.id.clone(),
             source: s.source,
-            ready: s.source != Source::Default,
+            ready: self.inner.ready(&s),
             connected: s.connected,
             applied_revision: s.applied.as_ref().map_or(0, |a| a.revision),
             state: s.applied.as_ref().map(|a| a.state.clone()),
             stale_for: (!s.connected).then(|| s.since.elapsed()),
-            last_error: s.last_error.clone(),
+            last_error: (s.last_error.clone())
+                .or_else(|| self.inner.loader.as_ref().and_then(|l| l.failure())),
+            loads: (self.inner.loader.as_ref()).map_or_else(Default::default, |l| l.statuses()),
         }
     }
 
@@ -277,9 +331,11 @@ impl Replica {
             .clone()
     }
 
-    /// Whether the replica serves a state from the store or its snapshot.
+    /// Whether the replica serves a state from the store or its snapshot
+    /// (with a [loader](ReplicaBuilder::loader): and its active color held
+    /// the version that state names).
     pub fn is_ready(&self) -> bool {
-        self.inner.lock().source != Source::Default
+        self.inner.ready(&self.inner.lock())
     }
 
     /// Resolves once a state at `revision` or later has been applied.
@@ -293,6 +349,12 @@ impl Replica {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, SyncState> {
         self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Readiness: a state from the store or the snapshot, and, with a
+    /// loader, the active color loaded once.
+    fn ready(&self, s: &SyncState) -> bool {
+        s.source != Source::Default && self.loader.as_ref().is_none_or(|l| l.serving())
     }
 
     /// Reads the state from the store and applies it (writing the router's
@@ -441,9 +503,12 @@ impl Inner {
             Err(e) => Some(format!("revision {revision}: {e}")),
         };
         for color in [Color::Blue, Color::Green] {
-            if let Some(want) = state.version(color) {
+            let named = state.version(color);
+            // With a loader, a version this replica lacks is loaded.
+            let loading = (self.loader.as_ref()).is_some_and(|l| l.want(color, named));
+            if let Some(want) = named {
                 let have = self.handle.version(color);
-                if *want != have {
+                if *want != have && !loading {
                     problem = Some(format!(
                         "revision {revision}: {color} should hold {want}, this replica holds {have}"
                     ));
@@ -560,7 +625,7 @@ impl Inner {
             let s = self.lock();
             (
                 s.applied.as_ref().map_or(0, |a| a.revision),
-                s.source != Source::Default,
+                self.ready(&s),
             )
         };
         ReplicaReport::of(&self.id, revision, ready, &self.handle)
@@ -618,9 +683,11 @@ async fn report(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
         if let Ok(reports) = replica.list_reports().await {
             *replica.fleet.lock().unwrap_or_else(|e| e.into_inner()) = reports;
         }
+        let now = replica.report_now.clone();
         drop(replica);
         tokio::select! {
             () = tokio::time::sleep(every) => {}
+            () = now.notified() => {}
             _ = stopped.changed() => return,
         }
     }
