@@ -28,10 +28,23 @@
 //!   [`SyncError::Unavailable`], and [`ReplicaStatus::stale_for`] says for
 //!   how long. A stored document that does not parse or a deleted key is
 //!   reported in [`ReplicaStatus::last_error`], and the last good state
-//!   stays. A version this replica does not hold in a color is reported
-//!   there too; the rest of the state is applied, and that color serves
-//!   the version this replica has. A mirror fraction on a router built
-//!   without mirroring is reported, and nothing is mirrored there.
+//!   stays. A version this replica does not hold in a color (and has no
+//!   loader for) is reported there too; the rest of the state is applied,
+//!   and that color serves the version this replica has. A mirror fraction
+//!   on a router built without mirroring is reported, and nothing is
+//!   mirrored there.
+//! - **Loading versions**: with a [loader](ReplicaBuilder::loader) (a
+//!   version label to a future of its service, deployed through the
+//!   router's [`Deployer`](crate::control::Deployer)), a replica loads the
+//!   version the state names for a color that holds another, in the
+//!   background, one load at a time per color; a newer state naming
+//!   another version drops a pending load. Meanwhile, and after a failure
+//!   (a [`LoadError`], in [`ReplicaStatus::loads`], tried again after a
+//!   backoff), the color serves what it holds. [`Replica::deploy`] names
+//!   the standby's next version fleet-wide, so every replica loads it.
+//!   With a loader, a replica is ready only once its active color holds
+//!   the version the state names (a fresh replica loads it first); a
+//!   serving replica never replaces its active version.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -66,9 +79,7 @@
 //!   version that one of them does not hold ready is
 //!   [`SyncError::NotEverywhere`] (unless forced).
 //!
-//! Not yet: loading the version the state names into a color (a replica
-//! reports a version it does not hold, and serves what it has), and plans
-//! driven fleet-wide by an elected replica.
+//! Not yet: plans driven fleet-wide by an elected replica.
 
 mod api;
 mod loader;

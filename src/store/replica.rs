@@ -206,6 +206,50 @@ impl ReplicaBuilder {
     /// Once ready, the active color is never replaced: a state naming
     /// another version for it is reported
     /// ([`LoadErrorKind::ActiveColor`](super::LoadErrorKind::ActiveColor)).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, util::BoxCloneSyncService};
+    /// use tower_rollout::control::VersionLabel;
+    /// use tower_rollout::store::{MemoryStore, Replica};
+    /// use tower_rollout::{BlueGreenRouter, Color};
+    ///
+    /// type Model = BoxCloneSyncService<Request<String>, Response<String>, Infallible>;
+    /// fn model(label: &str) -> Model {
+    ///     let label = label.to_owned();
+    ///     BoxCloneSyncService::new(service_fn(move |_: Request<String>| {
+    ///         let answer = Response::new(label.clone());
+    ///         async move { Ok::<_, Infallible>(answer) }
+    ///     }))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (router, handle) = BlueGreenRouter::builder()
+    ///     .versions("v1", "v2")
+    ///     .build(model("v1"), model("v2"))?;
+    /// // A real loader fetches the weights of the version named.
+    /// let load = |version: VersionLabel| async move {
+    ///     match version.as_str() {
+    ///         "v1" | "v2" | "v3" => Ok(model(version.as_str())),
+    ///         other => Err(format!("no model {other}")),
+    ///     }
+    /// };
+    /// let replica = Replica::builder(&handle, MemoryStore::new(), "iris")
+    ///     .loader(router.deployer::<String>(), load)
+    ///     .start()
+    ///     .await?;
+    /// replica.deploy("v3").await?; // green should hold v3, fleet-wide
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// #     while handle.version(Color::Green).as_str() != "v3" {
+    /// #         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    /// #     }
+    /// # }).await?;
+    /// assert_eq!(handle.version(Color::Green).as_str(), "v3"); // loaded here
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn loader<S, R, F, Fut, E>(mut self, deployer: Deployer<S, R>, load: F) -> Self
     where
         S: Service<R> + Clone + Send + Sync + 'static,
