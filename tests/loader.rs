@@ -152,16 +152,19 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 /// Waits until `r`'s fleet view lists `ids`, each with green holding
 /// `green` ready or not as `loaded` says.
 async fn fleet_green(r: &Replica, green: &str, loaded: &[(&str, bool)]) {
-    until(&format!("the fleet reports green {green} as {loaded:?}"), || {
-        let fleet = r.fleet();
-        fleet.len() == loaded.len()
-            && loaded.iter().all(|(id, has)| {
-                fleet.iter().any(|f| {
-                    let v = f.version(Color::Green);
-                    f.id == *id && (v.version == green && v.ready) == *has
+    until(
+        &format!("the fleet reports green {green} as {loaded:?}"),
+        || {
+            let fleet = r.fleet();
+            fleet.len() == loaded.len()
+                && loaded.iter().all(|(id, has)| {
+                    fleet.iter().any(|f| {
+                        let v = f.version(Color::Green);
+                        f.id == *id && (v.version == green && v.ready) == *has
+                    })
                 })
-            })
-    })
+        },
+    )
     .await;
 }
 
@@ -190,7 +193,12 @@ async fn a_fleet_deploy_is_loaded_everywhere_and_a_promote_then_succeeds() {
     }
     // One load per replica, nothing else.
     assert_eq!(models.started(), ["v3", "v3", "v3"]);
-    fleet_green(&a, "v3", &[("pod-a", true), ("pod-b", true), ("pod-c", true)]).await;
+    fleet_green(
+        &a,
+        "v3",
+        &[("pod-a", true), ("pod-b", true), ("pod-c", true)],
+    )
+    .await;
     let promoted = a.promote().await.unwrap();
     for (router, r) in &fleet {
         tokio::time::timeout(WAIT, r.applied(promoted.revision))
@@ -371,7 +379,10 @@ async fn a_newer_state_drops_a_pending_load() {
     })
     .await;
     r.deploy("v4").await.unwrap();
-    until("green loads v4", || handle.version(Color::Green).as_str() == "v4").await;
+    until("green loads v4", || {
+        handle.version(Color::Green).as_str() == "v4"
+    })
+    .await;
     until("the load of v3 is dropped", || {
         gate.dropped.load(Ordering::SeqCst)
     })

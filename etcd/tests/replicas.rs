@@ -428,7 +428,10 @@ async fn a_deploy_through_one_replica_is_loaded_by_the_others() {
     let done = a.deploy("v3").await.unwrap();
     assert!(done.changed);
     for (router, handle, _) in &fleet {
-        until("green loaded v3", || handle.version(Color::Green).as_str() == "v3").await;
+        until("green loaded v3", || {
+            handle.version(Color::Green).as_str() == "v3"
+        })
+        .await;
         let req = Request::get("/")
             .header("x-color", "green")
             .body(String::new())

@@ -9,7 +9,7 @@ use super::json::error_json;
 use super::reply::{control_error, error, json, Reply};
 use super::request::Args;
 use super::routes::Action;
-use crate::store::{Replica, ReplicaReport, ReplicaStatus, Source, SyncError};
+use crate::store::{LoadStatus, Replica, ReplicaReport, ReplicaStatus, Source, SyncError};
 
 /// Promote, rollback, split, mirror through the store: `Ok(changed)`, or
 /// the refusal (409 for a conflict, 503 while the store is unreachable,
@@ -56,8 +56,10 @@ pub(crate) async fn steer(replica: &Replica, action: Action, args: Args) -> Resu
 }
 
 /// `GET /ready`, for a readiness probe, without the token (it says only
-/// whether the replica serves a state from the store or its snapshot):
-/// 200 when ready, 503 when it serves its default state.
+/// whether the replica serves a state from the store or its snapshot, and
+/// with a loader whether its active color holds the version that state
+/// names): 200 when ready, 503 when it serves its default state or still
+/// loads its active version.
 pub(crate) fn ready(replica: Option<&Replica>, method: &Method) -> Reply {
     if method != Method::GET && method != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD");
@@ -110,7 +112,25 @@ pub(crate) fn replica_json(s: &ReplicaStatus, fleet: &[ReplicaReport]) -> Value 
         "generation": s.state.as_ref().map(|st| st.generation),
         "stale_ms": s.stale_for.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         "last_error": s.last_error,
+        "loads": { "blue": load_json(&s.loads[0]), "green": load_json(&s.loads[1]) },
     })
+}
+
+/// A color's load (a replica with a loader): `{"state": "idle"}`,
+/// `{"state": "loading", "version": ...}`, or `{"state": "failed",
+/// "version": ..., "error": ...}`.
+fn load_json(load: &LoadStatus) -> Value {
+    match load {
+        LoadStatus::Loading { version } => {
+            json!({ "state": "loading", "version": version.as_str() })
+        }
+        LoadStatus::Failed(e) => json!({
+            "state": "failed",
+            "version": e.version.as_str(),
+            "error": e.to_string(),
+        }),
+        _ => json!({ "state": "idle" }),
+    }
 }
 
 fn source_text(s: Source) -> &'static str {

@@ -220,7 +220,15 @@ where
             Ok(res) => res?,
             Err(_) => return Err(DeployError::Timeout { after: timeout }),
         }
-        install(control, &slots, color, version, svc, expect, unserved_active)
+        install(
+            control,
+            &slots,
+            color,
+            version,
+            svc,
+            expect,
+            unserved_active,
+        )
     }
 }
 

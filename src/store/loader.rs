@@ -124,32 +124,34 @@ where
     Fut: Future<Output = Result<S, E>> + Send + 'static,
     E: Into<BoxError>,
 {
-    Arc::new(move |job: Job| -> BoxFuture<'static, Result<(), LoadError>> {
-        let loading = load(job.version.clone());
-        let deployer = deployer.clone();
-        Box::pin(async move {
-            let failed = |kind, reason: String| LoadError {
-                version: job.version.clone(),
-                color: job.color,
-                kind,
-                reason,
-            };
-            let svc = match loading.await {
-                Ok(svc) => svc,
-                Err(e) => return Err(failed(LoadErrorKind::Loader, e.into().to_string())),
-            };
-            let mut deploy = deployer
-                .deploy(job.version.as_str(), svc)
-                .into_color(job.color);
-            if job.unserved_active {
-                deploy = deploy.into_unserved_active();
-            }
-            match deploy.await {
-                Ok(_) => Ok(()),
-                Err(e) => Err(failed(LoadErrorKind::Deploy, e.to_string())),
-            }
-        })
-    })
+    Arc::new(
+        move |job: Job| -> BoxFuture<'static, Result<(), LoadError>> {
+            let loading = load(job.version.clone());
+            let deployer = deployer.clone();
+            Box::pin(async move {
+                let failed = |kind, reason: String| LoadError {
+                    version: job.version.clone(),
+                    color: job.color,
+                    kind,
+                    reason,
+                };
+                let svc = match loading.await {
+                    Ok(svc) => svc,
+                    Err(e) => return Err(failed(LoadErrorKind::Loader, e.into().to_string())),
+                };
+                let mut deploy = deployer
+                    .deploy(job.version.as_str(), svc)
+                    .into_color(job.color);
+                if job.unserved_active {
+                    deploy = deploy.into_unserved_active();
+                }
+                match deploy.await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(failed(LoadErrorKind::Deploy, e.to_string())),
+                }
+            })
+        },
+    )
 }
 
 /// A replica's loads: one lane per color.
@@ -300,7 +302,11 @@ fn lock(lane: &Lane) -> MutexGuard<'_, LaneState> {
 
 /// One color's task: loads what the lane wants, one load at a time, until
 /// nothing is wanted; stops when the replica is gone.
-async fn drive(loader: Weak<Loader>, color: Color, mut want: watch::Receiver<Option<VersionLabel>>) {
+async fn drive(
+    loader: Weak<Loader>,
+    color: Color,
+    mut want: watch::Receiver<Option<VersionLabel>>,
+) {
     let mut backoff = FIRST_RETRY;
     let mut failed: Option<VersionLabel> = None;
     loop {

@@ -19,8 +19,8 @@ use super::loader::{self, LoadFn, LoadStatus, Loader};
 use super::report::ReplicaReport;
 use super::snapshot::{self, Snapshot};
 use super::state::RolloutState;
-use crate::fleet::check_model_name;
 use crate::control::{Deployer, VersionLabel};
+use crate::fleet::check_model_name;
 use crate::{Color, ConfigError, RolloutHandle};
 
 /// How long start-up waits for the store, and each read or write of a
@@ -667,10 +667,7 @@ impl Inner {
     fn own_report(&self) -> ReplicaReport {
         let (revision, ready) = {
             let s = self.lock();
-            (
-                s.applied.as_ref().map_or(0, |a| a.revision),
-                self.ready(&s),
-            )
+            (s.applied.as_ref().map_or(0, |a| a.revision), self.ready(&s))
         };
         ReplicaReport::of(&self.id, revision, ready, &self.handle)
     }
