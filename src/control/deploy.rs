@@ -11,7 +11,7 @@ use std::time::Duration;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::core::Control;
+use super::core::{Control, Terms};
 use super::counters::Block;
 use super::drain::Retired;
 use super::slots::Slots;
@@ -73,7 +73,7 @@ impl<S: Send + Sync + 'static, R> Deployer<S, R> {
     ) -> Result<Deployed, DeployError> {
         let slots = self.slots.as_ref().ok_or(DeployError::NotDeployable)?;
         let version = VersionLabel::new(version).map_err(DeployError::InvalidVersion)?;
-        install(&self.control, slots, color, version, svc, None, false)
+        install(&self.control, slots, color, version, svc, Terms::default())
     }
 }
 
@@ -206,7 +206,11 @@ where
             return Err(DeployError::InvalidTimeout);
         }
         let control = &deployer.control;
-        let color = control.check_deploy(into, &version, expect, unserved_active)?;
+        let terms = Terms {
+            expect,
+            unserved_active,
+        };
+        let color = control.check_deploy(into, &version, terms)?;
         let ready = async {
             poll_fn(|cx| svc.poll_ready(cx))
                 .await
@@ -220,43 +224,27 @@ where
             Ok(res) => res?,
             Err(_) => return Err(DeployError::Timeout { after: timeout }),
         }
-        install(
-            control,
-            &slots,
-            color,
-            version,
-            svc,
-            expect,
-            unserved_active,
-        )
+        install(control, &slots, color, version, svc, terms)
     }
 }
 
 /// Installs `svc`, ready, as `version` in `color`'s slot: the preconditions
 /// are checked again under the state lock, the slots swapped, then the new
 /// word published. The last step of a deploy, without the readiness wait.
-/// `unserved_active`: see [`Deploy::into_unserved_active`].
 pub(crate) fn install<S: Send + Sync + 'static>(
     control: &Control,
     slots: &Slots<S, S>,
     color: Color,
     version: VersionLabel,
     svc: S,
-    expect: Option<u64>,
-    unserved_active: bool,
+    terms: Terms,
 ) -> Result<Deployed, DeployError> {
     let block = Block::acquire();
     let id = next_version_id();
-    let swap = |epoch, tags| Some(slots.swap(color, epoch, svc, id, block, tags));
-    let committed = control.commit_deploy(
-        color,
-        version.clone(),
-        block,
-        id,
-        expect,
-        unserved_active,
-        swap,
-    );
+    let committed =
+        control.commit_deploy(color, version.clone(), block, id, terms, |epoch, tags| {
+            Some(slots.swap(color, epoch, svc, id, block, tags))
+        });
     match committed {
         Ok(d) => Ok(Deployed {
             version,
