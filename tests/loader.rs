@@ -400,3 +400,35 @@ async fn a_newer_state_drops_a_pending_load() {
     assert_eq!(deployed, ["v4"]);
     assert_eq!(r.status().loads[1], LoadStatus::Idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_promote_of_a_standby_still_loading_stops_the_load() {
+    let store = MemoryStore::new();
+    let models = Models::default();
+    let gate = models.hold("v3");
+    let (router, handle) = router("v1", "v2");
+    let r = replica(&store, &router, "pod-a", &models).await;
+    r.deploy("v3").await.unwrap();
+    until("green loads v3", || {
+        matches!(&r.status().loads[1], LoadStatus::Loading { version } if version.as_str() == "v3")
+    })
+    .await;
+    r.call().force().promote().await.unwrap();
+    assert_eq!(handle.active(), Color::Green);
+    // The serving replica never replaces its active version: the load is
+    // dropped, and the refusal stays in the status.
+    until("the load of v3 is dropped", || {
+        gate.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    until("the refusal is reported", || {
+        matches!(&r.status().loads[1], LoadStatus::Failed(e) if e.kind == LoadErrorKind::ActiveColor)
+    })
+    .await;
+    let status = r.status();
+    assert!(status.ready);
+    assert!(status
+        .last_error
+        .is_some_and(|e| e.contains("green should hold v3, this replica holds v2")));
+    assert_eq!(ask(&router, Color::Green).await, "v2");
+}

@@ -270,7 +270,10 @@ impl Loader {
             return false;
         }
         st.running = false;
-        st.status = LoadStatus::Idle;
+        // A refusal of the active color, said since, stays.
+        if !matches!(&st.status, LoadStatus::Failed(e) if e.kind == LoadErrorKind::ActiveColor) {
+            st.status = LoadStatus::Idle;
+        }
         true
     }
 
