@@ -3,7 +3,8 @@
 //! from varying replicas converge everywhere, a restart while etcd is down
 //! serves the snapshot, an outage keeps the last state and refuses writes,
 //! a replica cut off through a compaction reads again, a hand-written bad
-//! document is reported and the last good state kept.
+//! document is reported and the last good state kept, a deploy through one
+//! replica is loaded by the others through their loaders.
 
 mod support;
 
@@ -380,4 +381,81 @@ async fn replica_reports_live_under_leases_and_gate_a_promote() {
     let done = a.promote().await.unwrap();
     assert!(done.changed);
     assert_eq!(ha.active(), Color::Green);
+}
+
+type Answer = tower::util::BoxCloneSyncService<Request<String>, Response<String>, Infallible>;
+
+/// A version of a toy model: answers with its label.
+fn answer(label: &str) -> Answer {
+    let label = label.to_owned();
+    tower::util::BoxCloneSyncService::new(service_fn(move |_: Request<String>| {
+        let label = label.clone();
+        async move { Ok::<_, Infallible>(Response::new(label)) }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_through_one_replica_is_loaded_by_the_others() {
+    use tower::ServiceExt;
+    use tower_rollout::control::VersionLabel;
+
+    let server = etcd();
+    let mut fleet = Vec::new();
+    for id in ["pod-a", "pod-b", "pod-c"] {
+        let (router, handle) = BlueGreenRouter::builder()
+            .versions("v1", "v2")
+            .override_header("x-color", |_| true)
+            .build(answer("v1"), answer("v2"))
+            .unwrap();
+        // The loader knows v1 to v3 (a real one would fetch weights).
+        let load = |label: VersionLabel| async move {
+            match label.as_str() {
+                "v1" | "v2" | "v3" => Ok(answer(label.as_str())),
+                other => Err(format!("no model named {other}")),
+            }
+        };
+        let r = Replica::builder(&handle, store(&server).await, "iris")
+            .id(id)
+            .report_ttl(Duration::from_secs(3))
+            .timeout(Duration::from_millis(500))
+            .loader(router.deployer::<String>(), load)
+            .start()
+            .await
+            .unwrap();
+        fleet.push((router, handle, r));
+    }
+    let a = fleet[0].2.clone();
+    let done = a.deploy("v3").await.unwrap();
+    assert!(done.changed);
+    for (router, handle, _) in &fleet {
+        until("green loaded v3", || {
+            handle.version(Color::Green).as_str() == "v3"
+        })
+        .await;
+        let req = Request::get("/")
+            .header("x-color", "green")
+            .body(String::new())
+            .unwrap();
+        let body = router.clone().oneshot(req).await.unwrap().into_body();
+        let body = http_body_util::BodyExt::collect(body).await.unwrap();
+        assert_eq!(body.to_bytes(), "v3", "the loaded service answers");
+    }
+    until("every replica reports green v3 ready", || {
+        let fleet = a.fleet();
+        fleet.len() == 3
+            && fleet.iter().all(|f| {
+                let v = f.version(Color::Green);
+                v.version == "v3" && v.ready
+            })
+    })
+    .await;
+    let promoted = a.promote().await.unwrap();
+    converged(
+        &fleet.iter().map(|(_, _, r)| r.clone()).collect::<Vec<_>>(),
+        promoted.revision,
+    )
+    .await;
+    for (_, handle, _) in &fleet {
+        assert_eq!(handle.active(), Color::Green);
+    }
 }

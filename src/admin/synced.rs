@@ -11,8 +11,8 @@ use super::request::Args;
 use super::routes::Action;
 use crate::plan::PlanError;
 use crate::store::{
-    FleetPlanStatus, PlanAbort, Replica, ReplicaReport, ReplicaStatus, ReplicaWindow, Source,
-    StartPlanError, StoredPlanState, SyncError,
+    FleetPlanStatus, LoadStatus, PlanAbort, Replica, ReplicaReport, ReplicaStatus, ReplicaWindow,
+    Source, StartPlanError, StoredPlanState, SyncError,
 };
 
 /// Promote, rollback, split, mirror through the store: `Ok(changed)`, or
@@ -102,7 +102,10 @@ fn refused(e: SyncError) -> Reply {
             }
             json(StatusCode::CONFLICT, &doc)
         }
-        e @ SyncError::NoPlan => error(StatusCode::CONFLICT, &e.to_string()),
+        e @ (SyncError::NoPlan
+        | SyncError::PlanRunning
+        | SyncError::CanaryRunning { .. }
+        | SyncError::DuplicateVersion { .. }) => error(StatusCode::CONFLICT, &e.to_string()),
         e => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
@@ -199,8 +202,10 @@ pub(crate) fn plan_json(p: &FleetPlanStatus) -> Value {
 }
 
 /// `GET /ready`, for a readiness probe, without the token (it says only
-/// whether the replica serves a state from the store or its snapshot):
-/// 200 when ready, 503 when it serves its default state.
+/// whether the replica serves a state from the store or its snapshot, and
+/// with a loader whether its active color holds the version that state
+/// names): 200 when ready, 503 when it serves its default state or still
+/// loads its active version.
 pub(crate) fn ready(replica: Option<&Replica>, method: &Method) -> Reply {
     if method != Method::GET && method != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD");
@@ -258,7 +263,25 @@ pub(crate) fn replica_json(
         "stale_ms": s.stale_for.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         "last_error": s.last_error,
         "plan": plan.map(plan_json),
+        "loads": { "blue": load_json(&s.loads[0]), "green": load_json(&s.loads[1]) },
     })
+}
+
+/// A color's load (a replica with a loader): `{"state": "idle"}`,
+/// `{"state": "loading", "version": ...}`, or `{"state": "failed",
+/// "version": ..., "error": ...}`.
+fn load_json(load: &LoadStatus) -> Value {
+    match load {
+        LoadStatus::Loading { version } => {
+            json!({ "state": "loading", "version": version.as_str() })
+        }
+        LoadStatus::Failed(e) => json!({
+            "state": "failed",
+            "version": e.version.as_str(),
+            "error": e.to_string(),
+        }),
+        _ => json!({ "state": "idle" }),
+    }
 }
 
 fn source_text(s: Source) -> &'static str {

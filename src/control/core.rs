@@ -280,11 +280,11 @@ impl Control {
         label: VersionLabel,
         block: &'static Block,
         id: u64,
-        expect: Option<u64>,
+        terms: Terms,
         swap: impl FnOnce(u32, Arc<Tags>) -> Option<Box<dyn Any + Send>>,
     ) -> Result<Deployment, super::DeployError> {
         let mut st = self.state();
-        check_deploy(&st, color, &label, expect)?;
+        check_deploy(&st, color, &label, terms)?;
         let from = st.served(st.active);
         st.epoch = st.epoch.wrapping_add(1);
         let replaced = st.version(color).label.clone();
@@ -319,11 +319,11 @@ impl Control {
         &self,
         color: Option<Color>,
         label: &VersionLabel,
-        expect: Option<u64>,
+        terms: Terms,
     ) -> Result<Color, super::DeployError> {
         let st = self.state();
         let color = color.unwrap_or(st.active.other());
-        check_deploy(&st, color, label, expect)?;
+        check_deploy(&st, color, label, terms)?;
         Ok(color)
     }
 
@@ -359,25 +359,43 @@ impl Control {
     }
 }
 
+/// What a deploy requires of the state besides its color and label.
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Terms {
+    /// The generation the state must be at.
+    pub(crate) expect: Option<u64>,
+    /// The deploy may replace the active color (a store replica's loader
+    /// before the replica is ready; see
+    /// [`Deploy::into_unserved_active`](super::Deploy::into_unserved_active)):
+    /// the canary check then does not apply, as the color is not the
+    /// standby.
+    pub(crate) unserved_active: bool,
+}
+
 #[cfg(feature = "tokio")]
 fn check_deploy(
     st: &State,
     color: Color,
     label: &VersionLabel,
-    expect: Option<u64>,
+    terms: Terms,
 ) -> Result<(), super::DeployError> {
     use super::DeployError;
+    let Terms {
+        expect,
+        unserved_active,
+    } = terms;
     // A running plan owns the state (it also sets the split): named first.
     if st.plan.is_some() {
         return Err(DeployError::PlanRunning);
     }
-    if color == st.active {
+    if color == st.active && !unserved_active {
         return Err(DeployError::ActiveColor {
             color,
             version: st.version(color).label.clone(),
         });
     }
-    if super::word::threshold(st.split) > 0 {
+    if color != st.active && super::word::threshold(st.split) > 0 {
         return Err(DeployError::CanaryRunning { split: st.split });
     }
     if st.version(st.active).label == *label {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::core::Control;
+use super::core::{Control, Terms};
 use super::counters::Block;
 use super::drain::Retired;
 use super::slots::Slots;
@@ -73,7 +73,7 @@ impl<S: Send + Sync + 'static, R> Deployer<S, R> {
     ) -> Result<Deployed, DeployError> {
         let slots = self.slots.as_ref().ok_or(DeployError::NotDeployable)?;
         let version = VersionLabel::new(version).map_err(DeployError::InvalidVersion)?;
-        install(&self.control, slots, color, version, svc, None)
+        install(&self.control, slots, color, version, svc, Terms::default())
     }
 }
 
@@ -111,6 +111,7 @@ where
             timeout: DEFAULT_DEPLOY_TIMEOUT,
             into: None,
             expect: None,
+            unserved_active: false,
         }
     }
 }
@@ -125,6 +126,8 @@ pub struct Deploy<S, R> {
     timeout: Duration,
     into: Option<Color>,
     expect: Option<u64>,
+    /// May go into the active color: see [`into_unserved_active`](Self::into_unserved_active).
+    unserved_active: bool,
 }
 
 impl<S, R> Deploy<S, R>
@@ -171,6 +174,19 @@ where
         self
     }
 
+    /// Lets the deploy go into the active color (no
+    /// [`DeployError::ActiveColor`], and no canary check for it): only for a
+    /// store replica's loader while the replica is not yet ready, so while
+    /// its readiness probe keeps users away from it. Replacing the active
+    /// version then drops nothing in flight: requests admitted on the old
+    /// version finish on it (it retires as any replaced version does), and
+    /// the next ones get the new one. A replica that serves never asks this.
+    #[cfg(feature = "store")]
+    pub(crate) fn into_unserved_active(mut self) -> Self {
+        self.unserved_active = true;
+        self
+    }
+
     async fn run(self) -> Result<Deployed, DeployError> {
         let Deploy {
             deployer,
@@ -180,6 +196,7 @@ where
             timeout,
             into,
             expect,
+            unserved_active,
         } = self;
         let version = version.map_err(DeployError::InvalidVersion)?;
         let Some(slots) = deployer.slots.clone() else {
@@ -189,7 +206,11 @@ where
             return Err(DeployError::InvalidTimeout);
         }
         let control = &deployer.control;
-        let color = control.check_deploy(into, &version, expect)?;
+        let terms = Terms {
+            expect,
+            unserved_active,
+        };
+        let color = control.check_deploy(into, &version, terms)?;
         let ready = async {
             poll_fn(|cx| svc.poll_ready(cx))
                 .await
@@ -203,7 +224,7 @@ where
             Ok(res) => res?,
             Err(_) => return Err(DeployError::Timeout { after: timeout }),
         }
-        install(control, &slots, color, version, svc, expect)
+        install(control, &slots, color, version, svc, terms)
     }
 }
 
@@ -216,12 +237,12 @@ pub(crate) fn install<S: Send + Sync + 'static>(
     color: Color,
     version: VersionLabel,
     svc: S,
-    expect: Option<u64>,
+    terms: Terms,
 ) -> Result<Deployed, DeployError> {
     let block = Block::acquire();
     let id = next_version_id();
     let committed =
-        control.commit_deploy(color, version.clone(), block, id, expect, |epoch, tags| {
+        control.commit_deploy(color, version.clone(), block, id, terms, |epoch, tags| {
             Some(slots.swap(color, epoch, svc, id, block, tags))
         });
     match committed {

@@ -28,10 +28,23 @@
 //!   [`SyncError::Unavailable`], and [`ReplicaStatus::stale_for`] says for
 //!   how long. A stored document that does not parse or a deleted key is
 //!   reported in [`ReplicaStatus::last_error`], and the last good state
-//!   stays. A version this replica does not hold in a color is reported
-//!   there too; the rest of the state is applied, and that color serves
-//!   the version this replica has. A mirror fraction on a router built
-//!   without mirroring is reported, and nothing is mirrored there.
+//!   stays. A version this replica does not hold in a color (and has no
+//!   loader for) is reported there too; the rest of the state is applied,
+//!   and that color serves the version this replica has. A mirror fraction
+//!   on a router built without mirroring is reported, and nothing is
+//!   mirrored there.
+//! - **Loading versions**: with a [loader](ReplicaBuilder::loader) (a
+//!   version label to a future of its service, deployed through the
+//!   router's [`Deployer`](crate::control::Deployer)), a replica loads the
+//!   version the state names for a color that holds another, in the
+//!   background, one load at a time per color; a newer state naming
+//!   another version drops a pending load. Meanwhile, and after a failure
+//!   (a [`LoadError`], in [`ReplicaStatus::loads`], tried again after a
+//!   backoff), the color serves what it holds. [`Replica::deploy`] names
+//!   the standby's next version fleet-wide, so every replica loads it.
+//!   With a loader, a replica is ready only once its active color holds
+//!   the version the state names (a fresh replica loads it first); a
+//!   serving replica never replaces its active version.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -73,7 +86,7 @@
 //!   replica drives: the one that created the key `models/{model}/driver`
 //!   under its lease. Every replica keeps measuring while a plan is active
 //!   and publishes its window of the phase under its lease
-//!   (`models/{model}/windows/{id}`, each plan interval); the driver judges
+//!   (`models/{model}/windows/{id}`, at most once a second); the driver judges
 //!   the gates on their sum (the shadow comparison's counts summed too;
 //!   drift gates on the driver's own sample), so a 5% canary on ten
 //!   replicas reaches a gate's minimum sample from all of them. The
@@ -88,12 +101,10 @@
 //!   back ([`PlanAbort::Pending`]). A control call by hand supersedes the
 //!   plan, as on one router. [`Replica::plan_status`] and the admin's
 //!   `/status` show the plan, the driver's verdicts and each window.
-//!
-//! Not yet: loading the version the state names into a color (a replica
-//! reports a version it does not hold, and serves what it has).
 
 mod api;
 mod drive;
+mod loader;
 mod memory;
 mod plan_state;
 mod replica;
@@ -106,6 +117,7 @@ mod write;
 
 pub use api::{Entry, StateStore, StoreError, StoreFuture, WatchStream};
 pub use drive::{FleetPlanStatus, PlanAbort, StartPlanError};
+pub use loader::{LoadError, LoadErrorKind, LoadStatus};
 pub use memory::MemoryStore;
 pub use plan_state::{StoredPhase, StoredPlan, StoredPlanState, TimelineEntry};
 pub use replica::{

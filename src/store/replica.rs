@@ -3,19 +3,24 @@
 //! applied as it is watched; the last applied state kept when the store is
 //! unreachable.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tower::BoxError;
+use tower_service::Service;
 
 use super::api::{Entry, StateStore, StoreError};
+use super::loader::{self, LoadFn, LoadStatus, Loader};
 use super::report::ReplicaReport;
 use super::snapshot::{self, Snapshot};
 use super::state::RolloutState;
 use super::window::PlanTrack;
+use crate::control::{Deployer, VersionLabel};
 use crate::{Color, RolloutHandle};
 
 /// How long start-up waits for the store, and each read or write of a
@@ -63,6 +68,10 @@ pub(super) struct Inner {
     pub(super) track: Mutex<PlanTrack>,
     /// Dropped with the last clone: the sync task stops.
     pub(super) _alive: watch::Sender<()>,
+    /// Loads the versions the state names (see [`ReplicaBuilder::loader`]).
+    pub(super) loader: Option<Arc<Loader>>,
+    /// Wakes the report task early (after a load).
+    pub(super) report_now: Arc<Notify>,
 }
 
 /// Where the state being served came from.
@@ -99,8 +108,12 @@ pub struct ReplicaStatus {
     /// How long the store has been unreachable (`None` while connected).
     pub stale_for: Option<Duration>,
     /// The last problem: the store unreachable, a stored state that does
-    /// not parse, a version this replica does not hold.
+    /// not parse, a version this replica does not hold (and has no loader
+    /// for), else a failed load.
     pub last_error: Option<String>,
+    /// Each color's load, blue first (always idle without a
+    /// [loader](ReplicaBuilder::loader)).
+    pub loads: [LoadStatus; 2],
 }
 
 pub(super) struct SyncState {
@@ -122,6 +135,7 @@ pub struct ReplicaBuilder {
     pub(super) report_ttl: Duration,
     pub(super) snapshot: Option<PathBuf>,
     pub(super) timeout: Duration,
+    pub(super) loader: Option<Arc<LoadFn>>,
 }
 
 impl Replica {
@@ -140,6 +154,7 @@ impl Replica {
             report_ttl: DEFAULT_REPORT_TTL,
             snapshot: None,
             timeout: DEFAULT_STORE_TIMEOUT,
+            loader: None,
         }
     }
 }
@@ -175,6 +190,81 @@ impl ReplicaBuilder {
         self.timeout = timeout;
         self
     }
+
+    /// Loads the version the state names for a color that holds another:
+    /// `load` makes the service of a version label, which `deployer` (the
+    /// router's, [`BlueGreenRouter::deployer`](crate::BlueGreenRouter::deployer))
+    /// deploys into that color. A load runs in the background, one at a
+    /// time per color; the color serves what it holds meanwhile, and a
+    /// newer state naming another version drops a pending load. A failure
+    /// (the loader's error, say for a label it does not know, or the
+    /// deploy's) is a [`LoadError`](super::LoadError) in
+    /// [`ReplicaStatus::loads`], tried again after a backoff (1 s doubling
+    /// up to 30 s) while the state names that version.
+    ///
+    /// With a loader the replica is ready only once its active color holds
+    /// the version the state names: until then a load may go into the
+    /// active color (no user is sent to a replica that is not ready).
+    /// Once ready, the active color is never replaced: a state naming
+    /// another version for it is reported
+    /// ([`LoadErrorKind::ActiveColor`](super::LoadErrorKind::ActiveColor)).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, util::BoxCloneSyncService};
+    /// use tower_rollout::control::VersionLabel;
+    /// use tower_rollout::store::{MemoryStore, Replica};
+    /// use tower_rollout::{BlueGreenRouter, Color};
+    ///
+    /// type Model = BoxCloneSyncService<Request<String>, Response<String>, Infallible>;
+    /// fn model(label: &str) -> Model {
+    ///     let label = label.to_owned();
+    ///     BoxCloneSyncService::new(service_fn(move |_: Request<String>| {
+    ///         let answer = Response::new(label.clone());
+    ///         async move { Ok::<_, Infallible>(answer) }
+    ///     }))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (router, handle) = BlueGreenRouter::builder()
+    ///     .versions("v1", "v2")
+    ///     .build(model("v1"), model("v2"))?;
+    /// // A real loader fetches the weights of the version named.
+    /// let load = |version: VersionLabel| async move {
+    ///     match version.as_str() {
+    ///         "v1" | "v2" | "v3" => Ok(model(version.as_str())),
+    ///         other => Err(format!("no model {other}")),
+    ///     }
+    /// };
+    /// let replica = Replica::builder(&handle, MemoryStore::new(), "iris")
+    ///     .loader(router.deployer::<String>(), load)
+    ///     .start()
+    ///     .await?;
+    /// replica.deploy("v3").await?; // green should hold v3, fleet-wide
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// #     while handle.version(Color::Green).as_str() != "v3" {
+    /// #         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    /// #     }
+    /// # }).await?;
+    /// assert_eq!(handle.version(Color::Green).as_str(), "v3"); // loaded here
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn loader<S, R, F, Fut, E>(mut self, deployer: Deployer<S, R>, load: F) -> Self
+    where
+        S: Service<R> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+        R: 'static,
+        F: Fn(VersionLabel) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.loader = Some(loader::erase(deployer, load));
+        self
+    }
 }
 
 impl Replica {
@@ -195,12 +285,14 @@ impl Replica {
             model: self.inner.model.clone(),
             id: self.inner.id.clone(),
             source: s.source,
-            ready: s.source != Source::Default,
+            ready: self.inner.ready(&s),
             connected: s.connected,
             applied_revision: s.applied.as_ref().map_or(0, |a| a.revision),
             state: s.applied.as_ref().map(|a| a.state.clone()),
             stale_for: (!s.connected).then(|| s.since.elapsed()),
-            last_error: s.last_error.clone(),
+            last_error: (s.last_error.clone())
+                .or_else(|| self.inner.loader.as_ref().and_then(|l| l.failure())),
+            loads: (self.inner.loader.as_ref()).map_or_else(Default::default, |l| l.statuses()),
         }
     }
 
@@ -215,9 +307,11 @@ impl Replica {
             .clone()
     }
 
-    /// Whether the replica serves a state from the store or its snapshot.
+    /// Whether the replica serves a state from the store or its snapshot
+    /// (with a [loader](ReplicaBuilder::loader): and its active color held
+    /// the version that state names).
     pub fn is_ready(&self) -> bool {
-        self.inner.lock().source != Source::Default
+        self.inner.ready(&self.inner.lock())
     }
 
     /// Resolves once a state at `revision` or later has been applied.
@@ -255,6 +349,12 @@ impl Inner {
         if let Some(snap) = applied {
             self.put_on_router(snap.revision, &snap.state);
         }
+    }
+
+    /// Readiness: a state from the store or the snapshot, and, with a
+    /// loader, the active color loaded once.
+    fn ready(&self, s: &SyncState) -> bool {
+        s.source != Source::Default && self.loader.as_ref().is_none_or(|l| l.serving())
     }
 
     /// Reads the state from the store and applies it (writing the router's
@@ -411,9 +511,12 @@ impl Inner {
             Err(e) => Some(format!("revision {revision}: {e}")),
         };
         for color in [Color::Blue, Color::Green] {
-            if let Some(want) = state.version(color) {
+            let named = state.version(color);
+            // With a loader, a version this replica lacks is loaded.
+            let loading = (self.loader.as_ref()).is_some_and(|l| l.want(color, named));
+            if let Some(want) = named {
                 let have = self.handle.version(color);
-                if *want != have {
+                if *want != have && !loading {
                     problem = Some(format!(
                         "revision {revision}: {color} should hold {want}, this replica holds {have}"
                     ));
@@ -538,10 +641,7 @@ impl Inner {
     fn own_report(&self) -> ReplicaReport {
         let (revision, ready) = {
             let s = self.lock();
-            (
-                s.applied.as_ref().map_or(0, |a| a.revision),
-                s.source != Source::Default,
-            )
+            (s.applied.as_ref().map_or(0, |a| a.revision), self.ready(&s))
         };
         ReplicaReport::of(&self.id, revision, ready, &self.handle)
     }
@@ -603,9 +703,11 @@ pub(super) async fn report(inner: Weak<Inner>, mut stopped: watch::Receiver<()>)
         if let Ok(reports) = replica.list_reports().await {
             *replica.fleet.lock().unwrap_or_else(|e| e.into_inner()) = reports;
         }
+        let now = replica.report_now.clone();
         drop(replica);
         tokio::select! {
             () = tokio::time::sleep(every) => {}
+            () = now.notified() => {}
             _ = stopped.changed() => return,
         }
     }

@@ -18,7 +18,9 @@ pub struct ReplicaReport {
     pub id: String,
     /// The store revision of the state it applied.
     pub applied_revision: u64,
-    /// Whether it serves a state from the store or its snapshot.
+    /// Whether it serves a state from the store or its snapshot (with a
+    /// loader: and its active color holds the version the state names; see
+    /// [`Replica::is_ready`](super::Replica::is_ready)).
     pub ready: bool,
     /// The version each color holds there, blue first.
     pub versions: [ReportedVersion; 2],

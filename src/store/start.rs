@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
+use super::loader::Loader;
 use super::replica::{report, run, Inner, Replica, ReplicaBuilder, Source, SyncState};
 use super::window::PlanTrack;
 use crate::fleet::check_model_name;
@@ -46,6 +47,10 @@ impl ReplicaBuilder {
             });
         }
         let (alive, stopped) = watch::channel(());
+        let report_now = Arc::new(Notify::new());
+        let loader = self
+            .loader
+            .map(|load| Arc::new(Loader::new(load, self.handle.clone(), report_now.clone())));
         let inner = Arc::new(Inner {
             key: format!("models/{}/state", self.model),
             reports: format!("models/{}/replicas/", self.model),
@@ -68,6 +73,8 @@ impl ReplicaBuilder {
             applied: watch::channel(0).0,
             track: Mutex::new(PlanTrack::default()),
             _alive: alive,
+            loader,
+            report_now,
         });
         if !inner.read().await {
             inner.start_from_snapshot();

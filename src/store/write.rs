@@ -44,6 +44,21 @@ pub enum SyncError {
     /// A plan call (pause, resume, abort, skip) without a fleet-wide plan
     /// running.
     NoPlan,
+    /// A fleet-wide deploy ([`Replica::deploy`]) while the standby takes
+    /// canary traffic: set the split to zero first (as a deploy on one
+    /// router, [`DeployError::CanaryRunning`](crate::control::DeployError::CanaryRunning)).
+    CanaryRunning {
+        /// The stored split.
+        split: f64,
+    },
+    /// A fleet-wide deploy while a fleet-wide plan runs (as a deploy on one
+    /// router while its plan runs): abort it or let it finish first.
+    PlanRunning,
+    /// A fleet-wide deploy of the version the active color should hold.
+    DuplicateVersion {
+        /// The version.
+        version: String,
+    },
     /// The stored state does not parse: fix or delete it (the message names
     /// the field). Replicas keep serving the last good one.
     Corrupt {
@@ -74,6 +89,16 @@ impl fmt::Display for SyncError {
                 replicas.join(", ")
             ),
             SyncError::NoPlan => f.write_str("no fleet-wide plan is running"),
+            SyncError::PlanRunning => {
+                f.write_str("a fleet-wide plan is running: abort it or let it finish first")
+            }
+            SyncError::CanaryRunning { split } => write!(
+                f,
+                "the standby takes {split} of the traffic as a canary: set the split to 0 first"
+            ),
+            SyncError::DuplicateVersion { version } => {
+                write!(f, "the active color should already hold version {version}")
+            }
             SyncError::Corrupt { revision, reason } => {
                 write!(
                     f,
@@ -163,6 +188,20 @@ impl Replica {
     /// [`SyncError`].
     pub async fn mirror_standby(&self, fraction: f64) -> Result<Committed, SyncError> {
         self.call().mirror_standby(fraction).await
+    }
+
+    /// Names `version` as what the standby color should hold fleet-wide:
+    /// every replica with a [loader](super::ReplicaBuilder::loader) loads
+    /// it into its standby and reports it. A [`promote`](Self::promote) is
+    /// refused with [`SyncError::NotEverywhere`] while a live replica has
+    /// not loaded it ready (still loading, or failing to).
+    ///
+    /// # Errors
+    /// [`SyncError`]: [`ControlError::Invalid`] for a bad label,
+    /// [`SyncError::CanaryRunning`] while the standby takes canary traffic,
+    /// [`SyncError::DuplicateVersion`] for the active color's version.
+    pub async fn deploy(&self, version: &str) -> Result<Committed, SyncError> {
+        self.call().deploy(version).await
     }
 }
 
@@ -254,6 +293,26 @@ impl SyncCall<'_> {
             Ok(std::mem::replace(&mut s.mirror, mirror) != mirror)
         })
         .await
+    }
+
+    /// See [`Replica::deploy`].
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn deploy(self, version: &str) -> Result<Committed, SyncError> {
+        let label = VersionLabel::new(version).map_err(ControlError::Invalid)?;
+        let mut refused = None;
+        let done = self
+            .update(false, |s| match name_standby(s, label) {
+                Ok(changed) => Ok(changed),
+                Err(e) => {
+                    // Nothing written: the refusal is returned below.
+                    refused = Some(e);
+                    Ok(false)
+                }
+            })
+            .await?;
+        refused.map_or(Ok(done), Err)
     }
 
     /// Reads the state, changes it with `change` (false: nothing to change),
@@ -447,5 +506,28 @@ fn promote(
     s.previous = Some(s.active);
     s.active = target;
     s.split = 0.0;
+    Ok(true)
+}
+
+/// A fleet-wide deploy on a stored state: `label` for the standby, refused
+/// as a deploy on one router is (canary traffic on the standby, the active
+/// color's version).
+fn name_standby(s: &mut RolloutState, label: VersionLabel) -> Result<bool, SyncError> {
+    let standby = s.active.other();
+    if s.version(standby) == Some(&label) {
+        return Ok(false);
+    }
+    if s.plan.as_ref().is_some_and(|p| p.is_active()) {
+        return Err(SyncError::PlanRunning);
+    }
+    if s.split > 0.0 {
+        return Err(SyncError::CanaryRunning { split: s.split });
+    }
+    if s.version(s.active) == Some(&label) {
+        return Err(SyncError::DuplicateVersion {
+            version: label.to_string(),
+        });
+    }
+    s.versions[standby as usize] = Some(label);
     Ok(true)
 }
