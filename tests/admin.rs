@@ -126,6 +126,18 @@ mod live {
     }
 
     #[tokio::test]
+    async fn a_deploy_through_the_admin_of_one_router_is_refused() {
+        let (addr, handle, server) = one_model().await;
+        let client = support::client();
+        let before = handle.generation();
+        let refused = admin_post(&client, addr, "/deploy", r#"{"version": "v3"}"#).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.json);
+        assert!(refused.json["error"].as_str().unwrap().contains("replica"));
+        assert_eq!(handle.generation(), before);
+        drop(server);
+    }
+
+    #[tokio::test]
     async fn requests_without_the_right_token_are_refused_and_change_nothing() {
         let (addr, handle, server) = one_model().await;
         let client = support::client();

@@ -168,6 +168,23 @@ async fn a_promote_through_one_replicas_admin_is_served_by_the_other() {
     assert_eq!(handle_a.status().split, 0.0);
     let (code, _) = call(a, Method::POST, "/admin/plan-pause", json!({})).await;
     assert_eq!(code, StatusCode::CONFLICT, "no plan runs any more");
+
+    // A deploy names the standby's next version on every replica; with no
+    // loader here nobody holds it, so a promote to it is refused.
+    let (code, bad) = call(a, Method::POST, "/admin/deploy", json!({ "to": "blue" })).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}");
+    let (code, deployed) = call(a, Method::POST, "/admin/deploy", json!({ "version": "v3" })).await;
+    assert_eq!(code, StatusCode::OK, "{deployed}");
+    assert_eq!(deployed["changed"], true);
+    let (code, refused) = call(b, Method::POST, "/admin/promote", json!({})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["reason"], "not_everywhere", "{refused}");
+    let (code, refused) = call(b, Method::POST, "/admin/deploy", json!({ "version": "v2" })).await;
+    assert_eq!(
+        code,
+        StatusCode::CONFLICT,
+        "the active color's version: {refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,10 @@ where
                 Err(refused) => refused,
             }
         }
+        Action::Deploy => match read_args(action, headers, body).await {
+            Ok(args) => deploy(shared, &model, args).await,
+            Err(refused) => refused,
+        },
         Action::PlanPause | Action::PlanResume | Action::PlanAbort | Action::PlanPromote => {
             match read_args(action, headers, body).await {
                 Ok(_) => plan_call(shared, &model, action).await,
@@ -117,6 +121,24 @@ async fn steer(shared: &Shared, model: &Model<'_>, action: Action, args: Args) -
         Ok(change) => changed(shared, model, change.is_applied()),
         Err(e) => control_error(&e),
     }
+}
+
+/// `POST /deploy`: for a replica, the next version named for the standby
+/// fleet-wide (each replica's loader loads it); 409 for an admin of a
+/// router alone, which cannot make a service from a label.
+async fn deploy(shared: &Shared, model: &Model<'_>, args: Args) -> Reply {
+    #[cfg(feature = "store")]
+    if let Some(replica) = shared.replica() {
+        return match super::synced::deploy(replica, args).await {
+            Ok(done) => changed(shared, model, done),
+            Err(refused) => refused,
+        };
+    }
+    let _ = (shared, model, args);
+    let msg = "a deploy through the admin names the next version for a replica's loader \
+               (Admin::builder().replica(..)); this admin steers one router, which deploys \
+               through its Deployer in code";
+    error(StatusCode::CONFLICT, msg)
 }
 
 /// `POST /plan`: reads the plan document and starts the plan; 400 naming

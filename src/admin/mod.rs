@@ -39,6 +39,7 @@
 //! | `POST /split` with `{"fraction": 0.1}` | [`set_split`](crate::RolloutHandle::set_split) |
 //! | `POST /mirror` with `{"fraction": 0.1}` | [`mirror_standby`](crate::RolloutHandle::mirror_standby) |
 //! | `POST /plan` | starts a [rollout plan](crate::plan) from its JSON document (see [`plan_from_json`] for the format); 400 with `"field"` naming what is wrong, 409 when a plan already runs |
+//! | `POST /deploy` with `{"version": "iris-v4"}` | for an admin of a [replica](crate::store::Replica) ([`AdminBuilder::replica`]): [`deploy`](crate::store::Replica::deploy), the version the standby should hold on every replica (their loaders load it); 409 while the standby takes canary traffic, a plan runs, or for the active color's version, and for an admin of one router |
 //! | `POST /plan-pause`, `/plan-resume`, `/plan-abort`, `/plan-promote` | the running [rollout plan](crate::plan)'s [`pause`](crate::plan::PlanRun::pause), [`resume`](crate::plan::PlanRun::resume), [`abort`](crate::plan::PlanRun::abort), [`skip_to_promote`](crate::plan::PlanRun::skip_to_promote); 409 when no plan has run or it cannot (already finished, not paused) |
 //!
 //! Every `POST` answers with the new status document. For a

@@ -94,6 +94,7 @@ impl Args {
             Action::Promote => &["to", "version", "force", "expect_generation"],
             Action::Rollback => &["expect_generation"],
             Action::Split | Action::Mirror => &["fraction", "expect_generation"],
+            Action::Deploy => &["version", "expect_generation"],
             _ => &[],
         };
         if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -136,6 +137,9 @@ impl Args {
                 args.to = Some(control::Target::Version(label));
             }
             (None, None) => {}
+        }
+        if action == Action::Deploy && args.to.is_none() {
+            return Err(r#"missing field "version""#.into());
         }
         if matches!(action, Action::Split | Action::Mirror) {
             args.fraction = Some(match fields.get("fraction") {

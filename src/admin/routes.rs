@@ -27,6 +27,8 @@ pub(crate) enum Action {
     PlanPromote,
     /// `POST /plan`: starts a rollout plan from its JSON document.
     PlanStart,
+    /// `POST /deploy`: a replica's fleet-wide deploy of the next version.
+    Deploy,
     /// `GET /events`: the server-sent event stream.
     Events,
     /// `GET /history`: the sampled counters of the last minutes.
@@ -46,6 +48,7 @@ impl Action {
             "plan-abort" => Action::PlanAbort,
             "plan-promote" => Action::PlanPromote,
             "plan" => Action::PlanStart,
+            "deploy" => Action::Deploy,
             "events" => Action::Events,
             "history" => Action::History,
             _ => return None,

@@ -38,6 +38,22 @@ pub(crate) async fn steer(replica: &Replica, action: Action, args: Args) -> Resu
     result.map(|done| done.changed).map_err(refused)
 }
 
+/// `POST /deploy` for a replica: the version for the standby, fleet-wide.
+pub(crate) async fn deploy(replica: &Replica, args: Args) -> Result<bool, Reply> {
+    let mut call = replica.call();
+    if let Some(g) = args.expect {
+        call = call.expect_generation(g);
+    }
+    let label = match &args.to {
+        Some(crate::control::Target::Version(v)) => v.to_string(),
+        _ => return Err(error(StatusCode::BAD_REQUEST, r#"missing field "version""#)),
+    };
+    call.deploy(&label)
+        .await
+        .map(|done| done.changed)
+        .map_err(refused)
+}
+
 /// `POST /plan` for a replica: the plan is stored and driven fleet-wide.
 /// 400 naming the document's field, 409 when a plan runs (or the router
 /// cannot run this one), else as [`refused`].

@@ -231,6 +231,7 @@ impl RolloutHandle {
     /// [`ControlError::Invalid`] for a fraction outside `0..=1`,
     /// [`ControlError::NoMirror`] for a mirror fraction on a router that
     /// cannot mirror. Nothing changes then.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) fn assign(
         &self,
         active: Color,

@@ -259,6 +259,7 @@ pub(crate) enum Op {
         stable: Color,
     },
     /// A state from a shared store: all three at once.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     Assign {
         active: Color,
         split: f64,

@@ -176,22 +176,26 @@ impl RolloutPlan {
     }
 
     /// The mirror phase's fraction and end, if the plan has one.
+    #[cfg(feature = "store")]
     pub(crate) fn mirror_phase(&self) -> Option<(f64, MirrorUntil)> {
         self.mirror.map(|m| (m.fraction, m.until))
     }
 
     /// The bake after the promote.
+    #[cfg(feature = "store")]
     pub(crate) fn post_bake(&self) -> Duration {
         self.post_bake
     }
 
     /// How often the gates are evaluated.
+    #[cfg(feature = "store")]
     pub(crate) fn interval(&self) -> Duration {
         self.interval
     }
 
     /// Checks that `handle`'s router can run this plan (what
     /// [`start`](Self::start) checks before it takes the router).
+    #[cfg(feature = "store")]
     pub(crate) fn check_router(&self, handle: &RolloutHandle) -> Result<(), PlanError> {
         run::check_router(self, &handle.control)
     }
