@@ -62,6 +62,9 @@ pub(crate) enum Command {
     Split(FractionArgs),
     /// Copy a fraction of live requests to the standby: 0.1 or 10%.
     Mirror(FractionArgs),
+    /// Name the next version for the standby on every replica (the admin
+    /// of a replica on a shared store; each replica's loader loads it).
+    Deploy(DeployArgs),
     /// Start or steer a rollout plan.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -97,6 +100,15 @@ pub(crate) struct PromoteArgs {
     /// Promote a standby last seen not ready.
     #[arg(long)]
     pub(crate) force: bool,
+
+    #[command(flatten)]
+    pub(crate) expect: Expect,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// The version label, e.g. iris-v4.
+    pub(crate) version: String,
 
     #[command(flatten)]
     pub(crate) expect: Expect,

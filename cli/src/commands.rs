@@ -60,6 +60,11 @@ pub(crate) fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             body.insert("fraction".into(), json!(args.fraction));
             control(&client, cli, out, "mirror", body, "mirror set")
         }
+        Command::Deploy(args) => {
+            let mut body = conditional(&args.expect);
+            body.insert("version".into(), json!(args.version));
+            control(&client, cli, out, "deploy", body, "deployed")
+        }
         Command::Plan(plan) => plan_command(&client, cli, plan, out),
         Command::Models => {
             let doc = client.get_admin("models")?;

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tower_rollout::plan::PlanState;
 use tower_rollout::Color;
 
-use support::{command, fleet, one_model, predict, rollout, row, run, Run, TOKEN};
+use support::{command, fleet, one_model, predict, replica, rollout, row, run, Run, TOKEN};
 
 /// Exit codes, as `rollout --help` documents them.
 const OK: i32 = 0;
@@ -184,6 +184,50 @@ fn a_stale_generation_is_a_conflict_and_changes_nothing() {
     );
     expect(&r, OK);
     assert_eq!(handle.status().split, 0.3);
+}
+
+#[test]
+fn deploy_names_the_next_version_on_every_replica() {
+    let (server, handle, replica) = replica();
+    let r = rollout(&server, &["deploy", "v3"]);
+    expect(&r, OK);
+    assert!(r.stdout.contains("deployed"), "{r:#?}");
+    // This replica's loader loads it into the standby; then it is promoted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.version(Color::Green).as_str() != "v3" {
+        assert!(
+            Instant::now() < deadline,
+            "v3 not loaded: {:?}",
+            replica.status()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // The report under the lease says v3 once it was republished.
+        let r = rollout(&server, &["promote"]);
+        if r.code == OK {
+            break;
+        }
+        expect(&r, CONFLICT);
+        assert!(Instant::now() < deadline, "{r:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(predict(server.addr, "/predict"), "v3");
+    // A version no loader knows: written, then reported by the replica.
+    let r = rollout(&server, &["deploy", "v9"]);
+    expect(&r, OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !format!("{:?}", replica.status().loads[0]).contains("no model v9") {
+        assert!(Instant::now() < deadline, "{:?}", replica.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(predict(server.addr, "/predict"), "v3", "still served");
+    // The admin of one router cannot deploy from a label.
+    let (one, _) = one_model();
+    let r = rollout(&one, &["deploy", "v3"]);
+    expect(&r, CONFLICT);
+    assert!(r.stderr.contains("replica"), "{r:#?}");
 }
 
 #[test]

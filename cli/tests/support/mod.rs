@@ -44,12 +44,19 @@ fn model_router(prefix: &str) -> (Router, RolloutHandle) {
     (app, handle)
 }
 
-fn start(app: Router) -> Server {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("a tokio runtime");
+        .expect("a tokio runtime")
+}
+
+fn start(app: Router) -> Server {
+    start_on(runtime(), app)
+}
+
+fn start_on(runtime: tokio::runtime::Runtime, app: Router) -> Server {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind 127.0.0.1:0");
@@ -71,6 +78,44 @@ pub fn one_model() -> (Server, RolloutHandle) {
         .build()
         .unwrap();
     (start(app.nest_service("/admin", admin)), handle)
+}
+
+/// One replica of the model `iris` on an in-memory store, with a loader
+/// that knows v1, v2 and v3, its admin under `/admin`.
+pub fn replica() -> (Server, RolloutHandle, tower_rollout::store::Replica) {
+    use tower_rollout::control::VersionLabel;
+    use tower_rollout::store::{MemoryStore, Replica};
+    let (router, handle) = BlueGreenRouter::builder()
+        .versions("v1", "v2")
+        .served_by_header("x-served-by")
+        .build(version("v1"), version("v2"))
+        .expect("a valid router");
+    let deployer = router.deployer::<axum::extract::Request>();
+    let load = |v: VersionLabel| async move {
+        match v.as_str() {
+            "v1" => Ok(version("v1")),
+            "v2" => Ok(version("v2")),
+            "v3" => Ok(version("v3")),
+            other => Err(format!("no model {other}")),
+        }
+    };
+    let app = Router::new().fallback_service(router);
+    let runtime = runtime();
+    let replica = runtime.block_on(async {
+        Replica::builder(&handle, MemoryStore::new(), "iris")
+            .id("cli-replica")
+            .loader(deployer, load)
+            .start()
+            .await
+            .expect("a replica")
+    });
+    let admin = Admin::builder()
+        .token(TOKEN)
+        .replica(replica.clone())
+        .build()
+        .unwrap();
+    let server = start_on(runtime, app.nest_service("/admin", admin));
+    (server, handle, replica)
 }
 
 /// A fleet admin with the models `sentiment` and `vision` (served under
