@@ -16,7 +16,9 @@
 //! with 503) and started again (the replicas converge), then a rollout plan
 //! driven fleet-wide by an elected replica, whose driver is killed with
 //! SIGKILL mid-canary: another replica goes on from the stored phase, and
-//! the plan's timeline has each step once. `--bench N W`: N
+//! the plan's timeline has each step once, and the next version (v3) put
+//! into the idle slot through one replica, loaded by every replica's
+//! loader, then promoted. `--bench N W`: N
 //! replicas, W writes from replica to replica under client load, and the
 //! time from each write's commit until every replica applied it.
 
@@ -35,6 +37,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tower_rollout::admin::Admin;
+use tower_rollout::control::VersionLabel;
 use tower_rollout::store::Replica;
 use tower_rollout::BlueGreenRouter;
 use tower_rollout_etcd::testing::EtcdServer;
@@ -84,16 +87,28 @@ async fn replica(args: &[String]) -> Result<(), Error> {
     let [endpoint, snapshot, id] = args else {
         return Err("--replica ENDPOINT SNAPSHOT ID".into());
     };
-    let version =
-        |v: &'static str| axum::Router::new().route("/predict", post(move || async move { v }));
     let (router, handle) = BlueGreenRouter::builder()
         .versions("v1", "v2")
         .sticky_header("x-user")
         .served_by_header(SERVED_BY)
-        .build(version("v1"), version("v2"))?;
+        .build(model("v1"), model("v2"))?;
+    // The loader: the versions this demo knows are v1, v2, v3, ...
+    let load = |label: VersionLabel| async move {
+        let known = label
+            .as_str()
+            .strip_prefix('v')
+            .is_some_and(|n| n.parse::<u32>().is_ok());
+        if known {
+            Ok(model(label.as_str()))
+        } else {
+            Err(format!("no model {label}"))
+        }
+    };
+    let deployer = router.deployer::<axum::extract::Request>();
     let options = EtcdOptions::new().request_timeout(Duration::from_millis(500));
     let store = EtcdStore::connect([endpoint.as_str()], options).await?;
     let replica = Replica::builder(&handle, store, "iris")
+        .loader(deployer, load)
         .id(id)
         .report_ttl(Duration::from_secs(3))
         .snapshot_file(snapshot)
@@ -126,6 +141,18 @@ async fn replica(args: &[String]) -> Result<(), Error> {
     });
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// A model version: answers `/predict` with its label.
+fn model(label: &str) -> axum::Router {
+    let label = label.to_owned();
+    axum::Router::new().route(
+        "/predict",
+        post(move || {
+            let label = label.clone();
+            async move { label }
+        }),
+    )
 }
 
 fn unix_nanos() -> u128 {
@@ -409,6 +436,10 @@ async fn walkthrough() -> Result<(), Error> {
         "   rollback through replica 0: {code} ({})",
         refused["error"].as_str().unwrap_or("")
     );
+    if code != 503 {
+        // The replicas exit when this process (their stdin) goes.
+        return Err("a write during the outage was not refused with 503".into());
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let failed = failed_on_live(&load) - failed_before;
     println!("   users meanwhile: {failed} failed requests (every replica serves its last state)");
@@ -514,6 +545,40 @@ async fn walkthrough() -> Result<(), Error> {
     let took = until_all(&c, &procs, "green; version=v2").await?;
     println!("   each step once; every replica serves green (v2), checked after {took:?}");
 
+    println!("\n6. the next version: v3 into the idle slot (blue) through replica 2; each replica's loader loads it");
+    let (deploy_code, done) = steer(&c, &procs[2], "deploy", json!({ "version": "v3" })).await?;
+    if deploy_code != 200 {
+        return Err(format!("the deploy was refused: {deploy_code} {done}").into());
+    }
+    let start = Instant::now();
+    for p in &procs {
+        while status(&c, p).await?["colors"]["blue"]["version"] != "v3" {
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err("v3 was not loaded everywhere within 20 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    println!("   loaded on all three after {:?}", start.elapsed());
+    let start = Instant::now();
+    let refused = loop {
+        // Refused (409) until every replica's report says v3 is ready.
+        match steer(&c, &procs[0], "promote", json!({})).await? {
+            (200, _) => break None,
+            (409, _) if start.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (code, doc) => break Some(format!("{code} {doc}")),
+        }
+    };
+    if let Some(why) = refused {
+        return Err(format!("the promote of v3 was refused: {why}").into());
+    }
+    let took = until_all(&c, &procs, "blue; version=v3").await?;
+    println!(
+        "   promoted through replica 0: every replica serves blue (v3), checked after {took:?}"
+    );
+
     load.stop.store(true, Ordering::Relaxed);
     let (sent, failed) = (
         load.sent.load(Ordering::Relaxed),
@@ -533,9 +598,6 @@ async fn walkthrough() -> Result<(), Error> {
         let _ = p.child.wait();
     }
     let _ = std::fs::remove_dir_all(dir);
-    if code != 503 {
-        return Err("a write during the outage was not refused with 503".into());
-    }
     Ok(())
 }
 
