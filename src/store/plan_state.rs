@@ -59,7 +59,7 @@ pub struct StoredPlan {
     /// the post-promotion bake, whoever drives it.
     pub baseline: Option<Measurement>,
     /// Every phase entered, takeover and ending, oldest first (the last
-    /// [`TIMELINE`] of them).
+    /// 64 of them).
     pub timeline: Vec<TimelineEntry>,
 }
 
