@@ -1038,3 +1038,67 @@ fn drift_is_a_gauge_per_field_and_statistic_of_the_pair() {
         assert!(!m.contains_key(&key("ks")), "no KS for a categorical field");
     });
 }
+
+// === a replica's sync ===
+
+#[test]
+fn a_replicas_sync_is_exported_as_gauges() {
+    use tower_rollout::store::{MemoryStore, Replica};
+    capture(false, |metrics, _| async move {
+        let seen = Arc::new(AtomicU64::new(0));
+        let (_router, handle) = BlueGreenRouter::builder()
+            .build(
+                model::<String>("blue", 200, Arc::clone(&seen)),
+                model::<String>("green", 200, Arc::clone(&seen)),
+            )
+            .unwrap();
+        let store = MemoryStore::new();
+        let replica = Replica::builder(&handle, store.clone(), "iris")
+            .id("r1")
+            .report_ttl(Duration::from_secs(3))
+            .start()
+            .await
+            .unwrap();
+        // Each read of the recorder takes what changed since the last one:
+        // read once per look.
+        let look = || {
+            let m = metrics.read();
+            let g = |name: &str| {
+                m.get(&format!("{name}{{model=iris,replica=r1}}"))
+                    .map(|v| match v {
+                        DebugValue::Gauge(g) => g.into_inner(),
+                        other => panic!("{name}: {other:?}"),
+                    })
+            };
+            (
+                g("rollout_replica_applied_revision"),
+                g("rollout_replica_stale_seconds"),
+                g("rollout_replica_ready"),
+            )
+        };
+        let done = replica.promote().await.unwrap();
+        let (applied, stale, ready) = look();
+        assert_eq!(applied, Some(done.revision as f64));
+        assert_eq!((stale, ready), (Some(0.0), Some(1.0)));
+        // The store goes away: the staleness rises (set at every report,
+        // a third of the time to live), the state applied stays, ready.
+        store.set_available(false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (applied, stale, ready) = look();
+            if stale.is_some_and(|s| s >= 0.5) {
+                assert_eq!(applied, Some(done.revision as f64));
+                assert_eq!(ready, Some(1.0));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never stale");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        store.set_available(true);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while look().1 != Some(0.0) {
+            assert!(std::time::Instant::now() < deadline, "still stale");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}

@@ -104,6 +104,8 @@
 
 mod api;
 mod drive;
+#[cfg(feature = "metrics")]
+mod gauges;
 mod loader;
 mod memory;
 mod plan_state;
@@ -128,4 +130,5 @@ pub use state::{RolloutState, StateError};
 pub use window::{Compared, ReplicaWindow};
 pub use write::{Committed, SyncCall, SyncError};
 
+#[cfg(feature = "admin")]
 pub(crate) use write::unix_ms;

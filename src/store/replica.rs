@@ -439,6 +439,8 @@ impl Inner {
         {
             s.last_error = None;
         }
+        drop(s);
+        self.export_gauges();
     }
 
     /// After a compaction at `compacted`: reads the state again and, once
@@ -458,6 +460,25 @@ impl Inner {
             s.since = Instant::now();
         }
         s.last_error = Some(format!("store: {reason}"));
+        drop(s);
+        self.export_gauges();
+    }
+
+    /// The sync as `metrics` gauges (see `gauges.rs`); nothing without the
+    /// `metrics` feature.
+    pub(super) fn export_gauges(&self) {
+        #[cfg(feature = "metrics")]
+        {
+            let s = self.lock();
+            let gauges = super::gauges::SyncGauges {
+                model: &self.model,
+                replica: &self.id,
+                applied_revision: s.applied.as_ref().map_or(0, |a| a.revision),
+                stale_for: (!s.connected).then(|| s.since.elapsed()),
+                ready: self.ready(&s),
+            };
+            super::gauges::export(&gauges);
+        }
     }
 
     /// Applies a watched or read entry, unless already seen.
@@ -550,6 +571,7 @@ impl Inner {
         s.applied = Some(snap);
         s.last_error = problem;
         drop(s);
+        self.export_gauges();
         self.applied.send_replace(revision);
     }
 }
@@ -700,6 +722,7 @@ pub(super) async fn report(inner: Weak<Inner>, mut stopped: watch::Receiver<()>)
         }
         // The plan task publishes windows and campaigns under it.
         replica.track().lease = lease;
+        replica.export_gauges();
         if let Ok(reports) = replica.list_reports().await {
             *replica.fleet.lock().unwrap_or_else(|e| e.into_inner()) = reports;
         }

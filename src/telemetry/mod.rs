@@ -59,6 +59,7 @@
 //! | `rollout_compare_total` | counter | `name`, `layer`, `outcome` | how each sampled comparison ended: `matched`, `mismatched`, `shadow_error`, `shadow_timeout`, `skipped_over_cap`, `skipped_primary_failed`, `skipped_not_started`, `skipped_dropped`, `comparator_panic` or `schema_break` (one side answered 2xx, the other 4xx) |
 //! | `rollout_compare_duration_seconds` | histogram | `name`, `layer`, `side` | latency of compared requests, `side` `primary` or `shadow` |
 //! | `rollout_compare_field_mismatches_total` | counter | `name`, `layer`, `field` | differences per field (a JSON pointer, or `status`, `body`, …); at most 32 distinct fields per comparator, the rest counted under `field="(other)"` |
+//! | `rollout_replica_applied_revision`, `rollout_replica_stale_seconds`, `rollout_replica_ready` | gauge | `model`, `replica` | with feature `store`, for each [`Replica`](crate::store::Replica): the store revision applied, how long the store has been unreachable (0 while connected; set at each contact, each failed attempt and each report), and 1 while ready |
 //!
 //! These are the same numbers the handles report as plain snapshots
 //! ([`RolloutHandle::status`](crate::RolloutHandle::status),
