@@ -157,6 +157,22 @@ fn cas_txn(key: &str, expected: i64, value: Bytes) -> Txn {
         .or_else([TxnOp::get(key, None)])
 }
 
+/// The transaction of a guarded compare-and-set: `cas_txn`'s, on the
+/// condition too that `guard` is at `guard_revision`.
+fn guarded_txn(key: &str, expected: i64, value: Bytes, guard: &str, guard_revision: i64) -> Txn {
+    let unchanged = match expected {
+        0 => Compare::version(key, CompareOp::Equal, 0),
+        _ => Compare::mod_revision(key, CompareOp::Equal, expected),
+    };
+    Txn::new()
+        .when([
+            unchanged,
+            Compare::mod_revision(guard, CompareOp::Equal, guard_revision),
+        ])
+        .and_then([TxnOp::put(key, Vec::from(value), None)])
+        .or_else([TxnOp::get(key, None)])
+}
+
 /// The transaction of a create under a lease: put `value` with `lease` if
 /// the key does not exist, else read the key.
 fn create_txn(key: &str, value: Bytes, lease: i64) -> Txn {
@@ -371,6 +387,46 @@ impl StateStore for EtcdStore {
                     }
                     Err(err) => Err(endpoints.failed(call, &err)),
                 }
+            })
+            .await
+        })
+    }
+
+    fn compare_and_set_guarded<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: Bytes,
+        guard: &'a str,
+        guard_revision: u64,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let key = self.etcd_key(key);
+            let guard = self.etcd_key(guard);
+            let call = Call::CompareAndSet(&key);
+            let endpoints = &self.inner.endpoints;
+            self.bounded(call, async {
+                let failed = |err| endpoints.failed(call, &err);
+                let (Ok(expected_revision), Ok(guard_revision)) =
+                    (i64::try_from(expected), i64::try_from(guard_revision))
+                else {
+                    // No etcd revision is that large: a conflict.
+                    let current = revision_in(&self.read(&key).await.map_err(failed)?);
+                    return Err(StoreError::Conflict { expected, current });
+                };
+                let txn = guarded_txn(&key, expected_revision, value, &guard, guard_revision);
+                let mut kv = self.inner.kv.clone();
+                let (response, retried) = match kv.txn(txn.clone()).await {
+                    // As a compare-and-set: a second attempt is safe.
+                    Err(err) if no_answer(&err) => (kv.txn(txn).await.map_err(failed)?, true),
+                    answered => (answered.map_err(failed)?, false),
+                };
+                let answer = CasAnswer {
+                    response,
+                    expected,
+                    retried,
+                };
+                answer.outcome(endpoints, call)
             })
             .await
         })

@@ -151,6 +151,26 @@ pub trait StateStore: Send + Sync + 'static {
         Box::pin(async { Err(StoreError::NoLeases) })
     }
 
+    /// [`compare_and_set`](Self::compare_and_set), on the condition too that
+    /// `guard` is still at revision `guard_revision` (its last write): in
+    /// one transaction, so a write fenced by a key (a fleet-wide plan's
+    /// driver writes only while its election key, won at that revision,
+    /// still exists) never lands after the key is gone.
+    /// [`StoreError::Conflict`] (with `key`'s revision) when either moved.
+    /// A store that keeps leased keys implements this too: fleet-wide plans
+    /// need both. The default: [`StoreError::NoLeases`].
+    fn compare_and_set_guarded<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: Bytes,
+        guard: &'a str,
+        guard_revision: u64,
+    ) -> StoreFuture<'a, u64> {
+        let _ = (key, expected, value, guard, guard_revision);
+        Box::pin(async { Err(StoreError::NoLeases) })
+    }
+
     /// Every key under `prefix` that has a value, with it, in key order.
     /// The default: [`StoreError::NoLeases`] (only leased reports are
     /// listed).

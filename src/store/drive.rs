@@ -4,11 +4,13 @@
 //! gates on their sums and writes each phase change as one compare-and-set
 //! of the document.
 //!
-//! Fencing: every write of the driver is a compare-and-set on the revision
-//! it read, and carries its term (the revision at which it won the
-//! election). A driver that finds a later term in the document, or the
-//! election key not its own, stops; one that finds an earlier term writes
-//! its own first (a takeover) and goes on from the stored phase.
+//! Fencing: every write of the driver is one transaction that holds only
+//! while the state is at the revision it read *and* its election key is
+//! still at its term (the revision at which it won the election): once
+//! its lease expired and the key is gone, nothing it writes lands. The
+//! document carries the term; a driver that finds a later one, or the key
+//! not its own, stops; one that finds an earlier term writes its own first
+//! (a takeover) and goes on from the stored phase.
 
 use std::fmt;
 use std::sync::Weak;
@@ -21,7 +23,7 @@ use super::plan_state::{StoredPhase, StoredPlan, StoredPlanState};
 use super::replica::{Inner, Replica};
 use super::state::RolloutState;
 use super::window::{self, Driving, PendingAbort, ReplicaWindow};
-use super::write::{everywhere, read_state, unix_ms, write_state};
+use super::write::{everywhere, read_state, unix_ms, write_fenced, write_state, Fence};
 use super::{Committed, SyncError};
 use crate::control::ControlError;
 use crate::plan::document::plan_document;
@@ -616,6 +618,11 @@ impl Inner {
         let Ok((revision, current)) = read_state(self).await else {
             return true;
         };
+        let key = self.driver_key();
+        let fence = Some(Fence {
+            key: &key,
+            revision: d.term,
+        });
         let Some(stored) = current
             .plan
             .clone()
@@ -640,7 +647,7 @@ impl Inner {
                     now,
                 );
             }
-            let _ = write_state(self, revision, &current, next).await;
+            let _ = write_fenced(self, revision, &current, next, fence).await;
             return true;
         }
         let plan = match stored_plan(&stored) {
@@ -653,7 +660,7 @@ impl Inner {
                     &self.id,
                     now,
                 );
-                let _ = write_state(self, revision, &current, next).await;
+                let _ = write_fenced(self, revision, &current, next, fence).await;
                 return false;
             }
         };
@@ -666,7 +673,7 @@ impl Inner {
             let mut next = current.clone();
             let why = "the stored phase is not one of the plan's".to_owned();
             abort(&mut next, why, &self.id, now);
-            let _ = write_state(self, revision, &current, next).await;
+            let _ = write_fenced(self, revision, &current, next, fence).await;
             return false;
         }
         let fleet = self.fleet_sum(&current);
@@ -712,7 +719,7 @@ impl Inner {
             holding,
         });
         if wrote {
-            let _ = write_state(self, revision, &current, next).await;
+            let _ = write_fenced(self, revision, &current, next, fence).await;
         }
         true
     }

@@ -284,6 +284,28 @@ impl StateStore for MemoryStore {
         })
     }
 
+    fn compare_and_set_guarded<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: Bytes,
+        guard: &'a str,
+        guard_revision: u64,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut mem = self.lock();
+            mem.check()?;
+            let current = mem.revision_of(key);
+            if current != expected || mem.revision_of(guard) != guard_revision {
+                return Err(StoreError::Conflict { expected, current });
+            }
+            let revision = mem.write(key, Some(value));
+            drop(mem);
+            self.inner.revision.send_replace(revision);
+            Ok(revision)
+        })
+    }
+
     fn create_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let mut mem = self.lock();

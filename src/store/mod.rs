@@ -93,9 +93,10 @@
 //!   promote waits (holds) until every live replica holds the candidate
 //!   ready. If the driver dies, its lease expires and another replica wins
 //!   the key, writes its term and goes on from the stored phase: a phase is
-//!   entered once, and a driver that finds a later term stops (its writes
-//!   are compare-and-sets on the revision it read, so none lands after
-//!   another's). While the store cannot be reached nothing is written, so
+//!   entered once, and a driver that finds a later term stops; each of its
+//!   writes holds only while the state is at the revision it read and its
+//!   election key still exists ([`StateStore::compare_and_set_guarded`]),
+//!   so no two drive at once. While the store cannot be reached nothing is written, so
 //!   the plan stands still; [`Replica::abort_plan`] then serves the stable
 //!   color on this replica at once and writes the abort when the store is
 //!   back ([`PlanAbort::Pending`]). A control call by hand supersedes the

@@ -48,9 +48,9 @@ pub struct StoredPlan {
     /// The replica driving it (`None` until one is elected).
     pub driver: Option<String>,
     /// The driver's term: the store revision at which it won the election.
-    /// A driver that finds a later term here stops; its writes are
-    /// compare-and-sets on the revision it read, so none of them lands
-    /// after the new driver's first write.
+    /// A driver that finds a later term here stops; each of its writes
+    /// holds only while its election key is still at its term, so none
+    /// lands once its lease expired.
     pub term: u64,
     /// When the plan started (the starter's clock, Unix milliseconds).
     pub started_unix_ms: u64,

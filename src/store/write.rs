@@ -380,7 +380,27 @@ pub(super) async fn write_state(
     inner: &Inner,
     revision: u64,
     current: &RolloutState,
+    next: RolloutState,
+) -> Result<Committed, SyncError> {
+    write_fenced(inner, revision, current, next, None).await
+}
+
+/// A key that must still be at a revision for a write to land: a
+/// fleet-wide plan's driver writes only while its election key, won at its
+/// term, exists.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fence<'a> {
+    pub(super) key: &'a str,
+    pub(super) revision: u64,
+}
+
+/// [`write_state`], fenced by `fence` when given (one transaction).
+pub(super) async fn write_fenced(
+    inner: &Inner,
+    revision: u64,
+    current: &RolloutState,
     mut next: RolloutState,
+    fence: Option<Fence<'_>>,
 ) -> Result<Committed, SyncError> {
     next.generation = current
         .generation
@@ -389,9 +409,13 @@ pub(super) async fn write_state(
             revision,
             reason: "the generation is at its largest value".into(),
         })?;
-    let write = inner
-        .store
-        .compare_and_set(&inner.key, revision, Bytes::from(next.to_json()));
+    let value = Bytes::from(next.to_json());
+    let write = match fence {
+        None => inner.store.compare_and_set(&inner.key, revision, value),
+        Some(f) => inner
+            .store
+            .compare_and_set_guarded(&inner.key, revision, value, f.key, f.revision),
+    };
     match within(tokio::time::timeout(inner.timeout, write).await)? {
         Ok(new) => {
             inner.applied_state(new, next.clone(), Source::Store);

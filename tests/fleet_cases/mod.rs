@@ -440,6 +440,22 @@ impl StateStore for Cut {
         })
     }
 
+    fn compare_and_set_guarded<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: Bytes,
+        guard: &'a str,
+        guard_revision: u64,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            self.check()?;
+            self.store
+                .compare_and_set_guarded(key, expected, value, guard, guard_revision)
+                .await
+        })
+    }
+
     fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, Entry)>> {
         Box::pin(async move {
             self.check()?;
