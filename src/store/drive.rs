@@ -497,10 +497,11 @@ pub(super) async fn run(inner: Weak<Inner>, mut stopped: watch::Receiver<()>) {
                 driver = Some(Driver {
                     term,
                     plan_id: plan.id,
+                    clock: None,
                 });
             }
         }
-        if let Some(d) = &driver {
+        if let Some(d) = &mut driver {
             if !replica.drive(d).await {
                 driver = None;
                 replica.track().driving = None;
@@ -525,6 +526,43 @@ struct Published {
 struct Driver {
     term: u64,
     plan_id: u64,
+    /// The bake of the phase, on this process's monotonic clock from the
+    /// moment it first saw the phase (the stored wall-clock start read
+    /// once): a jump of the wall clock does not shorten or stall a bake.
+    clock: Option<PhaseClock>,
+}
+
+/// Where [`Driver::baked`] counts from.
+struct PhaseClock {
+    seq: u64,
+    entered_unix_ms: u64,
+    at: tokio::time::Instant,
+    baked: Duration,
+}
+
+impl Driver {
+    /// The bake time of the stored plan's phase.
+    fn baked(&mut self, stored: &StoredPlan, now: u64) -> Duration {
+        if let Some(paused) = stored.paused_baked_ms {
+            self.clock = None;
+            return Duration::from_millis(paused);
+        }
+        match &self.clock {
+            Some(c) if c.seq == stored.seq && c.entered_unix_ms == stored.entered_unix_ms => {
+                c.baked + c.at.elapsed()
+            }
+            _ => {
+                let baked = Duration::from_millis(baked_ms(stored, now));
+                self.clock = Some(PhaseClock {
+                    seq: stored.seq,
+                    entered_unix_ms: stored.entered_unix_ms,
+                    at: tokio::time::Instant::now(),
+                    baked,
+                });
+                baked
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -604,7 +642,7 @@ impl Inner {
     /// drives the plan (its key is gone, a later term wrote, or the plan
     /// ended). A store that cannot be reached freezes the plan: true,
     /// nothing written.
-    async fn drive(&self, d: &Driver) -> bool {
+    async fn drive(&self, d: &mut Driver) -> bool {
         if self.track().pending_abort.is_some() {
             // This replica's own abort goes first.
             return true;
@@ -677,7 +715,8 @@ impl Inner {
             return false;
         }
         let fleet = self.fleet_sum(&current);
-        let verdicts = self.judge(&stored, &plan, &fleet, now);
+        let baked = d.baked(&stored, now);
+        let verdicts = self.judge(&stored, &plan, &fleet, baked);
         let failed = verdicts.iter().find_map(|g| match &g.verdict {
             GateVerdict::Fail(detail) => Some(format!("gate {}: {detail}", g.gate)),
             _ => None,
@@ -688,7 +727,7 @@ impl Inner {
             abort(&mut next, reason, &self.id, now);
             true
         } else if stored.state == StoredPlanState::Paused
-            || !phase_over(&stored, &plan, &self.track().windows, now)
+            || !phase_over(&stored, &plan, &self.track().windows, baked)
         {
             false
         } else {
@@ -739,7 +778,7 @@ impl Inner {
         stored: &StoredPlan,
         plan: &RolloutPlan,
         fleet: &window::FleetSum,
-        now: u64,
+        baked: Duration,
     ) -> Vec<GateStatus> {
         let local = shadow_counts(&self.handle.control);
         #[cfg(feature = "drift")]
@@ -761,7 +800,7 @@ impl Inner {
             schema_breaks: fleet.compared.schema_breaks,
             reshaped: fleet.compared.reshaped,
             structure: &local.structure,
-            baked: Duration::from_millis(baked_ms(stored, now)),
+            baked,
             #[cfg(feature = "drift")]
             drift: &local.drift,
             #[cfg(feature = "drift")]
@@ -840,9 +879,8 @@ fn phase_over(
     stored: &StoredPlan,
     plan: &RolloutPlan,
     windows: &[ReplicaWindow],
-    now: u64,
+    baked: Duration,
 ) -> bool {
-    let baked = Duration::from_millis(baked_ms(stored, now));
     match stored.phase {
         StoredPhase::Mirror => match plan.mirror_phase().map(|m| m.1) {
             Some(MirrorUntil::Elapsed(d)) => baked >= d,
