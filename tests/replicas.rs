@@ -661,3 +661,31 @@ async fn a_router_that_cannot_mirror_takes_the_rest_of_the_state() {
     let error = p.status().last_error.unwrap();
     assert!(error.contains("cannot mirror"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_in_one_process_get_distinct_default_ids() {
+    let store = MemoryStore::new();
+    let (_ra, ha) = new_router();
+    let (_rb, hb) = new_router();
+    let a = Replica::builder(&ha, store.clone(), "iris")
+        .report_ttl(Duration::from_secs(3))
+        .start()
+        .await
+        .unwrap();
+    let b = Replica::builder(&hb, store.clone(), "iris")
+        .report_ttl(Duration::from_secs(3))
+        .start()
+        .await
+        .unwrap();
+    let (ida, idb) = (a.status().id, b.status().id);
+    assert_ne!(ida, idb);
+    // Both report, under keys of their own.
+    until("both in the fleet view", || {
+        let mut ids: Vec<String> = a.fleet().into_iter().map(|r| r.id).collect();
+        ids.sort();
+        let mut want = vec![ida.clone(), idb.clone()];
+        want.sort();
+        ids == want
+    })
+    .await;
+}

@@ -169,8 +169,10 @@ impl ReplicaBuilder {
 
     /// This replica's id in the fleet view: its report's key is
     /// `models/{model}/replicas/{id}`. Default: the `HOSTNAME` variable (a
-    /// Kubernetes pod's name), else `replica-{pid}`. The same rules as a
-    /// model's name.
+    /// Kubernetes pod's name), else `replica-{pid}`, for the first replica
+    /// started in the process; `{that}-2`, `{that}-3`, ... for the next
+    /// ones, so that replicas in one process never share a key. The same
+    /// rules as a model's name.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self

@@ -24,12 +24,7 @@ impl ReplicaBuilder {
     /// replica starts on the snapshot or the default and keeps trying.
     pub async fn start(self) -> Result<Replica, ConfigError> {
         check_model_name(&self.model)?;
-        let id = self.id.unwrap_or_else(|| {
-            std::env::var("HOSTNAME")
-                .ok()
-                .filter(|h| check_model_name(h).is_ok())
-                .unwrap_or_else(|| format!("replica-{}", std::process::id()))
-        });
+        let id = self.id.unwrap_or_else(default_id);
         check_model_name(&id)?;
         if self.report_ttl < Duration::from_secs(3) {
             return Err(ConfigError::TooSmall {
@@ -83,5 +78,21 @@ impl ReplicaBuilder {
         tokio::spawn(super::drive::run(Arc::downgrade(&inner), stopped.clone()));
         tokio::spawn(run(Arc::downgrade(&inner), stopped));
         Ok(Replica { inner })
+    }
+}
+
+/// The default id: the `HOSTNAME` (else `replica-{pid}`) for the first
+/// replica started in this process, `{that}-2`, `{that}-3`, ... for the
+/// next ones (replicas of one model in one process, as in tests, must not
+/// share their report and window keys).
+fn default_id() -> String {
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| check_model_name(h).is_ok())
+        .unwrap_or_else(|| format!("replica-{}", std::process::id()));
+    match STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => host,
+        n => format!("{host}-{}", n.saturating_add(1)),
     }
 }
