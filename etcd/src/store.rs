@@ -144,46 +144,29 @@ fn revision_in(response: &GetResponse) -> u64 {
         .map_or(0, |kv| watch::revision(kv.mod_revision()))
 }
 
-/// The transaction of a compare-and-set: put `value` if the key is still
-/// at `expected` (0: absent, version 0), else read the key.
-fn cas_txn(key: &str, expected: i64, value: Bytes) -> Txn {
-    let unchanged = match expected {
+/// The condition that `key` is still at `revision` (0: absent, version 0).
+fn unchanged(key: &str, revision: i64) -> Compare {
+    match revision {
         0 => Compare::version(key, CompareOp::Equal, 0),
-        _ => Compare::mod_revision(key, CompareOp::Equal, expected),
-    };
+        _ => Compare::mod_revision(key, CompareOp::Equal, revision),
+    }
+}
+
+/// The transaction of every conditional write: put `value` (under
+/// `lease`, if given) when all of `when` hold, else read the key.
+fn cas_txn(key: &str, when: Vec<Compare>, value: Bytes, lease: Option<i64>) -> Txn {
+    let options = lease.map(|id| PutOptions::new().with_lease(id));
     Txn::new()
-        .when([unchanged])
-        .and_then([TxnOp::put(key, Vec::from(value), None)])
+        .when(when)
+        .and_then([TxnOp::put(key, Vec::from(value), options)])
         .or_else([TxnOp::get(key, None)])
 }
 
-/// The transaction of a guarded compare-and-set: `cas_txn`'s, on the
-/// condition too that `guard` is at `guard_revision`.
-fn guarded_txn(key: &str, expected: i64, value: Bytes, guard: &str, guard_revision: i64) -> Txn {
-    let unchanged = match expected {
-        0 => Compare::version(key, CompareOp::Equal, 0),
-        _ => Compare::mod_revision(key, CompareOp::Equal, expected),
-    };
-    Txn::new()
-        .when([
-            unchanged,
-            Compare::mod_revision(guard, CompareOp::Equal, guard_revision),
-        ])
-        .and_then([TxnOp::put(key, Vec::from(value), None)])
-        .or_else([TxnOp::get(key, None)])
-}
-
-/// The transaction of a create under a lease: put `value` with `lease` if
-/// the key does not exist, else read the key.
-fn create_txn(key: &str, value: Bytes, lease: i64) -> Txn {
-    Txn::new()
-        .when([Compare::version(key, CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key,
-            Vec::from(value),
-            Some(PutOptions::new().with_lease(lease)),
-        )])
-        .or_else([TxnOp::get(key, None)])
+/// A key that must still be at a revision for a write to land.
+#[derive(Clone, Copy)]
+struct Guard<'a> {
+    key: &'a str,
+    revision: u64,
 }
 
 /// etcd's answer to a compare-and-set's transaction.
@@ -244,6 +227,76 @@ struct Opened {
     first: Option<WatchResponse>,
 }
 
+impl EtcdStore {
+    /// A compare-and-set of `key` at `expected`, on `guard`'s revision too
+    /// when given: one transaction.
+    async fn cas(
+        &self,
+        key: &str,
+        expected: u64,
+        value: Bytes,
+        guard: Option<Guard<'_>>,
+    ) -> Result<u64, StoreError> {
+        let key = self.etcd_key(key);
+        let call = Call::CompareAndSet(&key);
+        let endpoints = &self.inner.endpoints;
+        self.bounded(call, async {
+            let failed = |err| endpoints.failed(call, &err);
+            let guard = guard.map(|g| (self.etcd_key(g.key), i64::try_from(g.revision)));
+            let (Ok(expected_revision), None | Some((_, Ok(_)))) =
+                (i64::try_from(expected), &guard)
+            else {
+                // No etcd revision is that large: a conflict, whatever
+                // the key holds.
+                let current = revision_in(&self.read(&key).await.map_err(failed)?);
+                return Err(StoreError::Conflict { expected, current });
+            };
+            let mut when = vec![unchanged(&key, expected_revision)];
+            if let Some((guard, Ok(revision))) = &guard {
+                when.push(Compare::mod_revision(
+                    guard.as_str(),
+                    CompareOp::Equal,
+                    *revision,
+                ));
+            }
+            let txn = cas_txn(&key, when, value, None);
+            self.run_cas(call, txn, expected, None).await
+        })
+        .await
+    }
+
+    /// Runs a conditional write's transaction, once more when etcd gave no
+    /// answer (safe: it is conditional, and its success proves the first
+    /// did not apply). Under `lease`, etcd's refusal of an unknown lease is
+    /// [`StoreError::LeaseExpired`].
+    async fn run_cas(
+        &self,
+        call: Call<'_>,
+        txn: Txn,
+        expected: u64,
+        lease: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let endpoints = &self.inner.endpoints;
+        let failed = |err: etcd_client::Error| match lease {
+            Some(lease) if err.to_string().contains("requested lease not found") => {
+                StoreError::LeaseExpired { lease }
+            }
+            _ => endpoints.failed(call, &err),
+        };
+        let mut kv = self.inner.kv.clone();
+        let (response, retried) = match kv.txn(txn.clone()).await {
+            Err(err) if no_answer(&err) => (kv.txn(txn).await.map_err(failed)?, true),
+            answered => (answered.map_err(failed)?, false),
+        };
+        let answer = CasAnswer {
+            response,
+            expected,
+            retried,
+        };
+        answer.outcome(endpoints, call)
+    }
+}
+
 impl StateStore for EtcdStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>> {
         Box::pin(async move {
@@ -265,36 +318,7 @@ impl StateStore for EtcdStore {
         expected: u64,
         value: Bytes,
     ) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let key = self.etcd_key(key);
-            let call = Call::CompareAndSet(&key);
-            let endpoints = &self.inner.endpoints;
-            self.bounded(call, async {
-                let failed = |err| endpoints.failed(call, &err);
-                let Ok(expected_revision) = i64::try_from(expected) else {
-                    // No etcd revision is that large: a conflict, whatever
-                    // the key holds.
-                    let current = revision_in(&self.read(&key).await.map_err(failed)?);
-                    return Err(StoreError::Conflict { expected, current });
-                };
-                let txn = cas_txn(&key, expected_revision, value);
-                let mut kv = self.inner.kv.clone();
-                let (response, retried) = match kv.txn(txn.clone()).await {
-                    // The write may or may not have been applied; trying
-                    // again is safe (it is a compare-and-set too), and its
-                    // success proves the first did not apply.
-                    Err(err) if no_answer(&err) => (kv.txn(txn).await.map_err(failed)?, true),
-                    answered => (answered.map_err(failed)?, false),
-                };
-                let answer = CasAnswer {
-                    response,
-                    expected,
-                    retried,
-                };
-                answer.outcome(endpoints, call)
-            })
-            .await
-        })
+        Box::pin(self.cas(key, expected, value, None))
     }
 
     fn watch<'a>(&'a self, key: &'a str, after: u64) -> StoreFuture<'a, WatchStream> {
@@ -400,69 +424,21 @@ impl StateStore for EtcdStore {
         guard: &'a str,
         guard_revision: u64,
     ) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let key = self.etcd_key(key);
-            let guard = self.etcd_key(guard);
-            let call = Call::CompareAndSet(&key);
-            let endpoints = &self.inner.endpoints;
-            self.bounded(call, async {
-                let failed = |err| endpoints.failed(call, &err);
-                let (Ok(expected_revision), Ok(guard_revision)) =
-                    (i64::try_from(expected), i64::try_from(guard_revision))
-                else {
-                    // No etcd revision is that large: a conflict.
-                    let current = revision_in(&self.read(&key).await.map_err(failed)?);
-                    return Err(StoreError::Conflict { expected, current });
-                };
-                let txn = guarded_txn(&key, expected_revision, value, &guard, guard_revision);
-                let mut kv = self.inner.kv.clone();
-                let (response, retried) = match kv.txn(txn.clone()).await {
-                    // As a compare-and-set: a second attempt is safe.
-                    Err(err) if no_answer(&err) => (kv.txn(txn).await.map_err(failed)?, true),
-                    answered => (answered.map_err(failed)?, false),
-                };
-                let answer = CasAnswer {
-                    response,
-                    expected,
-                    retried,
-                };
-                answer.outcome(endpoints, call)
-            })
-            .await
-        })
+        let guard = Guard {
+            key: guard,
+            revision: guard_revision,
+        };
+        Box::pin(self.cas(key, expected, value, Some(guard)))
     }
 
     fn create_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let key = self.etcd_key(key);
             let call = Call::CreateLeased(&key);
-            let endpoints = &self.inner.endpoints;
             let id = i64::try_from(lease).unwrap_or(i64::MAX);
-            self.bounded(call, async {
-                let txn = create_txn(&key, value, id);
-                let mut kv = self.inner.kv.clone();
-                let lost = |err: etcd_client::Error| {
-                    // etcd refuses a put under a lease it does not have.
-                    if err.to_string().contains("requested lease not found") {
-                        StoreError::LeaseExpired { lease }
-                    } else {
-                        endpoints.failed(call, &err)
-                    }
-                };
-                let (response, retried) = match kv.txn(txn.clone()).await {
-                    // As a compare-and-set: a second attempt is safe, and
-                    // a conflict after it may be with the first's write.
-                    Err(err) if no_answer(&err) => (kv.txn(txn).await.map_err(lost)?, true),
-                    answered => (answered.map_err(lost)?, false),
-                };
-                let answer = CasAnswer {
-                    response,
-                    expected: 0,
-                    retried,
-                };
-                answer.outcome(endpoints, call)
-            })
-            .await
+            let txn = cas_txn(&key, vec![unchanged(&key, 0)], value, Some(id));
+            self.bounded(call, self.run_cas(call, txn, 0, Some(lease)))
+                .await
         })
     }
 

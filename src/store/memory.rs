@@ -213,6 +213,30 @@ impl Mem {
     }
 }
 
+impl MemoryStore {
+    /// A compare-and-set of `key` at `expected`, on the condition too that
+    /// the guard key is at its revision, when given.
+    fn cas(
+        &self,
+        key: &str,
+        expected: u64,
+        value: Bytes,
+        guard: Option<(&str, u64)>,
+    ) -> Result<u64, StoreError> {
+        let mut mem = self.lock();
+        mem.check()?;
+        let current = mem.revision_of(key);
+        let guarded = guard.is_none_or(|(g, at)| mem.revision_of(g) == at);
+        if current != expected || !guarded {
+            return Err(StoreError::Conflict { expected, current });
+        }
+        let revision = mem.write(key, Some(value));
+        drop(mem);
+        self.inner.revision.send_replace(revision);
+        Ok(revision)
+    }
+}
+
 impl StateStore for MemoryStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Entry>> {
         Box::pin(async move {
@@ -228,18 +252,7 @@ impl StateStore for MemoryStore {
         expected: u64,
         value: Bytes,
     ) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let mut mem = self.lock();
-            mem.check()?;
-            let current = mem.revision_of(key);
-            if current != expected {
-                return Err(StoreError::Conflict { expected, current });
-            }
-            let revision = mem.write(key, Some(value));
-            drop(mem);
-            self.inner.revision.send_replace(revision);
-            Ok(revision)
-        })
+        Box::pin(async move { self.cas(key, expected, value, None) })
     }
 
     fn grant(&self, ttl: Duration) -> StoreFuture<'_, u64> {
@@ -292,18 +305,7 @@ impl StateStore for MemoryStore {
         guard: &'a str,
         guard_revision: u64,
     ) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let mut mem = self.lock();
-            mem.check()?;
-            let current = mem.revision_of(key);
-            if current != expected || mem.revision_of(guard) != guard_revision {
-                return Err(StoreError::Conflict { expected, current });
-            }
-            let revision = mem.write(key, Some(value));
-            drop(mem);
-            self.inner.revision.send_replace(revision);
-            Ok(revision)
-        })
+        Box::pin(async move { self.cas(key, expected, value, Some((guard, guard_revision))) })
     }
 
     fn create_leased<'a>(&'a self, key: &'a str, value: Bytes, lease: u64) -> StoreFuture<'a, u64> {
